@@ -1,0 +1,391 @@
+//! All daemon configuration, read in one place: command-line flags override
+//! environment variables, which override defaults. A bad value is a start-up
+//! error that names the variable (or flag) it came from.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::clientip::TrustedProxies;
+
+/// Flags of `crewshipd`. Every flag has an environment twin (see README).
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "crewshipd",
+    version,
+    about = "Control-plane daemon for crews of AI agents"
+)]
+pub struct Flags {
+    /// Address to listen on [env: CREWSHIP_HOST] [default: 0.0.0.0]
+    #[arg(long)]
+    pub host: Option<String>,
+    /// TCP port; 0 picks a free one [env: CREWSHIP_PORT] [default: 8080]
+    #[arg(long)]
+    pub port: Option<String>,
+    /// Data directory, created if missing [env: CREWSHIP_DATA_DIR] [default: ~/.crewship]
+    #[arg(long)]
+    pub data_dir: Option<String>,
+    /// Database URL [env: CREWSHIP_DATABASE_URL] [default: sqlite file in the data dir]
+    #[arg(long)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {source_name}={value:?}: {reason}")]
+pub struct ConfigError {
+    pub source_name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database_path: PathBuf,
+    pub api_token: Option<String>,
+    pub trusted_proxies: TrustedProxies,
+    pub hostname: String,
+    pub metrics_token: Option<String>,
+    pub metrics_allow_loopback: bool,
+    pub metrics_cache_ttl: Duration,
+    pub rate_card: Option<PathBuf>,
+    pub journal_archive_after: Duration,
+    pub journal_retention: Duration,
+    pub journal_archive_interval: Duration,
+    pub journal_archive_batch: usize,
+    pub stats_interval: Duration,
+    pub docker_host: String,
+    pub cancel_grace: Duration,
+    pub max_attempts: u32,
+    pub run_output_limit: usize,
+    pub body_limit: usize,
+    pub ws_auth_timeout: Duration,
+}
+
+/// A source of raw settings: a flag value if given, else the environment.
+struct Source<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Source<'_> {
+    /// The raw value and the name to blame if it is bad.
+    fn get(&self, flag: Option<&String>, flag_name: &str, var: &str) -> Option<(String, String)> {
+        if let Some(v) = flag {
+            return Some((v.clone(), flag_name.to_string()));
+        }
+        (self.env)(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| (v, var.to_string()))
+    }
+
+    fn env(&self, var: &str) -> Option<(String, String)> {
+        self.get(None, "", var)
+    }
+}
+
+fn bad(source_name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        source_name: source_name.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_with<T>(
+    raw: Option<(String, String)>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some((value, name)) => parse(value.trim()).map_err(|reason| bad(&name, &value, reason)),
+    }
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration like 15s, 500ms or 30d ({e})"))
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, String> {
+    match s.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err("expected a positive whole number".into()),
+    }
+}
+
+fn token(raw: Option<(String, String)>) -> Option<String> {
+    raw.map(|(v, _)| v).filter(|v| !v.is_empty())
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn database_path(url: &str, data_dir: &Path) -> Result<PathBuf, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(
+            "the PostgreSQL backend is not available in this build; use a sqlite: URL".into(),
+        );
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or("expected sqlite:PATH (or sqlite://PATH)")?;
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err("expected a file path (an in-memory database would lose every write)".into());
+    }
+    let p = PathBuf::from(path);
+    Ok(if p.is_absolute() { p } else { data_dir.join(p) })
+}
+
+fn os_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl Config {
+    /// Reads flags and the process environment.
+    pub fn load(flags: &Flags) -> Result<Config, ConfigError> {
+        Self::from_sources(flags, &|k| std::env::var(k).ok())
+    }
+
+    pub fn from_sources(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let src = Source { env };
+        let host = parse_with(
+            src.get(flags.host.as_ref(), "--host", "CREWSHIP_HOST"),
+            IpAddr::from([0, 0, 0, 0]),
+            |s| {
+                s.parse()
+                    .map_err(|_| "expected an IP address such as 0.0.0.0 or ::1".into())
+            },
+        )?;
+        let port = parse_with(
+            src.get(flags.port.as_ref(), "--port", "CREWSHIP_PORT"),
+            8080u16,
+            |s| {
+                s.parse()
+                    .map_err(|_| "expected a TCP port (0-65535)".into())
+            },
+        )?;
+        let data_dir = parse_with(
+            src.get(flags.data_dir.as_ref(), "--data-dir", "CREWSHIP_DATA_DIR"),
+            home_dir().join(".crewship"),
+            |s| Ok(PathBuf::from(s)),
+        )?;
+        let database_path = parse_with(
+            src.get(
+                flags.database_url.as_ref(),
+                "--database-url",
+                "CREWSHIP_DATABASE_URL",
+            ),
+            data_dir.join("crewship.db"),
+            |s| database_path(s, &data_dir),
+        )?;
+        let metrics_token = match src.env("CREWSHIP_METRICS_TOKEN_FILE") {
+            Some((path, name)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| bad(&name, &path, format!("cannot read the token file: {e}")))?;
+                Some(text.trim_end_matches(['\r', '\n']).to_string()).filter(|t| !t.is_empty())
+            }
+            None => token(src.env("CREWSHIP_METRICS_TOKEN")),
+        };
+        let (trusted_proxies, ignored) = TrustedProxies::parse(
+            &src.env("CREWSHIP_TRUSTED_PROXY_CIDRS")
+                .map(|(v, _)| v)
+                .unwrap_or_default(),
+        );
+        for entry in ignored {
+            tracing::warn!(
+                entry,
+                "CREWSHIP_TRUSTED_PROXY_CIDRS: ignoring an entry that is not an IP or CIDR"
+            );
+        }
+        Ok(Config {
+            host,
+            port,
+            database_path,
+            api_token: token(src.env("CREWSHIP_API_TOKEN")),
+            trusted_proxies,
+            hostname: src
+                .env("CREWSHIP_HOSTNAME")
+                .map(|(v, _)| v)
+                .unwrap_or_else(os_hostname),
+            metrics_token,
+            metrics_allow_loopback: parse_with(
+                src.env("CREWSHIP_METRICS_ALLOW_LOOPBACK"),
+                true,
+                boolean,
+            )?,
+            metrics_cache_ttl: parse_with(
+                src.env("CREWSHIP_METRICS_CACHE_TTL"),
+                Duration::from_secs(15),
+                duration,
+            )?,
+            rate_card: src.env("CREWSHIP_RATE_CARD").map(|(v, _)| PathBuf::from(v)),
+            journal_archive_after: parse_with(
+                src.env("CREWSHIP_JOURNAL_ARCHIVE_AFTER"),
+                Duration::from_secs(30 * 86_400),
+                duration,
+            )?,
+            journal_retention: parse_with(
+                src.env("CREWSHIP_JOURNAL_RETENTION"),
+                Duration::from_secs(365 * 86_400),
+                duration,
+            )?,
+            journal_archive_interval: parse_with(
+                src.env("CREWSHIP_JOURNAL_ARCHIVE_INTERVAL"),
+                Duration::from_secs(600),
+                positive_duration,
+            )?,
+            journal_archive_batch: parse_with(
+                src.env("CREWSHIP_JOURNAL_ARCHIVE_BATCH"),
+                1000,
+                positive,
+            )?,
+            stats_interval: parse_with(
+                src.env("CREWSHIP_STATS_INTERVAL"),
+                Duration::from_secs(5),
+                positive_duration,
+            )?,
+            docker_host: src
+                .env("DOCKER_HOST")
+                .map(|(v, _)| v)
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
+            cancel_grace: parse_with(
+                src.env("CREWSHIP_CANCEL_GRACE"),
+                Duration::from_secs(5),
+                duration,
+            )?,
+            max_attempts: parse_with(src.env("CREWSHIP_MAX_ATTEMPTS"), 3, positive)?,
+            run_output_limit: parse_with(
+                src.env("CREWSHIP_RUN_OUTPUT_LIMIT"),
+                256 * 1024,
+                positive,
+            )?,
+            body_limit: parse_with(src.env("CREWSHIP_BODY_LIMIT"), 1024 * 1024, positive)?,
+            ws_auth_timeout: parse_with(
+                src.env("CREWSHIP_WS_AUTH_TIMEOUT"),
+                Duration::from_secs(10),
+                positive_duration,
+            )?,
+            data_dir,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_sources(&Flags::default(), &move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[("HOME", "/h")]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "0.0.0.0");
+        assert_eq!(c.metrics_cache_ttl, Duration::from_secs(15));
+        assert!(c.metrics_allow_loopback);
+        assert!(c.metrics_token.is_none());
+        assert_eq!(c.journal_archive_after, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("CREWSHIP_PORT", "80a"),
+            ("CREWSHIP_HOST", "nowhere"),
+            ("CREWSHIP_METRICS_CACHE_TTL", "soon"),
+            ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "maybe"),
+            ("CREWSHIP_DATABASE_URL", "mysql://x"),
+            ("CREWSHIP_MAX_ATTEMPTS", "0"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{err}");
+            assert!(err.contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn flags_override_env() {
+        let flags = Flags {
+            port: Some("9000".into()),
+            ..Flags::default()
+        };
+        let c = Config::from_sources(&flags, &|k| (k == "CREWSHIP_PORT").then(|| "7000".into()))
+            .unwrap();
+        assert_eq!(c.port, 9000);
+        let flags = Flags {
+            port: Some("x".into()),
+            ..Flags::default()
+        };
+        let err = Config::from_sources(&flags, &|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--port"), "{err}");
+    }
+
+    #[test]
+    fn database_url_forms() {
+        let c = load(&[
+            ("CREWSHIP_DATA_DIR", "/d"),
+            ("CREWSHIP_DATABASE_URL", "sqlite:x.db"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_path, PathBuf::from("/d/x.db"));
+        let c = load(&[("CREWSHIP_DATABASE_URL", "sqlite:///abs/y.db?mode=rwc")]).unwrap();
+        assert_eq!(c.database_path, PathBuf::from("/abs/y.db"));
+        assert!(load(&[("CREWSHIP_DATABASE_URL", "postgres://db/x")]).is_err());
+    }
+
+    #[test]
+    fn metrics_token_file_wins_and_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tok");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let c = load(&[
+            ("CREWSHIP_METRICS_TOKEN", "env"),
+            ("CREWSHIP_METRICS_TOKEN_FILE", f.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics_token.as_deref(), Some("s3cret"));
+        assert!(load(&[("CREWSHIP_METRICS_TOKEN_FILE", "/no/such/file")]).is_err());
+    }
+}

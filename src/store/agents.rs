@@ -1,0 +1,254 @@
+//! Agents of a crew.
+
+use rusqlite::{Connection, Row, params};
+
+use super::crews::CrewRow;
+use super::page::{self, Page, PageRequest};
+use super::{Tx, optional};
+use crate::domain::ids::{self, Kind};
+use crate::domain::types::Agent;
+use crate::domain::{DomainError, Result, time};
+
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub id: i64,
+    pub crew_id: i64,
+    pub crew_slug: String,
+    pub slug: String,
+    pub name: String,
+    pub role: String,
+    pub command: Vec<String>,
+    pub env: serde_json::Map<String, serde_json::Value>,
+    pub timeout_seconds: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
+}
+
+const SELECT: &str = "SELECT a.id, a.crew_id, c.slug, a.slug, a.name, a.role, a.command, a.env,
+        a.timeout_seconds, a.created_at, a.updated_at, a.deleted_at
+     FROM agents a JOIN crews c ON c.id = a.crew_id";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let bad = |i, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    Ok(AgentRow {
+        id: r.get(0)?,
+        crew_id: r.get(1)?,
+        crew_slug: r.get(2)?,
+        slug: r.get(3)?,
+        name: r.get(4)?,
+        role: r.get(5)?,
+        command: serde_json::from_str(&json(6)?).map_err(|e| bad(6, e))?,
+        env: serde_json::from_str(&json(7)?).map_err(|e| bad(7, e))?,
+        timeout_seconds: r.get(8)?,
+        created_at: r.get(9)?,
+        updated_at: r.get(10)?,
+        deleted_at: r.get(11)?,
+    })
+}
+
+impl AgentRow {
+    pub fn public_id(&self) -> String {
+        ids::format(Kind::Agent, self.id)
+    }
+
+    pub fn to_api(&self) -> Agent {
+        Agent {
+            id: self.public_id(),
+            crew: self.crew_slug.clone(),
+            crew_id: ids::format(Kind::Crew, self.crew_id),
+            slug: self.slug.clone(),
+            name: self.name.clone(),
+            role: self.role.clone(),
+            command: self.command.clone(),
+            env: self.env.clone(),
+            timeout_seconds: self.timeout_seconds,
+            created_at: time::rfc3339(self.created_at),
+            updated_at: time::rfc3339(self.updated_at),
+            deleted_at: time::rfc3339_opt(self.deleted_at),
+        }
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.deleted_at.is_none()
+    }
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AgentRow>> {
+    optional(
+        conn.prepare_cached(&format!("{SELECT} WHERE a.id = $1"))?
+            .query_row([id], from_row),
+    )
+}
+
+/// An agent of `crew`, named by id (live or deleted) or live slug.
+pub fn resolve(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow> {
+    let found = match ids::parse(Kind::Agent, key) {
+        Some(id) => by_id(conn, id)?.filter(|a| a.crew_id == crew.id),
+        None => optional(
+            conn.prepare_cached(&format!(
+                "{SELECT} WHERE a.crew_id = $1 AND a.slug = $2 AND a.deleted_at IS NULL"
+            ))?
+            .query_row(params![crew.id, key], from_row),
+        )?,
+    };
+    found.ok_or_else(|| DomainError::not_found("agent", key))
+}
+
+/// An agent named in a request body: it must exist and be live (422 if not,
+/// as the body, not the path, is wrong).
+pub fn resolve_for_work(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow> {
+    match resolve(conn, crew, key) {
+        Ok(a) if a.is_live() => Ok(a),
+        Ok(_) | Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!(
+            "unknown agent {key:?} in crew {:?}",
+            crew.slug
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// An agent named by id alone, or by slug within an optional crew.
+pub fn resolve_loose(conn: &Connection, crew: Option<&CrewRow>, key: &str) -> Result<AgentRow> {
+    match (ids::parse(Kind::Agent, key), crew) {
+        (Some(id), _) => by_id(conn, id)?
+            .filter(|a| crew.is_none_or(|c| c.id == a.crew_id))
+            .ok_or_else(|| DomainError::invalid(format!("unknown agent {key:?}"))),
+        (None, Some(crew)) => resolve_for_work(conn, crew, key),
+        (None, None) => Err(DomainError::invalid(format!(
+            "agent {key:?} is a slug: name its crew too, or use the agent's id"
+        ))),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub slug: String,
+    pub name: String,
+    pub role: String,
+    pub command: Vec<String>,
+    pub env: serde_json::Map<String, serde_json::Value>,
+    pub timeout_seconds: i64,
+}
+
+fn live_lead(conn: &Connection, crew_id: i64) -> Result<Option<String>> {
+    optional(
+        conn.prepare_cached(
+            "SELECT slug FROM agents WHERE crew_id = $1 AND role = 'lead' AND deleted_at IS NULL",
+        )?
+        .query_row([crew_id], |r| r.get(0)),
+    )
+}
+
+pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow> {
+    let taken: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE crew_id = $1 AND slug = $2 AND deleted_at IS NULL)")?
+        .query_row(params![crew.id, new.slug], |r| r.get(0))?;
+    if taken {
+        return Err(DomainError::conflict(format!(
+            "crew {:?} already has an agent with slug {:?}",
+            crew.slug, new.slug
+        )));
+    }
+    if new.role == "lead"
+        && let Some(lead) = live_lead(tx, crew.id)?
+    {
+        return Err(DomainError::conflict(format!(
+            "crew {:?} already has a lead: {lead:?}",
+            crew.slug
+        )));
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO agents (crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+        )?
+        .query_row(
+            params![
+                crew.id,
+                new.slug,
+                new.name,
+                new.role,
+                serde_json::to_string(&new.command)?,
+                serde_json::to_string(&new.env)?,
+                new.timeout_seconds,
+                tx.now
+            ],
+            |r| r.get(0),
+        )?;
+    by_id(tx, id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AgentPatch {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub env: Option<serde_json::Map<String, serde_json::Value>>,
+    pub timeout_seconds: Option<i64>,
+}
+
+pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<AgentRow> {
+    if !agent.is_live() {
+        return Err(DomainError::not_found("agent", agent.public_id()));
+    }
+    let role = patch.role.unwrap_or(agent.role.clone());
+    if role == "lead"
+        && agent.role != "lead"
+        && let Some(lead) = live_lead(tx, agent.crew_id)?
+    {
+        return Err(DomainError::conflict(format!(
+            "crew {:?} already has a lead: {lead:?}",
+            agent.crew_slug
+        )));
+    }
+    tx.execute(
+        "UPDATE agents SET name = $2, role = $3, command = $4, env = $5, timeout_seconds = $6, updated_at = $7
+         WHERE id = $1",
+        params![
+            agent.id,
+            patch.name.unwrap_or(agent.name),
+            role,
+            serde_json::to_string(&patch.command.unwrap_or(agent.command))?,
+            serde_json::to_string(&patch.env.unwrap_or(agent.env))?,
+            patch.timeout_seconds.unwrap_or(agent.timeout_seconds),
+            tx.now
+        ],
+    )?;
+    by_id(tx, agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))
+}
+
+pub fn mark_deleted(tx: &mut Tx<'_>, agent_id: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE agents SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        params![agent_id, tx.now],
+    )?;
+    Ok(())
+}
+
+/// Live agents of a crew (for a crew delete).
+pub fn live_ids(conn: &Connection, crew_id: i64) -> Result<Vec<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM agents WHERE crew_id = $1 AND deleted_at IS NULL")?
+        .query_map([crew_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn list(
+    conn: &Connection,
+    crew: &CrewRow,
+    include_deleted: bool,
+    page: PageRequest,
+) -> Result<Page<Agent>> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE a.crew_id = $1 AND a.id > $2 AND ($3 OR a.deleted_at IS NULL) ORDER BY a.id LIMIT $4"
+        ))?
+        .query_map(params![crew.id, page.after.unwrap_or(0), include_deleted, page.limit + 1], from_row)?
+        .map(|r| r.map(|a| (a.id, a.to_api())))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page::build(rows, page.limit))
+}

@@ -1,0 +1,402 @@
+//! Assignments: the per-crew work queue. Every status change goes through
+//! `move_to`, which checks the state machine, updates the counters and
+//! journals the change in the caller's transaction.
+
+use rusqlite::{Connection, Row, params};
+
+use super::agents::AgentRow;
+use super::crews::CrewRow;
+use super::journal::{self, Named, NewEntry};
+use super::page::{self, Page, PageRequest};
+use super::query::Query;
+use super::runs::{self, NewRun, RunRow};
+use super::{Tx, counters, optional};
+use crate::domain::event::{Channel, Event};
+use crate::domain::ids::{self, Kind};
+use crate::domain::status::AssignmentStatus;
+use crate::domain::types::Assignment;
+use crate::domain::{DomainError, Result, time};
+
+#[derive(Debug, Clone)]
+pub struct AssignmentRow {
+    pub id: i64,
+    pub crew: Named,
+    pub agent: Named,
+    pub assigned_by: Option<String>,
+    pub task: String,
+    pub status: AssignmentStatus,
+    pub created_at: i64,
+    pub queued_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub result_summary: Option<String>,
+    pub error_message: Option<String>,
+    pub run_id: Option<String>,
+    pub attempts: i64,
+    pub pipeline_run_id: Option<i64>,
+}
+
+const SELECT: &str = "SELECT s.id, s.crew_id, c.slug, s.agent_id, a.slug, b.slug, s.task, s.status,
+        s.created_at, s.queued_at, s.started_at, s.finished_at, s.result_summary, s.error_message,
+        s.run_id, s.attempts, s.pipeline_run_id
+     FROM assignments s
+     JOIN crews c ON c.id = s.crew_id
+     JOIN agents a ON a.id = s.agent_id
+     LEFT JOIN agents b ON b.id = s.assigned_by";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<AssignmentRow> {
+    let status: String = r.get(7)?;
+    let status = AssignmentStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            7,
+            rusqlite::types::Type::Text,
+            format!("status {status:?}").into(),
+        )
+    })?;
+    Ok(AssignmentRow {
+        id: r.get(0)?,
+        crew: Named {
+            id: r.get(1)?,
+            slug: r.get(2)?,
+        },
+        agent: Named {
+            id: r.get(3)?,
+            slug: r.get(4)?,
+        },
+        assigned_by: r.get(5)?,
+        task: r.get(6)?,
+        status,
+        created_at: r.get(8)?,
+        queued_at: r.get(9)?,
+        started_at: r.get(10)?,
+        finished_at: r.get(11)?,
+        result_summary: r.get(12)?,
+        error_message: r.get(13)?,
+        run_id: r.get(14)?,
+        attempts: r.get(15)?,
+        pipeline_run_id: r.get(16)?,
+    })
+}
+
+impl AssignmentRow {
+    pub fn public_id(&self) -> String {
+        ids::format(Kind::Assignment, self.id)
+    }
+
+    pub fn to_api(&self) -> Assignment {
+        Assignment {
+            id: self.public_id(),
+            crew: self.crew.slug.clone(),
+            crew_id: ids::format(Kind::Crew, self.crew.id),
+            agent: self.agent.slug.clone(),
+            agent_id: ids::format(Kind::Agent, self.agent.id),
+            assigned_by: self.assigned_by.clone(),
+            task: self.task.clone(),
+            status: self.status.as_str().to_string(),
+            created_at: time::rfc3339(self.created_at),
+            queued_at: time::rfc3339_opt(self.queued_at),
+            started_at: time::rfc3339_opt(self.started_at),
+            finished_at: time::rfc3339_opt(self.finished_at),
+            result_summary: self.result_summary.clone(),
+            error_message: self.error_message.clone(),
+            run_id: self.run_id.clone(),
+            attempts: self.attempts,
+            pipeline_run_id: self
+                .pipeline_run_id
+                .map(|id| ids::format(Kind::PipelineRun, id)),
+        }
+    }
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AssignmentRow>> {
+    optional(
+        conn.prepare_cached(&format!("{SELECT} WHERE s.id = $1"))?
+            .query_row([id], from_row),
+    )
+}
+
+pub fn get(conn: &Connection, key: &str) -> Result<AssignmentRow> {
+    ids::parse(Kind::Assignment, key)
+        .map(|id| by_id(conn, id))
+        .transpose()?
+        .flatten()
+        .ok_or_else(|| DomainError::not_found("assignment", key))
+}
+
+fn publish(
+    tx: &mut Tx<'_>,
+    row: &AssignmentRow,
+    summary: String,
+    severity: &'static str,
+) -> Result<()> {
+    let status = row.status.as_str();
+    journal::append(
+        tx,
+        NewEntry {
+            entry_type: format!("assignment.{status}"),
+            severity,
+            crew: Some(row.crew.clone()),
+            agent: Some(row.agent.clone()),
+            trace_id: row.run_id.clone(),
+            summary,
+            payload: serde_json::json!({ "assignment_id": row.public_id(), "status": status }),
+        },
+    )?;
+    tx.emit(Event::new(
+        format!("assignment.{status}"),
+        Channel::Assignments,
+        Some(row.crew.slug.clone()),
+        &row.to_api(),
+    ));
+    Ok(())
+}
+
+pub fn create(
+    tx: &mut Tx<'_>,
+    crew: &CrewRow,
+    agent: &AgentRow,
+    assigned_by: Option<&AgentRow>,
+    task: &str,
+    pipeline_run_id: Option<i64>,
+) -> Result<AssignmentRow> {
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+        )?
+        .query_row(
+            params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id],
+            |r| r.get(0),
+        )?;
+    counters::assignment_moved(tx, crew.id, None, AssignmentStatus::Pending)?;
+    let row = AssignmentRow {
+        id,
+        crew: Named {
+            id: crew.id,
+            slug: crew.slug.clone(),
+        },
+        agent: Named {
+            id: agent.id,
+            slug: agent.slug.clone(),
+        },
+        assigned_by: assigned_by.map(|a| a.slug.clone()),
+        task: task.to_string(),
+        status: AssignmentStatus::Pending,
+        created_at: tx.now,
+        queued_at: None,
+        started_at: None,
+        finished_at: None,
+        result_summary: None,
+        error_message: None,
+        run_id: None,
+        attempts: 0,
+        pipeline_run_id,
+    };
+    publish(
+        tx,
+        &row,
+        format!("assignment created for agent {}", agent.slug),
+        "info",
+    )?;
+    Ok(row)
+}
+
+/// The fields a transition may set alongside the status.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub result_summary: Option<String>,
+    pub error_message: Option<String>,
+    pub run_id: Option<String>,
+}
+
+/// Moves an assignment to `to`, guarded on its current status so a stale
+/// row can never overwrite a newer state.
+pub fn move_to(
+    tx: &mut Tx<'_>,
+    row: AssignmentRow,
+    to: AssignmentStatus,
+    changes: Changes,
+) -> Result<AssignmentRow> {
+    let from = row.status;
+    from.check_transition(to)?;
+    let now = tx.now;
+    let mut next = row;
+    next.status = to;
+    match to {
+        AssignmentStatus::Queued => {
+            // A requeue after a restart keeps the original queue position.
+            next.queued_at = next.queued_at.or(Some(now));
+            next.started_at = None;
+        }
+        AssignmentStatus::Running => {
+            next.started_at = Some(now);
+            next.attempts += 1;
+        }
+        _ => next.finished_at = Some(now),
+    }
+    if changes.result_summary.is_some() {
+        next.result_summary = changes.result_summary;
+    }
+    if changes.error_message.is_some() {
+        next.error_message = changes.error_message;
+    }
+    if changes.run_id.is_some() {
+        next.run_id = changes.run_id;
+    }
+    let updated = tx
+        .prepare_cached(
+            "UPDATE assignments SET status = $3, queued_at = $4, started_at = $5, finished_at = $6,
+                 result_summary = $7, error_message = $8, run_id = $9, attempts = $10
+             WHERE id = $1 AND status = $2",
+        )?
+        .execute(params![
+            next.id,
+            from.as_str(),
+            to.as_str(),
+            next.queued_at,
+            next.started_at,
+            next.finished_at,
+            next.result_summary,
+            next.error_message,
+            next.run_id,
+            next.attempts
+        ])?;
+    if updated != 1 {
+        return Err(DomainError::conflict(format!(
+            "assignment {} changed concurrently",
+            next.public_id()
+        )));
+    }
+    counters::assignment_moved(tx, next.crew.id, Some(from), to)?;
+    let (summary, severity) = match (&next.error_message, to) {
+        (Some(e), AssignmentStatus::Failed | AssignmentStatus::Cancelled) => {
+            (format!("assignment {to}: {e}"), "warning")
+        }
+        _ => (format!("assignment {to}"), "info"),
+    };
+    publish(tx, &next, summary, severity)?;
+    Ok(next)
+}
+
+/// Accepts pending assignments of live crews into their queues, oldest
+/// first; returns how many moved.
+pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
+    let pending: Vec<AssignmentRow> = tx
+        .prepare_cached(&format!(
+            "{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT $1"
+        ))?
+        .query_map([limit], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let n = pending.len();
+    for row in pending {
+        move_to(tx, row, AssignmentStatus::Queued, Changes::default())?;
+    }
+    Ok(n)
+}
+
+/// Crews that have queued work and a free slot.
+pub fn crews_ready(conn: &Connection) -> Result<Vec<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT c.id FROM crew_counts n JOIN crews c ON c.id = n.crew_id
+             WHERE n.queued > 0 AND n.running < c.max_concurrent_agents AND c.deleted_at IS NULL
+             ORDER BY c.id",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+/// What the runner needs to execute a claimed assignment.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub assignment: AssignmentRow,
+    pub run: RunRow,
+}
+
+/// Atomically takes the head of a crew's queue if the crew is under its
+/// budget: the assignment turns running and its run starts.
+pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
+    if !crew.is_live() || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents {
+        return Ok(None);
+    }
+    let head = optional(
+        tx.prepare_cached(&format!(
+            "{SELECT} WHERE s.crew_id = $1 AND s.status = 'queued' ORDER BY s.queued_at, s.id LIMIT 1"
+        ))?
+        .query_row([crew.id], from_row),
+    )?;
+    let Some(head) = head else { return Ok(None) };
+    let run = runs::start(
+        tx,
+        NewRun {
+            crew: Some(head.crew.clone()),
+            agent: Some(head.agent.clone()),
+            assignment_id: Some(head.id),
+            trigger: Some("assignment".into()),
+            managed: true,
+        },
+    )?;
+    let assignment = move_to(
+        tx,
+        head,
+        AssignmentStatus::Running,
+        Changes {
+            run_id: Some(run.id.clone()),
+            ..Changes::default()
+        },
+    )?;
+    Ok(Some(Claimed { assignment, run }))
+}
+
+/// Cancels a crew's pending and queued work (the crew was deleted).
+pub fn cancel_waiting_of_crew(tx: &mut Tx<'_>, crew_id: i64, reason: &str) -> Result<usize> {
+    let waiting: Vec<AssignmentRow> = tx
+        .prepare_cached(&format!(
+            "{SELECT} WHERE s.crew_id = $1 AND s.status IN ('pending', 'queued') ORDER BY s.id"
+        ))?
+        .query_map([crew_id], from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let n = waiting.len();
+    for row in waiting {
+        let changes = Changes {
+            error_message: Some(reason.to_string()),
+            ..Changes::default()
+        };
+        move_to(tx, row, AssignmentStatus::Cancelled, changes)?;
+    }
+    Ok(n)
+}
+
+/// Assignments left running by a daemon that died.
+pub fn running(conn: &Connection) -> Result<Vec<AssignmentRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE s.status = 'running' ORDER BY s.id"
+        ))?
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub crew_id: Option<i64>,
+    pub status: Option<AssignmentStatus>,
+}
+
+/// Newest first.
+pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<Assignment>> {
+    let mut q = Query::new(SELECT);
+    if let Some(after) = page.after {
+        q.and("s.id < ", after);
+    }
+    if let Some(c) = f.crew_id {
+        q.and("s.crew_id = ", c);
+    }
+    if let Some(s) = f.status {
+        q.and("s.status = ", s.as_str().to_string());
+    }
+    let rows = q.fetch(conn, "s.id DESC", page.limit + 1, |r| {
+        from_row(r).map(|a| (a.id, a.to_api()))
+    })?;
+    Ok(page::build(rows, page.limit))
+}

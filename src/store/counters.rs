@@ -1,0 +1,90 @@
+//! Maintained counters: the only writers of `counters`, `crew_counts` and
+//! `llm_series`. Each function runs inside the transaction of the write it
+//! counts, so a count can never disagree with the rows it counts.
+
+use rusqlite::{Connection, params};
+
+use super::Tx;
+use crate::domain::Result;
+use crate::domain::status::{AssignmentStatus, PipelineRunStatus};
+
+pub const ASSIGNMENTS: &str = "assignments";
+pub const PIPELINE_RUNS: &str = "pipeline_runs";
+pub const RUN_EVENTS: &str = "run_events";
+pub const QUEUE: &str = "queue";
+pub const QUEUE_DEPTH: &str = "depth";
+pub const QUEUE_CREWS: &str = "crews";
+
+pub fn add(conn: &Connection, family: &str, label: &str, delta: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO counters (family, label, value) VALUES ($1, $2, $3)
+         ON CONFLICT (family, label) DO UPDATE SET value = value + excluded.value",
+    )?
+    .execute(params![family, label, delta])?;
+    Ok(())
+}
+
+/// Adds `delta` to a crew's queued or running count; returns the new value.
+fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO crew_counts (crew_id, queued, running) VALUES ($1, $2, $3)
+             ON CONFLICT (crew_id) DO UPDATE
+                SET queued = queued + excluded.queued, running = running + excluded.running
+             RETURNING queued",
+        )?
+        .query_row(params![crew_id, queued, running], |r| r.get(0))?)
+}
+
+/// An assignment of `crew_id` moved from `from` (None: created) to `to`.
+pub fn assignment_moved(
+    tx: &Tx<'_>,
+    crew_id: i64,
+    from: Option<AssignmentStatus>,
+    to: AssignmentStatus,
+) -> Result<()> {
+    if let Some(from) = from {
+        add(tx, ASSIGNMENTS, from.as_str(), -1)?;
+    }
+    add(tx, ASSIGNMENTS, to.as_str(), 1)?;
+    let delta = |s: AssignmentStatus| i64::from(to == s) - i64::from(from == Some(s));
+    let (dq, dr) = (
+        delta(AssignmentStatus::Queued),
+        delta(AssignmentStatus::Running),
+    );
+    if dq == 0 && dr == 0 {
+        return Ok(());
+    }
+    let queued = crew_count(tx, crew_id, dq, dr)?;
+    if dq != 0 {
+        add(tx, QUEUE, QUEUE_DEPTH, dq)?;
+        // The crew's queue just became non-empty, or just drained.
+        if (dq == 1 && queued == 1) || (dq == -1 && queued == 0) {
+            add(tx, QUEUE, QUEUE_CREWS, dq)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn pipeline_run_moved(
+    tx: &Tx<'_>,
+    from: Option<PipelineRunStatus>,
+    to: PipelineRunStatus,
+) -> Result<()> {
+    if let Some(from) = from {
+        add(tx, PIPELINE_RUNS, from.as_str(), -1)?;
+    }
+    add(tx, PIPELINE_RUNS, to.as_str(), 1)
+}
+
+/// One run lifecycle event (`started`, `completed`, …). Never decremented.
+pub fn run_event(tx: &Tx<'_>, event: &str) -> Result<()> {
+    add(tx, RUN_EVENTS, event, 1)
+}
+
+/// Running agents of a crew now (the dispatcher's budget check).
+pub fn crew_running(conn: &Connection, crew_id: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE((SELECT running FROM crew_counts WHERE crew_id = $1), 0)")?
+        .query_row([crew_id], |r| r.get(0))?)
+}

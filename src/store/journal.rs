@@ -1,0 +1,201 @@
+//! The journal: live entries and their archive, read as one history.
+
+use rusqlite::{Connection, Row, params};
+
+use super::Tx;
+use super::page::{self, Page, PageRequest};
+use super::query::Query;
+use crate::domain::event::{Channel, Event};
+use crate::domain::ids::{self, Kind};
+use crate::domain::types::JournalEntry;
+use crate::domain::{DomainError, Result, time};
+
+pub const SEVERITIES: &[&str] = &["debug", "info", "warning", "error"];
+
+/// An entity an entry is about: its row id and its slug.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub id: i64,
+    pub slug: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub entry_type: String,
+    pub severity: &'static str,
+    pub crew: Option<Named>,
+    pub agent: Option<Named>,
+    pub trace_id: Option<String>,
+    pub summary: String,
+    pub payload: serde_json::Value,
+}
+
+impl NewEntry {
+    pub fn info(entry_type: impl Into<String>, summary: impl Into<String>) -> NewEntry {
+        NewEntry {
+            entry_type: entry_type.into(),
+            severity: "info",
+            crew: None,
+            agent: None,
+            trace_id: None,
+            summary: summary.into(),
+            payload: serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
+    let payload = serde_json::to_string(&e.payload)?;
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO journal (ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )?
+        .query_row(
+            params![
+                tx.now,
+                e.entry_type,
+                e.severity,
+                e.crew.as_ref().map(|c| c.id),
+                e.agent.as_ref().map(|a| a.id),
+                e.trace_id,
+                e.summary,
+                payload
+            ],
+            |r| r.get(0),
+        )?;
+    let crew = e.crew.map(|c| c.slug);
+    let entry = JournalEntry {
+        id: ids::format(Kind::Journal, id),
+        ts: time::rfc3339(tx.now),
+        entry_type: e.entry_type,
+        severity: e.severity.to_string(),
+        crew: crew.clone(),
+        agent: e.agent.map(|a| a.slug),
+        trace_id: e.trace_id,
+        summary: e.summary,
+        payload: e.payload,
+        archived: false,
+    };
+    tx.emit(Event::new("journal.entry", Channel::Journal, crew, &entry));
+    Ok(entry)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// An exact type, or a prefix ending in `*` (`run.*`).
+    pub entry_type: Option<String>,
+    pub trace_id: Option<String>,
+    pub crew_id: Option<i64>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, JournalEntry)> {
+    let id: i64 = r.get(0)?;
+    let payload: String = r.get(8)?;
+    Ok((
+        id,
+        JournalEntry {
+            id: ids::format(Kind::Journal, id),
+            ts: time::rfc3339(r.get(1)?),
+            entry_type: r.get(2)?,
+            severity: r.get(3)?,
+            crew: r.get(4)?,
+            agent: r.get(5)?,
+            trace_id: r.get(6)?,
+            summary: r.get(7)?,
+            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+            archived: r.get(9)?,
+        },
+    ))
+}
+
+/// One table's newest matching rows.
+fn query_table(
+    conn: &Connection,
+    table: &str,
+    f: &Filter,
+    page: PageRequest,
+) -> Result<Vec<(i64, JournalEntry)>> {
+    let archived = table == "journal_archive";
+    let mut q = Query::new(&format!(
+        "SELECT j.id, j.ts, j.entry_type, j.severity, c.slug, a.slug, j.trace_id, j.summary, j.payload, {archived}
+         FROM {table} j LEFT JOIN crews c ON c.id = j.crew_id LEFT JOIN agents a ON a.id = j.agent_id"
+    ));
+    if let Some(after) = page.after {
+        q.and("j.id < ", after);
+    }
+    match f.entry_type.as_deref() {
+        Some(t) if t.ends_with('*') => {
+            let prefix = &t[..t.len() - 1];
+            q.and("j.entry_type >= ", prefix.to_string());
+            q.and("j.entry_type < ", format!("{prefix}\u{10FFFF}"));
+        }
+        Some(t) => {
+            q.and("j.entry_type = ", t.to_string());
+        }
+        None => {}
+    }
+    if let Some(t) = &f.trace_id {
+        q.and("j.trace_id = ", t.clone());
+    }
+    if let Some(c) = f.crew_id {
+        q.and("j.crew_id = ", c);
+    }
+    if let Some(s) = f.since {
+        q.and("j.ts >= ", s);
+    }
+    if let Some(u) = f.until {
+        q.and("j.ts <= ", u);
+    }
+    q.fetch(conn, "j.id DESC", page.limit + 1, from_row)
+}
+
+/// Newest first, live and archived entries together.
+pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<JournalEntry>> {
+    let mut rows = query_table(conn, "journal", f, page)?;
+    rows.extend(query_table(conn, "journal_archive", f, page)?);
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(page::build(rows, page.limit))
+}
+
+/// Moves up to `batch` live entries older than `cutoff` to the archive;
+/// returns how many moved.
+pub fn archive_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
+    let moved: Vec<i64> = tx
+        .prepare_cached(
+            "INSERT INTO journal_archive
+                 (id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, archived_at)
+             SELECT id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, $3
+             FROM journal WHERE ts < $1 ORDER BY ts LIMIT $2
+             RETURNING id",
+        )?
+        .query_map(params![cutoff, batch as i64, tx.now], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete = tx.prepare_cached("DELETE FROM journal WHERE id = $1")?;
+    for id in &moved {
+        delete.execute([id])?;
+    }
+    Ok(moved.len())
+}
+
+/// Deletes up to `batch` archived entries older than `cutoff`.
+pub fn prune_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM journal_archive WHERE id IN
+                 (SELECT id FROM journal_archive WHERE ts < $1 ORDER BY ts LIMIT $2)",
+        )?
+        .execute(params![cutoff, batch as i64])?)
+}
+
+pub fn check_severity(s: &str) -> Result<&'static str> {
+    SEVERITIES
+        .iter()
+        .find(|v| **v == s)
+        .copied()
+        .ok_or_else(|| {
+            DomainError::invalid(format!("severity must be one of {}", SEVERITIES.join(", ")))
+        })
+}

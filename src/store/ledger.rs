@@ -1,0 +1,163 @@
+//! The paymaster's cost ledger and its per-provider running totals.
+
+use rusqlite::{Connection, params};
+
+use super::{Tx, optional};
+use crate::domain::ids::{self, Kind};
+use crate::domain::pricing::{self, Tokens};
+use crate::domain::provider::{self, SeriesLabel};
+use crate::domain::types::{LlmCallRecorded, SpendRow};
+use crate::domain::{DomainError, Result};
+
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    /// Already normalized.
+    pub provider: String,
+    pub model: String,
+    pub tokens: Tokens,
+    pub cost_nanos: i64,
+    /// False when no price was given and the rate card had none.
+    pub priced: bool,
+    pub billing_mode: &'static str,
+    pub crew_id: Option<i64>,
+    pub agent_id: Option<i64>,
+    pub run_id: Option<String>,
+}
+
+/// The series a provider's calls count under, creating its own series if
+/// it is among the first `MAX_OWN_SERIES` providers.
+fn series_for(tx: &Tx<'_>, provider: &str) -> Result<String> {
+    let own: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = $1)")?
+        .query_row([provider], |r| r.get(0))?;
+    let own_count: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> $1")?
+        .query_row([provider::OTHER], |r| r.get(0))?;
+    Ok(match provider::series_label(provider, own, own_count) {
+        SeriesLabel::Own => provider.to_string(),
+        SeriesLabel::NewOwn => {
+            tx.prepare_cached("INSERT INTO llm_series (label, position) VALUES ($1, $2)")?
+                .execute(params![provider, own_count + 1])?;
+            provider.to_string()
+        }
+        SeriesLabel::Other => {
+            tx.prepare_cached(
+                "INSERT INTO llm_series (label, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+            )?
+            .execute([provider::OTHER])?;
+            provider::OTHER.to_string()
+        }
+    })
+}
+
+pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
+    let series = series_for(tx, &call.provider)?;
+    let t = call.tokens;
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO llm_calls (ts, provider, series, model, input_tokens, output_tokens, cached_input_tokens,
+                 cache_creation_tokens, cost_nanos, billing_mode, priced, crew_id, agent_id, run_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        )?
+        .query_row(
+            params![
+                tx.now,
+                call.provider,
+                series,
+                call.model,
+                t.input,
+                t.output,
+                t.cached_input,
+                t.cache_creation,
+                call.cost_nanos,
+                call.billing_mode,
+                call.priced,
+                call.crew_id,
+                call.agent_id,
+                call.run_id
+            ],
+            |r| r.get(0),
+        )?;
+    tx.prepare_cached(
+        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + $2 WHERE label = $1",
+    )?
+    .execute(params![series, call.cost_nanos])?;
+    Ok(LlmCallRecorded {
+        id: ids::format(Kind::LlmCall, id),
+        provider: call.provider,
+        model: call.model,
+        cost_usd: pricing::nanos_to_usd(call.cost_nanos),
+        priced: call.priced,
+    })
+}
+
+pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
+    Ok(optional(
+        conn.prepare_cached("SELECT 1 FROM runs WHERE id = $1")?
+            .query_row([run_id], |_| Ok(())),
+    )?
+    .is_some())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Provider,
+    Crew,
+    Agent,
+    Model,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Result<GroupBy> {
+        match s {
+            "provider" => Ok(GroupBy::Provider),
+            "crew" => Ok(GroupBy::Crew),
+            "agent" => Ok(GroupBy::Agent),
+            "model" => Ok(GroupBy::Model),
+            _ => Err(DomainError::invalid(
+                "group_by must be one of provider, crew, agent, model",
+            )),
+        }
+    }
+
+    fn key_sql(self) -> &'static str {
+        match self {
+            GroupBy::Provider => "l.provider",
+            GroupBy::Crew => "c.slug",
+            GroupBy::Agent => "a.slug",
+            GroupBy::Model => "l.model",
+        }
+    }
+}
+
+/// Spend over `[since, until]`, most expensive first.
+pub fn spend(
+    conn: &Connection,
+    group_by: GroupBy,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<SpendRow>> {
+    let sql = format!(
+        "SELECT {key}, COUNT(*), CAST(SUM(l.cost_nanos) AS BIGINT), CAST(SUM(l.input_tokens) AS BIGINT),
+                CAST(SUM(l.output_tokens) AS BIGINT)
+         FROM llm_calls l LEFT JOIN crews c ON c.id = l.crew_id LEFT JOIN agents a ON a.id = l.agent_id
+         WHERE l.ts >= $1 AND l.ts <= $2
+         GROUP BY {key} ORDER BY 3 DESC, 1",
+        key = group_by.key_sql()
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
+            |r| {
+                Ok(SpendRow {
+                    key: r.get(0)?,
+                    calls: r.get(1)?,
+                    cost_usd: pricing::nanos_to_usd(r.get(2)?),
+                    input_tokens: r.get(3)?,
+                    output_tokens: r.get(4)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,96 @@
+//! Versioned, ordered schema migrations, recorded in `schema_migrations`.
+
+use rusqlite::Connection;
+
+use crate::domain::{DomainError, Result, time};
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration this binary knows, in order. Append only.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 20261125220000,
+    name: "initial",
+    sql: include_str!("migrations/20261125220000_initial.sql"),
+}];
+
+pub fn latest_known() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// Applies what is missing, each migration in its own transaction.
+pub fn apply(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at TEXT NOT NULL
+         );",
+    )?;
+    let applied: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Some(unknown) = applied
+        .iter()
+        .find(|v| !MIGRATIONS.iter().any(|m| m.version == **v))
+    {
+        return Err(DomainError::Internal(format!(
+            "the database has schema migration {unknown}, which this crewshipd does not know \
+             (it knows up to {}); run a newer crewshipd",
+            latest_known()
+        )));
+    }
+    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(m.sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            rusqlite::params![m.version, m.name, time::rfc3339(time::now_ms())],
+        )?;
+        tx.commit()?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied schema migration"
+        );
+    }
+    Ok(())
+}
+
+/// The highest applied version.
+pub fn current(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_once_and_refuses_newer_databases() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        apply(&mut conn).unwrap();
+        apply(&mut conn).unwrap();
+        assert_eq!(current(&conn).unwrap(), latest_known());
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n as usize, MIGRATIONS.len());
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (99990101000000, 'future', 'x')",
+            [],
+        )
+        .unwrap();
+        let err = apply(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("99990101000000"), "{err}");
+    }
+}

@@ -1,0 +1,266 @@
+//! Runs: one row per execution, named by its trace id. Each run journals
+//! exactly one `run.started` and at most one terminal event.
+
+use rusqlite::{Connection, Row, params};
+
+use super::journal::{self, Named, NewEntry};
+use super::{Tx, counters, optional};
+use crate::domain::event::{Channel, Event};
+use crate::domain::ids::{self, Kind};
+use crate::domain::status::RunStatus;
+use crate::domain::types::Run;
+use crate::domain::{DomainError, Result, time};
+
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub pk: i64,
+    pub id: String,
+    pub crew: Option<Named>,
+    pub agent: Option<Named>,
+    pub assignment_id: Option<i64>,
+    pub trigger: Option<String>,
+    pub managed: bool,
+    pub status: RunStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+const SELECT: &str =
+    "SELECT r.pk, r.id, r.crew_id, c.slug, r.agent_id, a.slug, r.assignment_id, r.trigger,
+        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code
+     FROM runs r LEFT JOIN crews c ON c.id = r.crew_id LEFT JOIN agents a ON a.id = r.agent_id";
+
+fn named(id: Option<i64>, slug: Option<String>) -> Option<Named> {
+    Some(Named {
+        id: id?,
+        slug: slug?,
+    })
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    let status: String = r.get(9)?;
+    Ok(RunRow {
+        pk: r.get(0)?,
+        id: r.get(1)?,
+        crew: named(r.get(2)?, r.get(3)?),
+        agent: named(r.get(4)?, r.get(5)?),
+        assignment_id: r.get(6)?,
+        trigger: r.get(7)?,
+        managed: r.get(8)?,
+        // Unknown stored text reads as failed rather than breaking reads.
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Failed),
+        started_at: r.get(10)?,
+        finished_at: r.get(11)?,
+        error: r.get(12)?,
+        exit_code: r.get(13)?,
+    })
+}
+
+impl RunRow {
+    pub fn to_api(&self) -> Run {
+        Run {
+            id: self.id.clone(),
+            status: self.status.as_str().to_string(),
+            crew: self.crew.as_ref().map(|c| c.slug.clone()),
+            agent: self.agent.as_ref().map(|a| a.slug.clone()),
+            assignment_id: self
+                .assignment_id
+                .map(|id| ids::format(Kind::Assignment, id)),
+            trigger: self.trigger.clone(),
+            started_at: time::rfc3339(self.started_at),
+            finished_at: time::rfc3339_opt(self.finished_at),
+            error: self.error.clone(),
+            exit_code: self.exit_code,
+        }
+    }
+
+    fn journal(&self, tx: &mut Tx<'_>, severity: &'static str, summary: String) -> Result<()> {
+        let mut payload = serde_json::Map::new();
+        payload.insert("status".into(), self.status.as_str().into());
+        if let Some(a) = self.assignment_id {
+            payload.insert(
+                "assignment_id".into(),
+                ids::format(Kind::Assignment, a).into(),
+            );
+        }
+        if let Some(e) = &self.error {
+            payload.insert("error".into(), e.clone().into());
+        }
+        if let Some(c) = self.exit_code {
+            payload.insert("exit_code".into(), c.into());
+        }
+        journal::append(
+            tx,
+            NewEntry {
+                entry_type: self.status.entry_type().to_string(),
+                severity,
+                crew: self.crew.clone(),
+                agent: self.agent.clone(),
+                trace_id: Some(self.id.clone()),
+                summary,
+                payload: payload.into(),
+            },
+        )?;
+        tx.emit(Event::new(
+            format!("run.{}", self.status.event()),
+            Channel::Runs,
+            self.crew.as_ref().map(|c| c.slug.clone()),
+            &self.to_api(),
+        ));
+        Ok(())
+    }
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>> {
+    optional(
+        conn.prepare_cached(&format!("{SELECT} WHERE r.id = $1"))?
+            .query_row([id], from_row),
+    )
+}
+
+pub fn get(conn: &Connection, id: &str) -> Result<RunRow> {
+    by_id(conn, id)?.ok_or_else(|| DomainError::not_found("run", id))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewRun {
+    pub crew: Option<Named>,
+    pub agent: Option<Named>,
+    pub assignment_id: Option<i64>,
+    pub trigger: Option<String>,
+    /// Started by crewshipd (its status is crewshipd's to report).
+    pub managed: bool,
+}
+
+/// Starts a run: one row, one `run.started`.
+pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
+    let id = ids::new_trace_id();
+    let pk: i64 = tx
+        .prepare_cached(
+            "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) RETURNING pk",
+        )?
+        .query_row(
+            params![
+                id,
+                new.crew.as_ref().map(|c| c.id),
+                new.agent.as_ref().map(|a| a.id),
+                new.assignment_id,
+                new.trigger,
+                new.managed,
+                tx.now
+            ],
+            |r| r.get(0),
+        )?;
+    let run = RunRow {
+        pk,
+        id,
+        crew: new.crew,
+        agent: new.agent,
+        assignment_id: new.assignment_id,
+        trigger: new.trigger,
+        managed: new.managed,
+        status: RunStatus::Running,
+        started_at: tx.now,
+        finished_at: None,
+        error: None,
+        exit_code: None,
+    };
+    counters::run_event(tx, RunStatus::Running.event())?;
+    let summary = match &run.agent {
+        Some(a) => format!("run started for agent {}", a.slug),
+        None => "run started".to_string(),
+    };
+    run.journal(tx, "info", summary)?;
+    Ok(run)
+}
+
+/// Moves a running run to its terminal status: one terminal event.
+pub fn finish(
+    tx: &mut Tx<'_>,
+    run: RunRow,
+    status: RunStatus,
+    error: Option<String>,
+    exit_code: Option<i64>,
+) -> Result<RunRow> {
+    run.status.check_transition(status)?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE runs SET status = $2, finished_at = $3, error = $4, exit_code = $5
+             WHERE pk = $1 AND status = 'running'",
+        )?
+        .execute(params![run.pk, status.as_str(), tx.now, error, exit_code])?;
+    if changed != 1 {
+        return Err(DomainError::conflict(format!(
+            "run {} is no longer running",
+            run.id
+        )));
+    }
+    let run = RunRow {
+        status,
+        finished_at: Some(tx.now),
+        error,
+        exit_code,
+        ..run
+    };
+    counters::run_event(tx, status.event())?;
+    let severity = if status == RunStatus::Completed {
+        "info"
+    } else {
+        "warning"
+    };
+    let summary = match &run.error {
+        Some(e) => format!("run {}: {e}", status.as_str()),
+        None => format!("run {}", status.as_str()),
+    };
+    run.journal(tx, severity, summary)?;
+    Ok(run)
+}
+
+/// A terminal report from a run's owner. Idempotent: once terminal, any
+/// report returns the first outcome and writes nothing.
+pub fn report(
+    tx: &mut Tx<'_>,
+    id: &str,
+    status: RunStatus,
+    error: Option<String>,
+) -> Result<RunRow> {
+    let run = get(tx, id)?;
+    if run.status.is_terminal() {
+        return Ok(run);
+    }
+    if run.managed {
+        return Err(DomainError::conflict(format!(
+            "run {id} is executed by crewshipd; cancel its assignment instead"
+        )));
+    }
+    finish(tx, run, status, error, None)
+}
+
+pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO run_outputs (run_pk, output) VALUES ($1, $2)
+         ON CONFLICT (run_pk) DO UPDATE SET output = excluded.output",
+    )?
+    .execute(params![pk, output])?;
+    Ok(())
+}
+
+pub fn output(conn: &Connection, pk: i64) -> Result<Option<String>> {
+    optional(
+        conn.prepare_cached("SELECT output FROM run_outputs WHERE run_pk = $1")?
+            .query_row([pk], |r| r.get(0)),
+    )
+}
+
+/// Runs crewshipd started that are still marked running.
+pub fn running_managed(conn: &Connection) -> Result<Vec<RunRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "{SELECT} WHERE r.status = 'running' AND r.managed = 1"
+        ))?
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}

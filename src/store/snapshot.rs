@@ -1,0 +1,48 @@
+//! The reads behind /metrics. Each touches only maintained counters or an
+//! index edge, so its cost does not grow with the tables it describes.
+
+use rusqlite::Connection;
+
+use super::counters::{QUEUE, QUEUE_CREWS, QUEUE_DEPTH};
+use crate::domain::Result;
+
+/// Every (label, value) of one counter family, as stored.
+pub fn family(conn: &Connection, family: &str) -> Result<Vec<(String, i64)>> {
+    Ok(conn
+        .prepare_cached("SELECT label, value FROM counters WHERE family = $1 ORDER BY label")?
+        .query_map([family], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Queue {
+    pub depth: i64,
+    pub crews: i64,
+    pub depth_max: i64,
+}
+
+pub fn queue(conn: &Connection) -> Result<Queue> {
+    let get = |label: &str| -> Result<i64> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT COALESCE((SELECT value FROM counters WHERE family = $1 AND label = $2), 0)",
+            )?
+            .query_row([QUEUE, label], |r| r.get(0))?)
+    };
+    Ok(Queue {
+        depth: get(QUEUE_DEPTH)?,
+        crews: get(QUEUE_CREWS)?,
+        // MAX over an indexed column reads one index edge.
+        depth_max: conn
+            .prepare_cached("SELECT COALESCE(MAX(queued), 0) FROM crew_counts")?
+            .query_row([], |r| r.get(0))?,
+    })
+}
+
+/// (label, calls, cost in nano-USD) per LLM series, in order of first use.
+pub fn llm_series(conn: &Connection) -> Result<Vec<(String, i64, i64)>> {
+    Ok(conn
+        .prepare_cached("SELECT label, calls, cost_nanos FROM llm_series ORDER BY position, label")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?)
+}
