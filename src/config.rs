@@ -64,6 +64,11 @@ pub struct Config {
     pub run_output_limit: usize,
     pub body_limit: usize,
     pub ws_auth_timeout: Duration,
+    /// tracing filter directives (`CREWSHIP_LOG`, else `RUST_LOG`).
+    pub log_filter: String,
+    pub log_json: bool,
+    /// Problems worth a warning once logging is up.
+    pub warnings: Vec<String>,
 }
 
 /// A source of raw settings: a flag value if given, else the environment.
@@ -224,12 +229,10 @@ impl Config {
                 .map(|(v, _)| v)
                 .unwrap_or_default(),
         );
-        for entry in ignored {
-            tracing::warn!(
-                entry,
-                "CREWSHIP_TRUSTED_PROXY_CIDRS: ignoring an entry that is not an IP or CIDR"
-            );
-        }
+        let warnings = ignored
+            .into_iter()
+            .map(|e| format!("CREWSHIP_TRUSTED_PROXY_CIDRS: ignoring {e:?}, which is not an IP address or CIDR"))
+            .collect();
         Ok(Config {
             host,
             port,
@@ -298,6 +301,13 @@ impl Config {
                 Duration::from_secs(10),
                 positive_duration,
             )?,
+            log_filter: src
+                .env("CREWSHIP_LOG")
+                .or_else(|| src.env("RUST_LOG"))
+                .map(|(v, _)| v)
+                .unwrap_or_else(|| "info".to_string()),
+            log_json: parse_with(src.env("CREWSHIP_LOG_JSON"), false, boolean)?,
+            warnings,
             data_dir,
         })
     }

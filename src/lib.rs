@@ -4,7 +4,15 @@
 //! /metrics endpoint), `ws` (the event hub), `runtime` (long-running
 //! workers), `store` (the only SQL), `domain` (rules, no I/O).
 
+pub mod api;
+pub mod app;
+pub mod bearer;
 pub mod clientip;
 pub mod config;
+pub mod containers;
+pub mod daemon;
 pub mod domain;
+pub mod metrics;
+pub mod runtime;
 pub mod store;
+pub mod ws;

@@ -41,7 +41,8 @@ impl Channel {
 pub struct Event {
     /// e.g. `assignment.queued`, `run.completed`, `journal.entry`.
     pub kind: String,
-    pub channel: Channel,
+    /// None: only `crew:<slug>` subscribers see it (crew and agent changes).
+    pub channel: Option<Channel>,
     /// The crew's slug, for `crew:<slug>` subscribers.
     pub crew: Option<String>,
     pub data: Value,
@@ -51,6 +52,16 @@ impl Event {
     pub fn new(
         kind: impl Into<String>,
         channel: Channel,
+        crew: Option<String>,
+        data: &impl Serialize,
+    ) -> Event {
+        Event::on(kind, Some(channel), crew, data)
+    }
+
+    /// An event on `channel` (None: only `crew:<slug>` subscribers see it).
+    pub fn on(
+        kind: impl Into<String>,
+        channel: Option<Channel>,
         crew: Option<String>,
         data: &impl Serialize,
     ) -> Event {

@@ -25,7 +25,7 @@ pub struct Agent {
     pub name: String,
     pub role: String,
     pub command: Vec<String>,
-    pub env: serde_json::Map<String, Value>,
+    pub env: std::collections::BTreeMap<String, String>,
     pub timeout_seconds: i64,
     pub created_at: String,
     pub updated_at: String,

@@ -1,5 +1,7 @@
 //! Agents of a crew.
 
+use std::collections::BTreeMap;
+
 use rusqlite::{Connection, Row, params};
 
 use super::crews::CrewRow;
@@ -18,7 +20,7 @@ pub struct AgentRow {
     pub name: String,
     pub role: String,
     pub command: Vec<String>,
-    pub env: serde_json::Map<String, serde_json::Value>,
+    pub env: BTreeMap<String, String>,
     pub timeout_seconds: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -79,7 +81,7 @@ impl AgentRow {
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AgentRow>> {
     optional(
-        conn.prepare_cached(&format!("{SELECT} WHERE a.id = $1"))?
+        conn.prepare_cached(&format!("{SELECT} WHERE a.id = ?1"))?
             .query_row([id], from_row),
     )
 }
@@ -90,7 +92,7 @@ pub fn resolve(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow>
         Some(id) => by_id(conn, id)?.filter(|a| a.crew_id == crew.id),
         None => optional(
             conn.prepare_cached(&format!(
-                "{SELECT} WHERE a.crew_id = $1 AND a.slug = $2 AND a.deleted_at IS NULL"
+                "{SELECT} WHERE a.crew_id = ?1 AND a.slug = ?2 AND a.deleted_at IS NULL"
             ))?
             .query_row(params![crew.id, key], from_row),
         )?,
@@ -130,14 +132,14 @@ pub struct NewAgent {
     pub name: String,
     pub role: String,
     pub command: Vec<String>,
-    pub env: serde_json::Map<String, serde_json::Value>,
+    pub env: BTreeMap<String, String>,
     pub timeout_seconds: i64,
 }
 
 fn live_lead(conn: &Connection, crew_id: i64) -> Result<Option<String>> {
     optional(
         conn.prepare_cached(
-            "SELECT slug FROM agents WHERE crew_id = $1 AND role = 'lead' AND deleted_at IS NULL",
+            "SELECT slug FROM agents WHERE crew_id = ?1 AND role = 'lead' AND deleted_at IS NULL",
         )?
         .query_row([crew_id], |r| r.get(0)),
     )
@@ -145,7 +147,7 @@ fn live_lead(conn: &Connection, crew_id: i64) -> Result<Option<String>> {
 
 pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow> {
     let taken: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE crew_id = $1 AND slug = $2 AND deleted_at IS NULL)")?
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE crew_id = ?1 AND slug = ?2 AND deleted_at IS NULL)")?
         .query_row(params![crew.id, new.slug], |r| r.get(0))?;
     if taken {
         return Err(DomainError::conflict(format!(
@@ -164,7 +166,7 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO agents (crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
         )?
         .query_row(
             params![
@@ -187,7 +189,7 @@ pub struct AgentPatch {
     pub name: Option<String>,
     pub role: Option<String>,
     pub command: Option<Vec<String>>,
-    pub env: Option<serde_json::Map<String, serde_json::Value>>,
+    pub env: Option<BTreeMap<String, String>>,
     pub timeout_seconds: Option<i64>,
 }
 
@@ -206,8 +208,8 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
         )));
     }
     tx.execute(
-        "UPDATE agents SET name = $2, role = $3, command = $4, env = $5, timeout_seconds = $6, updated_at = $7
-         WHERE id = $1",
+        "UPDATE agents SET name = ?2, role = ?3, command = ?4, env = ?5, timeout_seconds = ?6, updated_at = ?7
+         WHERE id = ?1",
         params![
             agent.id,
             patch.name.unwrap_or(agent.name),
@@ -223,7 +225,7 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
 
 pub fn mark_deleted(tx: &mut Tx<'_>, agent_id: i64) -> Result<()> {
     tx.execute(
-        "UPDATE agents SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE agents SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
         params![agent_id, tx.now],
     )?;
     Ok(())
@@ -232,7 +234,7 @@ pub fn mark_deleted(tx: &mut Tx<'_>, agent_id: i64) -> Result<()> {
 /// Live agents of a crew (for a crew delete).
 pub fn live_ids(conn: &Connection, crew_id: i64) -> Result<Vec<i64>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM agents WHERE crew_id = $1 AND deleted_at IS NULL")?
+        .prepare_cached("SELECT id FROM agents WHERE crew_id = ?1 AND deleted_at IS NULL")?
         .query_map([crew_id], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
 }
@@ -245,7 +247,7 @@ pub fn list(
 ) -> Result<Page<Agent>> {
     let rows = conn
         .prepare_cached(&format!(
-            "{SELECT} WHERE a.crew_id = $1 AND a.id > $2 AND ($3 OR a.deleted_at IS NULL) ORDER BY a.id LIMIT $4"
+            "{SELECT} WHERE a.crew_id = ?1 AND a.id > ?2 AND (?3 OR a.deleted_at IS NULL) ORDER BY a.id LIMIT ?4"
         ))?
         .query_map(params![crew.id, page.after.unwrap_or(0), include_deleted, page.limit + 1], from_row)?
         .map(|r| r.map(|a| (a.id, a.to_api())))

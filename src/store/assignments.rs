@@ -110,7 +110,7 @@ impl AssignmentRow {
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AssignmentRow>> {
     optional(
-        conn.prepare_cached(&format!("{SELECT} WHERE s.id = $1"))?
+        conn.prepare_cached(&format!("{SELECT} WHERE s.id = ?1"))?
             .query_row([id], from_row),
     )
 }
@@ -162,7 +162,7 @@ pub fn create(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
-             VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) RETURNING id",
         )?
         .query_row(
             params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id],
@@ -245,9 +245,9 @@ pub fn move_to(
     }
     let updated = tx
         .prepare_cached(
-            "UPDATE assignments SET status = $3, queued_at = $4, started_at = $5, finished_at = $6,
-                 result_summary = $7, error_message = $8, run_id = $9, attempts = $10
-             WHERE id = $1 AND status = $2",
+            "UPDATE assignments SET status = ?3, queued_at = ?4, started_at = ?5, finished_at = ?6,
+                 result_summary = ?7, error_message = ?8, run_id = ?9, attempts = ?10
+             WHERE id = ?1 AND status = ?2",
         )?
         .execute(params![
             next.id,
@@ -283,7 +283,7 @@ pub fn move_to(
 pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
     let pending: Vec<AssignmentRow> = tx
         .prepare_cached(&format!(
-            "{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT $1"
+            "{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT ?1"
         ))?
         .query_map([limit], from_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -310,6 +310,7 @@ pub fn crews_ready(conn: &Connection) -> Result<Vec<i64>> {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub assignment: AssignmentRow,
+    pub agent: AgentRow,
     pub run: RunRow,
 }
 
@@ -321,11 +322,13 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
     }
     let head = optional(
         tx.prepare_cached(&format!(
-            "{SELECT} WHERE s.crew_id = $1 AND s.status = 'queued' ORDER BY s.queued_at, s.id LIMIT 1"
+            "{SELECT} WHERE s.crew_id = ?1 AND s.status = 'queued' ORDER BY s.queued_at, s.id LIMIT 1"
         ))?
         .query_row([crew.id], from_row),
     )?;
     let Some(head) = head else { return Ok(None) };
+    let agent = super::agents::by_id(tx, head.agent.id)?
+        .ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
     let run = runs::start(
         tx,
         NewRun {
@@ -345,16 +348,57 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
             ..Changes::default()
         },
     )?;
-    Ok(Some(Claimed { assignment, run }))
+    Ok(Some(Claimed {
+        assignment,
+        agent,
+        run,
+    }))
 }
 
-/// Cancels a crew's pending and queued work (the crew was deleted).
-pub fn cancel_waiting_of_crew(tx: &mut Tx<'_>, crew_id: i64, reason: &str) -> Result<usize> {
+/// Puts a running assignment whose run was interrupted (daemon stop or
+/// crash) back in its queue at its original position: at-least-once. After
+/// `max_attempts` runs it fails instead, with the reason.
+pub fn requeue_or_fail(
+    tx: &mut Tx<'_>,
+    row: AssignmentRow,
+    reason: &str,
+    max_attempts: i64,
+) -> Result<AssignmentRow> {
+    if row.attempts >= max_attempts {
+        let error = format!(
+            "gave up after {} attempts; the last run was interrupted ({reason})",
+            row.attempts
+        );
+        let changes = Changes {
+            error_message: Some(error),
+            ..Changes::default()
+        };
+        return move_to(tx, row, AssignmentStatus::Failed, changes);
+    }
+    move_to(tx, row, AssignmentStatus::Queued, Changes::default())
+}
+
+/// Whose waiting work to cancel.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner {
+    Crew(i64),
+    Agent(i64),
+    PipelineRun(i64),
+}
+
+/// Cancels the pending and queued work of a deleted crew or agent, or of
+/// an ended pipeline run.
+pub fn cancel_waiting(tx: &mut Tx<'_>, owner: Owner, reason: &str) -> Result<usize> {
+    let (column, id) = match owner {
+        Owner::Crew(id) => ("s.crew_id", id),
+        Owner::Agent(id) => ("s.agent_id", id),
+        Owner::PipelineRun(id) => ("s.pipeline_run_id", id),
+    };
     let waiting: Vec<AssignmentRow> = tx
         .prepare_cached(&format!(
-            "{SELECT} WHERE s.crew_id = $1 AND s.status IN ('pending', 'queued') ORDER BY s.id"
+            "{SELECT} WHERE {column} = ?1 AND s.status IN ('pending', 'queued') ORDER BY s.id"
         ))?
-        .query_map([crew_id], from_row)?
+        .query_map([id], from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let n = waiting.len();
     for row in waiting {

@@ -17,7 +17,7 @@ pub const QUEUE_CREWS: &str = "crews";
 
 pub fn add(conn: &Connection, family: &str, label: &str, delta: i64) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO counters (family, label, value) VALUES ($1, $2, $3)
+        "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (family, label) DO UPDATE SET value = value + excluded.value",
     )?
     .execute(params![family, label, delta])?;
@@ -28,7 +28,7 @@ pub fn add(conn: &Connection, family: &str, label: &str, delta: i64) -> Result<(
 fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<i64> {
     Ok(conn
         .prepare_cached(
-            "INSERT INTO crew_counts (crew_id, queued, running) VALUES ($1, $2, $3)
+            "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
              ON CONFLICT (crew_id) DO UPDATE
                 SET queued = queued + excluded.queued, running = running + excluded.running
              RETURNING queued",
@@ -85,6 +85,6 @@ pub fn run_event(tx: &Tx<'_>, event: &str) -> Result<()> {
 /// Running agents of a crew now (the dispatcher's budget check).
 pub fn crew_running(conn: &Connection, crew_id: i64) -> Result<i64> {
     Ok(conn
-        .prepare_cached("SELECT COALESCE((SELECT running FROM crew_counts WHERE crew_id = $1), 0)")?
+        .prepare_cached("SELECT COALESCE((SELECT running FROM crew_counts WHERE crew_id = ?1), 0)")?
         .query_row([crew_id], |r| r.get(0))?)
 }

@@ -73,7 +73,7 @@ pub struct NewCrew {
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<CrewRow>> {
     optional(
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE id = $1"))?
+        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE id = ?1"))?
             .query_row([id], from_row),
     )
 }
@@ -84,7 +84,7 @@ pub fn resolve(conn: &Connection, key: &str) -> Result<CrewRow> {
         Some(id) => by_id(conn, id)?,
         None => optional(
             conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM crews WHERE slug = $1 AND deleted_at IS NULL"
+                "SELECT {COLUMNS} FROM crews WHERE slug = ?1 AND deleted_at IS NULL"
             ))?
             .query_row([key], from_row),
         )?,
@@ -98,7 +98,7 @@ pub fn resolve_any(conn: &Connection, key: &str) -> Result<CrewRow> {
     match resolve(conn, key) {
         Err(DomainError::NotFound { .. }) if ids::parse(Kind::Crew, key).is_none() => optional(
             conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM crews WHERE slug = $1 ORDER BY id DESC LIMIT 1"
+                "SELECT {COLUMNS} FROM crews WHERE slug = ?1 ORDER BY id DESC LIMIT 1"
             ))?
             .query_row([key], from_row),
         )?
@@ -119,7 +119,7 @@ pub fn resolve_live(conn: &Connection, key: &str) -> Result<CrewRow> {
 fn slug_taken(conn: &Connection, slug: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM crews WHERE slug = $1 AND deleted_at IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM crews WHERE slug = ?1 AND deleted_at IS NULL)",
         )?
         .query_row([slug], |r| r.get(0))?)
 }
@@ -134,13 +134,13 @@ pub fn insert(tx: &mut Tx<'_>, new: NewCrew) -> Result<CrewRow> {
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO crews (slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
         )?
         .query_row(
             params![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now],
             |r| r.get(0),
         )?;
-    tx.execute("INSERT INTO crew_counts (crew_id) VALUES ($1)", [id])?;
+    tx.execute("INSERT INTO crew_counts (crew_id) VALUES (?1)", [id])?;
     by_id(tx, id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))
 }
 
@@ -154,7 +154,7 @@ pub struct CrewPatch {
 pub fn update(tx: &mut Tx<'_>, key: &str, patch: CrewPatch) -> Result<CrewRow> {
     let crew = resolve_live(tx, key)?;
     tx.execute(
-        "UPDATE crews SET name = $2, max_concurrent_agents = $3, image = $4, updated_at = $5 WHERE id = $1",
+        "UPDATE crews SET name = ?2, max_concurrent_agents = ?3, image = ?4, updated_at = ?5 WHERE id = ?1",
         params![
             crew.id,
             patch.name.unwrap_or(crew.name),
@@ -169,7 +169,7 @@ pub fn update(tx: &mut Tx<'_>, key: &str, patch: CrewPatch) -> Result<CrewRow> {
 /// Soft delete: the crew stops taking work; the caller cancels its queue.
 pub fn mark_deleted(tx: &mut Tx<'_>, crew_id: i64) -> Result<()> {
     tx.execute(
-        "UPDATE crews SET deleted_at = $2, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE crews SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
         params![crew_id, tx.now],
     )?;
     Ok(())
@@ -179,8 +179,8 @@ pub fn list(conn: &Connection, include_deleted: bool, page: PageRequest) -> Resu
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM crews
-             WHERE id > $1 AND ($2 OR deleted_at IS NULL)
-             ORDER BY id LIMIT $3"
+             WHERE id > ?1 AND (?2 OR deleted_at IS NULL)
+             ORDER BY id LIMIT ?3"
         ))?
         .query_map(
             params![page.after.unwrap_or(0), include_deleted, page.limit + 1],

@@ -49,7 +49,7 @@ pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO journal (ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         )?
         .query_row(
             params![
@@ -156,7 +156,7 @@ fn query_table(
 pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<JournalEntry>> {
     let mut rows = query_table(conn, "journal", f, page)?;
     rows.extend(query_table(conn, "journal_archive", f, page)?);
-    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(page::build(rows, page.limit))
 }
 
@@ -167,13 +167,13 @@ pub fn archive_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize
         .prepare_cached(
             "INSERT INTO journal_archive
                  (id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, archived_at)
-             SELECT id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, $3
-             FROM journal WHERE ts < $1 ORDER BY ts LIMIT $2
+             SELECT id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, ?3
+             FROM journal WHERE ts < ?1 ORDER BY ts LIMIT ?2
              RETURNING id",
         )?
         .query_map(params![cutoff, batch as i64, tx.now], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut delete = tx.prepare_cached("DELETE FROM journal WHERE id = $1")?;
+    let mut delete = tx.prepare_cached("DELETE FROM journal WHERE id = ?1")?;
     for id in &moved {
         delete.execute([id])?;
     }
@@ -185,7 +185,7 @@ pub fn prune_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> 
     Ok(tx
         .prepare_cached(
             "DELETE FROM journal_archive WHERE id IN
-                 (SELECT id FROM journal_archive WHERE ts < $1 ORDER BY ts LIMIT $2)",
+                 (SELECT id FROM journal_archive WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
         )?
         .execute(params![cutoff, batch as i64])?)
 }

@@ -28,21 +28,21 @@ pub struct NewCall {
 /// it is among the first `MAX_OWN_SERIES` providers.
 fn series_for(tx: &Tx<'_>, provider: &str) -> Result<String> {
     let own: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = $1)")?
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)")?
         .query_row([provider], |r| r.get(0))?;
     let own_count: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> $1")?
+        .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> ?1")?
         .query_row([provider::OTHER], |r| r.get(0))?;
     Ok(match provider::series_label(provider, own, own_count) {
         SeriesLabel::Own => provider.to_string(),
         SeriesLabel::NewOwn => {
-            tx.prepare_cached("INSERT INTO llm_series (label, position) VALUES ($1, $2)")?
+            tx.prepare_cached("INSERT INTO llm_series (label, position) VALUES (?1, ?2)")?
                 .execute(params![provider, own_count + 1])?;
             provider.to_string()
         }
         SeriesLabel::Other => {
             tx.prepare_cached(
-                "INSERT INTO llm_series (label, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+                "INSERT INTO llm_series (label, position) VALUES (?1, 0) ON CONFLICT DO NOTHING",
             )?
             .execute([provider::OTHER])?;
             provider::OTHER.to_string()
@@ -57,7 +57,7 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
         .prepare_cached(
             "INSERT INTO llm_calls (ts, provider, series, model, input_tokens, output_tokens, cached_input_tokens,
                  cache_creation_tokens, cost_nanos, billing_mode, priced, crew_id, agent_id, run_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
         )?
         .query_row(
             params![
@@ -79,7 +79,7 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
             |r| r.get(0),
         )?;
     tx.prepare_cached(
-        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + $2 WHERE label = $1",
+        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1",
     )?
     .execute(params![series, call.cost_nanos])?;
     Ok(LlmCallRecorded {
@@ -93,7 +93,7 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
 
 pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
     Ok(optional(
-        conn.prepare_cached("SELECT 1 FROM runs WHERE id = $1")?
+        conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
             .query_row([run_id], |_| Ok(())),
     )?
     .is_some())
@@ -141,7 +141,7 @@ pub fn spend(
         "SELECT {key}, COUNT(*), CAST(SUM(l.cost_nanos) AS BIGINT), CAST(SUM(l.input_tokens) AS BIGINT),
                 CAST(SUM(l.output_tokens) AS BIGINT)
          FROM llm_calls l LEFT JOIN crews c ON c.id = l.crew_id LEFT JOIN agents a ON a.id = l.agent_id
-         WHERE l.ts >= $1 AND l.ts <= $2
+         WHERE l.ts >= ?1 AND l.ts <= ?2
          GROUP BY {key} ORDER BY 3 DESC, 1",
         key = group_by.key_sql()
     );

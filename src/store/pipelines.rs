@@ -81,7 +81,7 @@ impl PipelineRow {
 pub fn pipeline_by_id(conn: &Connection, id: i64) -> Result<Option<PipelineRow>> {
     optional(
         conn.prepare_cached(&format!(
-            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = $1"
+            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1"
         ))?
         .query_row([id], pipeline_from_row),
     )
@@ -93,7 +93,7 @@ pub fn resolve(conn: &Connection, key: &str) -> Result<PipelineRow> {
         Some(id) => pipeline_by_id(conn, id)?.filter(|p| p.deleted_at.is_none()),
         None => optional(
             conn.prepare_cached(&format!(
-                "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE slug = $1 AND deleted_at IS NULL"
+                "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL"
             ))?
             .query_row([key], pipeline_from_row),
         )?,
@@ -111,7 +111,7 @@ pub struct NewPipeline {
 pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
     let taken: bool = tx
         .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = $1 AND deleted_at IS NULL)",
+            "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)",
         )?
         .query_row([&new.slug], |r| r.get(0))?;
     if taken {
@@ -123,7 +123,7 @@ pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         )?
         .query_row(
             params![
@@ -140,7 +140,7 @@ pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
 
 pub fn mark_deleted(tx: &mut Tx<'_>, id: i64) -> Result<()> {
     tx.execute(
-        "UPDATE pipelines SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        "UPDATE pipelines SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
         params![id, tx.now],
     )?;
     Ok(())
@@ -215,7 +215,7 @@ fn load_steps(conn: &Connection, run: &mut RunRow) -> Result<()> {
         .prepare_cached(
             "SELECT s.idx, s.step_id, s.crew_id, c.slug, s.agent_id, a.slug, s.task, s.status, s.assignment_id, s.output
              FROM pipeline_run_steps s JOIN crews c ON c.id = s.crew_id JOIN agents a ON a.id = s.agent_id
-             WHERE s.pipeline_run_id = $1 ORDER BY s.idx",
+             WHERE s.pipeline_run_id = ?1 ORDER BY s.idx",
         )?
         .query_map([run.id], |r| {
             let status: String = r.get(7)?;
@@ -303,7 +303,7 @@ impl RunRow {
 
 pub fn run_by_id(conn: &Connection, id: i64) -> Result<Option<RunRow>> {
     let run = optional(
-        conn.prepare_cached(&format!("{RUN_SELECT} WHERE r.id = $1"))?
+        conn.prepare_cached(&format!("{RUN_SELECT} WHERE r.id = ?1"))?
             .query_row([id], run_from_row),
     )?;
     match run {
@@ -326,7 +326,7 @@ pub fn get_run(conn: &Connection, key: &str) -> Result<RunRow> {
 pub fn running_count(conn: &Connection, pipeline_id: i64) -> Result<i64> {
     Ok(conn
         .prepare_cached(
-            "SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = $1 AND status = 'running'",
+            "SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'running'",
         )?
         .query_row([pipeline_id], |r| r.get(0))?)
 }
@@ -357,7 +357,7 @@ pub fn create_run(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO pipeline_runs (pipeline_id, status, inputs, dry_run, created_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         )?
         .query_row(
             params![
@@ -379,7 +379,7 @@ pub fn create_run(
     for (idx, (step, task)) in pipeline.steps.iter().zip(rendered).enumerate() {
         tx.prepare_cached(
             "INSERT INTO pipeline_run_steps (pipeline_run_id, idx, step_id, crew_id, agent_id, task, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
             id,
@@ -415,8 +415,8 @@ pub fn move_run(
     let finished = to.is_terminal().then_some(tx.now);
     let changed = tx
         .prepare_cached(
-            "UPDATE pipeline_runs SET status = $3, started_at = $4, finished_at = $5, reason = COALESCE($6, reason)
-             WHERE id = $1 AND status = $2",
+            "UPDATE pipeline_runs SET status = ?3, started_at = ?4, finished_at = ?5, reason = COALESCE(?6, reason)
+             WHERE id = ?1 AND status = ?2",
         )?
         .execute(params![run.id, run.status.as_str(), to.as_str(), started, finished, reason])?;
     if changed != 1 {
@@ -429,7 +429,7 @@ pub fn move_run(
     if to.is_terminal() {
         // Steps that never ran will not run now.
         tx.prepare_cached(
-            "UPDATE pipeline_run_steps SET status = 'skipped' WHERE pipeline_run_id = $1 AND status = 'pending'",
+            "UPDATE pipeline_run_steps SET status = 'skipped' WHERE pipeline_run_id = ?1 AND status = 'pending'",
         )?
         .execute([run.id])?;
     }
@@ -455,9 +455,9 @@ pub fn update_step(
 ) -> Result<()> {
     tx.prepare_cached(
         "UPDATE pipeline_run_steps
-         SET status = $3, task = COALESCE($4, task), assignment_id = COALESCE($5, assignment_id),
-             output = COALESCE($6, output)
-         WHERE pipeline_run_id = $1 AND idx = $2",
+         SET status = ?3, task = COALESCE(?4, task), assignment_id = COALESCE(?5, assignment_id),
+             output = COALESCE(?6, output)
+         WHERE pipeline_run_id = ?1 AND idx = ?2",
     )?
     .execute(params![
         run_id,
@@ -474,7 +474,7 @@ pub fn update_step(
 pub fn next_queued(conn: &Connection, pipeline_id: i64) -> Result<Option<RunRow>> {
     let id: Option<i64> = optional(
         conn.prepare_cached(
-            "SELECT id FROM pipeline_runs WHERE pipeline_id = $1 AND status = 'queued' ORDER BY id LIMIT 1",
+            "SELECT id FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
         )?
         .query_row([pipeline_id], |r| r.get(0)),
     )?;
@@ -488,7 +488,7 @@ pub fn runs_in(conn: &Connection, statuses: &[PipelineRunStatus]) -> Result<Vec<
     let mut out = Vec::new();
     for status in statuses {
         let ids: Vec<i64> = conn
-            .prepare_cached("SELECT id FROM pipeline_runs WHERE status = $1 ORDER BY id")?
+            .prepare_cached("SELECT id FROM pipeline_runs WHERE status = ?1 ORDER BY id")?
             .query_map([status.as_str()], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         for id in ids {

@@ -1,5 +1,5 @@
 //! A SELECT with only the filters a request gave, so SQLite can pick the
-//! index that fits instead of scanning past `$n IS NULL OR …` clauses.
+//! index that fits instead of scanning past `?n IS NULL OR …` clauses.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Row, params_from_iter};
@@ -20,11 +20,11 @@ impl Query {
         }
     }
 
-    /// Adds `AND <lhs>$n` with `value` bound to `$n` (`lhs` like `"s.id < "`).
+    /// Adds `AND <lhs>?n` with `value` bound to `?n` (`lhs` like `"s.id < "`).
     pub fn and(&mut self, lhs: &str, value: impl Into<SqlValue>) -> &mut Query {
         self.args.push(value.into());
         self.sql
-            .push_str(&format!(" AND {lhs}${}", self.args.len()));
+            .push_str(&format!(" AND {lhs}?{}", self.args.len()));
         self
     }
 
@@ -38,7 +38,7 @@ impl Query {
     ) -> Result<Vec<T>> {
         self.args.push(limit.into());
         self.sql
-            .push_str(&format!(" ORDER BY {order} LIMIT ${}", self.args.len()));
+            .push_str(&format!(" ORDER BY {order} LIMIT ?{}", self.args.len()));
         Ok(conn
             .prepare_cached(&self.sql)?
             .query_map(params_from_iter(self.args), map)?

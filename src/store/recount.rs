@@ -114,7 +114,7 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
             recounted,
         });
         tx.execute(
-            "INSERT INTO counters (family, label, value) VALUES ($1, $2, $3)
+            "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (family, label) DO UPDATE SET value = excluded.value",
             params![family, label, recounted],
         )?;
@@ -143,7 +143,7 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
             recounted: r.1,
         });
         tx.execute(
-            "INSERT INTO crew_counts (crew_id, queued, running) VALUES ($1, $2, $3)
+            "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
              ON CONFLICT (crew_id) DO UPDATE SET queued = excluded.queued, running = excluded.running",
             params![crew, r.0, r.1],
         )?;
@@ -168,7 +168,7 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
         });
         tx.execute(
             "INSERT INTO llm_series (label, position, calls, cost_nanos)
-             VALUES ($1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), $2, $3)
+             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), ?2, ?3)
              ON CONFLICT (label) DO UPDATE SET calls = excluded.calls, cost_nanos = excluded.cost_nanos",
             params![label, r.0, r.1],
         )?;

@@ -115,7 +115,7 @@ impl RunRow {
 
 pub fn by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>> {
     optional(
-        conn.prepare_cached(&format!("{SELECT} WHERE r.id = $1"))?
+        conn.prepare_cached(&format!("{SELECT} WHERE r.id = ?1"))?
             .query_row([id], from_row),
     )
 }
@@ -140,7 +140,7 @@ pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
     let pk: i64 = tx
         .prepare_cached(
             "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'running', $7) RETURNING pk",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7) RETURNING pk",
         )?
         .query_row(
             params![
@@ -188,8 +188,8 @@ pub fn finish(
     run.status.check_transition(status)?;
     let changed = tx
         .prepare_cached(
-            "UPDATE runs SET status = $2, finished_at = $3, error = $4, exit_code = $5
-             WHERE pk = $1 AND status = 'running'",
+            "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4, exit_code = ?5
+             WHERE pk = ?1 AND status = 'running'",
         )?
         .execute(params![run.pk, status.as_str(), tx.now, error, exit_code])?;
     if changed != 1 {
@@ -241,7 +241,7 @@ pub fn report(
 
 pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO run_outputs (run_pk, output) VALUES ($1, $2)
+        "INSERT INTO run_outputs (run_pk, output) VALUES (?1, ?2)
          ON CONFLICT (run_pk) DO UPDATE SET output = excluded.output",
     )?
     .execute(params![pk, output])?;
@@ -250,7 +250,7 @@ pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {
 
 pub fn output(conn: &Connection, pk: i64) -> Result<Option<String>> {
     optional(
-        conn.prepare_cached("SELECT output FROM run_outputs WHERE run_pk = $1")?
+        conn.prepare_cached("SELECT output FROM run_outputs WHERE run_pk = ?1")?
             .query_row([pk], |r| r.get(0)),
     )
 }

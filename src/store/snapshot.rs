@@ -9,7 +9,7 @@ use crate::domain::Result;
 /// Every (label, value) of one counter family, as stored.
 pub fn family(conn: &Connection, family: &str) -> Result<Vec<(String, i64)>> {
     Ok(conn
-        .prepare_cached("SELECT label, value FROM counters WHERE family = $1 ORDER BY label")?
+        .prepare_cached("SELECT label, value FROM counters WHERE family = ?1 ORDER BY label")?
         .query_map([family], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }
@@ -25,7 +25,7 @@ pub fn queue(conn: &Connection) -> Result<Queue> {
     let get = |label: &str| -> Result<i64> {
         Ok(conn
             .prepare_cached(
-                "SELECT COALESCE((SELECT value FROM counters WHERE family = $1 AND label = $2), 0)",
+                "SELECT COALESCE((SELECT value FROM counters WHERE family = ?1 AND label = ?2), 0)",
             )?
             .query_row([QUEUE, label], |r| r.get(0))?)
     };

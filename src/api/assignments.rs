@@ -1,0 +1,99 @@
+//! /api/v1/assignments: the work queue.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::error::ApiResult;
+use super::extract::{JsonBody, Params};
+use super::refs;
+use crate::app::AppState;
+use crate::domain::DomainError;
+use crate::domain::status::AssignmentStatus;
+use crate::domain::types::Assignment;
+use crate::store::agents;
+use crate::store::assignments::{self, Filter};
+use crate::store::page::Page;
+
+#[derive(Deserialize)]
+pub struct CreateAssignment {
+    crew: String,
+    agent: String,
+    task: String,
+    assigned_by: Option<String>,
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    JsonBody(b): JsonBody<CreateAssignment>,
+) -> ApiResult<(StatusCode, Json<Assignment>)> {
+    if b.task.trim().is_empty() {
+        return Err(DomainError::invalid("task must not be empty").into());
+    }
+    let row = app
+        .store
+        .write(move |tx| {
+            let crew = refs::crew(tx, &b.crew)?;
+            let agent = agents::resolve_for_work(tx, &crew, &b.agent)?;
+            let by = b
+                .assigned_by
+                .map(|k| agents::resolve_for_work(tx, &crew, &k))
+                .transpose()?;
+            assignments::create(tx, &crew, &agent, by.as_ref(), &b.task, None)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(row.to_api())))
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    params: Params,
+) -> ApiResult<Json<Page<Assignment>>> {
+    let page = params.page()?;
+    let status = params
+        .get("status")
+        .map(|s| {
+            AssignmentStatus::parse(s).ok_or_else(|| {
+                DomainError::invalid(
+                    "status must be one of pending, queued, running, completed, failed, cancelled",
+                )
+            })
+        })
+        .transpose()?;
+    let crew = params.get("crew").map(str::to_string);
+    let list = app
+        .store
+        .read(move |c| {
+            let crew_id = crew.map(|k| refs::crew_in_history(c, &k)).transpose()?;
+            assignments::list(c, &Filter { crew_id, status }, page)
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Assignment>> {
+    Ok(Json(
+        app.store
+            .read(move |c| assignments::get(c, &key))
+            .await?
+            .to_api(),
+    ))
+}
+
+/// Queued → cancelled; running → the process is stopped, then cancelled;
+/// already cancelled → no-op; completed or failed → 409.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Assignment>> {
+    let row = app.store.read(move |c| assignments::get(c, &key)).await?;
+    let row = app
+        .runtime
+        .cancel_assignment(row, "cancelled by request")
+        .await?;
+    Ok(Json(row.to_api()))
+}

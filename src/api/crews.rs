@@ -1,0 +1,342 @@
+//! /api/v1/crews and their agents.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::error::ApiResult;
+use super::extract::{JsonBody, Params};
+use crate::app::AppState;
+use crate::domain::event::Event;
+use crate::domain::ids::Kind;
+use crate::domain::types::{Agent, Crew};
+use crate::domain::{DomainError, Result, validate};
+use crate::store::Tx;
+use crate::store::agents::{self, AgentPatch, NewAgent};
+use crate::store::assignments::{self, Owner};
+use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
+use crate::store::journal::{self, Named, NewEntry};
+use crate::store::page::Page;
+
+const RUNTIMES: &[&str] = &["local", "docker"];
+const ROLES: &[&str] = &["lead", "agent"];
+
+#[derive(Deserialize)]
+pub struct CreateCrew {
+    slug: String,
+    name: String,
+    max_concurrent_agents: Option<i64>,
+    runtime: Option<String>,
+    image: Option<String>,
+}
+
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(format!(
+            "{field} must be one of {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
+/// Journals a crew or agent change and tells `crew:<slug>` subscribers.
+fn crew_changed(
+    tx: &mut Tx<'_>,
+    crew: &CrewRow,
+    kind: &str,
+    data: &impl serde::Serialize,
+) -> Result<()> {
+    journal::append(
+        tx,
+        NewEntry {
+            crew: Some(Named {
+                id: crew.id,
+                slug: crew.slug.clone(),
+            }),
+            ..NewEntry::info(kind, format!("{kind}: {}", crew.slug))
+        },
+    )?;
+    tx.emit(Event::on(kind, None, Some(crew.slug.clone()), data));
+    Ok(())
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    JsonBody(b): JsonBody<CreateCrew>,
+) -> ApiResult<(StatusCode, Json<Crew>)> {
+    validate::slug(&b.slug, Kind::Crew)?;
+    validate::name(&b.name)?;
+    let max = b.max_concurrent_agents.unwrap_or(2);
+    validate::at_least_one("max_concurrent_agents", max)?;
+    let runtime = b.runtime.unwrap_or_else(|| "local".into());
+    one_of("runtime", &runtime, RUNTIMES)?;
+    if runtime == "docker" && b.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+        return Err(DomainError::invalid("a crew with runtime docker needs an image").into());
+    }
+    let new = NewCrew {
+        slug: b.slug,
+        name: b.name,
+        max_concurrent_agents: max,
+        runtime,
+        image: b.image,
+    };
+    let crew = app
+        .store
+        .write(move |tx| {
+            let crew = crews::insert(tx, new)?;
+            crew_changed(tx, &crew, "crew.created", &crew.to_api())?;
+            Ok(crew)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(crew.to_api())))
+}
+
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Crew>>> {
+    let page = params.page()?;
+    let deleted = params.get("include_deleted") == Some("true");
+    Ok(Json(
+        app.store
+            .read(move |c| crews::list(c, deleted, page))
+            .await?,
+    ))
+}
+
+pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Crew>> {
+    Ok(Json(
+        app.store
+            .read(move |c| crews::resolve(c, &key))
+            .await?
+            .to_api(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct PatchCrew {
+    name: Option<String>,
+    max_concurrent_agents: Option<i64>,
+    #[serde(default, deserialize_with = "super::extract::present")]
+    image: Option<Option<String>>,
+}
+
+pub async fn patch(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(b): JsonBody<PatchCrew>,
+) -> ApiResult<Json<Crew>> {
+    if let Some(n) = &b.name {
+        validate::name(n)?;
+    }
+    if let Some(m) = b.max_concurrent_agents {
+        validate::at_least_one("max_concurrent_agents", m)?;
+    }
+    let patch = CrewPatch {
+        name: b.name,
+        max_concurrent_agents: b.max_concurrent_agents,
+        image: b.image,
+    };
+    let crew = app
+        .store
+        .write(move |tx| {
+            let crew = crews::update(tx, &key, patch)?;
+            crew_changed(tx, &crew, "crew.updated", &crew.to_api())?;
+            Ok(crew)
+        })
+        .await?;
+    Ok(Json(crew.to_api()))
+}
+
+/// Soft delete: the crew stops taking work; waiting assignments are
+/// cancelled; running ones finish; history stays.
+pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Crew>> {
+    let crew = app
+        .store
+        .write(move |tx| {
+            let crew = crews::resolve_live(tx, &key)?;
+            crews::mark_deleted(tx, crew.id)?;
+            assignments::cancel_waiting(tx, Owner::Crew(crew.id), "crew deleted")?;
+            let crew = crews::by_id(tx, crew.id)?
+                .ok_or_else(|| DomainError::Internal("crew vanished".into()))?;
+            crew_changed(tx, &crew, "crew.deleted", &crew.to_api())?;
+            Ok(crew)
+        })
+        .await?;
+    Ok(Json(crew.to_api()))
+}
+
+#[derive(Deserialize)]
+pub struct CreateAgent {
+    slug: String,
+    name: String,
+    role: Option<String>,
+    command: Vec<String>,
+    env: Option<BTreeMap<String, String>>,
+    timeout_seconds: Option<i64>,
+}
+
+fn check_command(command: &[String]) -> Result<()> {
+    match command.first() {
+        Some(program) if !program.is_empty() => {}
+        _ => {
+            return Err(DomainError::invalid(
+                "command must be a non-empty argv array",
+            ));
+        }
+    }
+    if command.iter().any(|a| a.contains('\0')) {
+        return Err(DomainError::invalid(
+            "command arguments must not contain NUL",
+        ));
+    }
+    Ok(())
+}
+
+fn check_env(env: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
+            return Err(DomainError::invalid(format!(
+                "env name {k:?} is not a valid variable name"
+            )));
+        }
+        if k.starts_with("CREWSHIP_") {
+            return Err(DomainError::invalid(format!(
+                "env name {k:?} is reserved for crewshipd"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create_agent(
+    State(app): State<AppState>,
+    Path(crew_key): Path<String>,
+    JsonBody(b): JsonBody<CreateAgent>,
+) -> ApiResult<(StatusCode, Json<Agent>)> {
+    validate::slug(&b.slug, Kind::Agent)?;
+    validate::name(&b.name)?;
+    let role = b.role.unwrap_or_else(|| "agent".into());
+    one_of("role", &role, ROLES)?;
+    check_command(&b.command)?;
+    let env = b.env.unwrap_or_default();
+    check_env(&env)?;
+    let timeout_seconds = b.timeout_seconds.unwrap_or(1800);
+    validate::at_least_one("timeout_seconds", timeout_seconds)?;
+    let new = NewAgent {
+        slug: b.slug,
+        name: b.name,
+        role,
+        command: b.command,
+        env,
+        timeout_seconds,
+    };
+    let agent = app
+        .store
+        .write(move |tx| {
+            let crew = crews::resolve_live(tx, &crew_key)?;
+            let agent = agents::insert(tx, &crew, new)?;
+            crew_changed(tx, &crew, "agent.created", &agent.to_api())?;
+            Ok(agent)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(agent.to_api())))
+}
+
+pub async fn list_agents(
+    State(app): State<AppState>,
+    Path(crew_key): Path<String>,
+    params: Params,
+) -> ApiResult<Json<Page<Agent>>> {
+    let page = params.page()?;
+    let deleted = params.get("include_deleted") == Some("true");
+    Ok(Json(
+        app.store
+            .read(move |c| agents::list(c, &crews::resolve(c, &crew_key)?, deleted, page))
+            .await?,
+    ))
+}
+
+pub async fn get_agent(
+    State(app): State<AppState>,
+    Path((crew_key, agent_key)): Path<(String, String)>,
+) -> ApiResult<Json<Agent>> {
+    let agent = app
+        .store
+        .read(move |c| agents::resolve(c, &crews::resolve(c, &crew_key)?, &agent_key))
+        .await?;
+    Ok(Json(agent.to_api()))
+}
+
+#[derive(Deserialize)]
+pub struct PatchAgent {
+    name: Option<String>,
+    role: Option<String>,
+    command: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    timeout_seconds: Option<i64>,
+}
+
+pub async fn patch_agent(
+    State(app): State<AppState>,
+    Path((crew_key, agent_key)): Path<(String, String)>,
+    JsonBody(b): JsonBody<PatchAgent>,
+) -> ApiResult<Json<Agent>> {
+    if let Some(n) = &b.name {
+        validate::name(n)?;
+    }
+    if let Some(r) = &b.role {
+        one_of("role", r, ROLES)?;
+    }
+    if let Some(c) = &b.command {
+        check_command(c)?;
+    }
+    if let Some(e) = &b.env {
+        check_env(e)?;
+    }
+    if let Some(t) = b.timeout_seconds {
+        validate::at_least_one("timeout_seconds", t)?;
+    }
+    let patch = AgentPatch {
+        name: b.name,
+        role: b.role,
+        command: b.command,
+        env: b.env,
+        timeout_seconds: b.timeout_seconds,
+    };
+    let agent = app
+        .store
+        .write(move |tx| {
+            let crew = crews::resolve_live(tx, &crew_key)?;
+            let agent = agents::update(tx, agents::resolve(tx, &crew, &agent_key)?, patch)?;
+            crew_changed(tx, &crew, "agent.updated", &agent.to_api())?;
+            Ok(agent)
+        })
+        .await?;
+    Ok(Json(agent.to_api()))
+}
+
+pub async fn delete_agent(
+    State(app): State<AppState>,
+    Path((crew_key, agent_key)): Path<(String, String)>,
+) -> ApiResult<Json<Agent>> {
+    let agent = app
+        .store
+        .write(move |tx| {
+            let crew = crews::resolve_live(tx, &crew_key)?;
+            let agent = agents::resolve(tx, &crew, &agent_key)?;
+            if !agent.is_live() {
+                return Err(DomainError::not_found("agent", agent_key));
+            }
+            agents::mark_deleted(tx, agent.id)?;
+            assignments::cancel_waiting(tx, Owner::Agent(agent.id), "agent deleted")?;
+            let agent = agents::by_id(tx, agent.id)?
+                .ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
+            crew_changed(tx, &crew, "agent.deleted", &agent.to_api())?;
+            Ok(agent)
+        })
+        .await?;
+    Ok(Json(agent.to_api()))
+}

@@ -1,0 +1,34 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+
+pub async fn healthz(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "service": "crewshipd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": app.started.elapsed().as_secs_f64(),
+    }))
+}
+
+pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let db = app
+        .store
+        .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        .await;
+    match db {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "checks": { "db": "ok" } })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "checks": { "db": e.to_string() } })),
+        ),
+    }
+}

@@ -1,0 +1,85 @@
+//! /api/v1/journal: the unified history, live and archived.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::error::ApiResult;
+use super::extract::{JsonBody, Params};
+use super::refs;
+use crate::app::AppState;
+use crate::domain::DomainError;
+use crate::domain::types::JournalEntry;
+use crate::store::journal::{self, Filter, NewEntry};
+use crate::store::page::Page;
+
+pub async fn list(
+    State(app): State<AppState>,
+    params: Params,
+) -> ApiResult<Json<Page<JournalEntry>>> {
+    let page = params.page()?;
+    let mut filter = Filter {
+        entry_type: params.get("type").map(str::to_string),
+        trace_id: params.get("trace_id").map(str::to_string),
+        crew_id: None,
+        since: params.time("since")?,
+        until: params.time("until")?,
+    };
+    let crew = params.get("crew").map(str::to_string);
+    let list = app
+        .store
+        .read(move |c| {
+            filter.crew_id = crew.map(|k| refs::crew_in_history(c, &k)).transpose()?;
+            journal::list(c, &filter, page)
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+#[derive(Deserialize)]
+pub struct PostEntry {
+    entry_type: String,
+    summary: String,
+    severity: Option<String>,
+    crew: Option<String>,
+    agent: Option<String>,
+    trace_id: Option<String>,
+    payload: Option<serde_json::Value>,
+}
+
+pub async fn post(
+    State(app): State<AppState>,
+    JsonBody(b): JsonBody<PostEntry>,
+) -> ApiResult<(StatusCode, Json<JournalEntry>)> {
+    let entry_type = b.entry_type.trim().to_string();
+    if entry_type.is_empty() || entry_type.len() > 100 {
+        return Err(DomainError::invalid("entry_type must be 1-100 characters").into());
+    }
+    if entry_type.starts_with("run.") {
+        return Err(
+            DomainError::invalid("entry types run.* are reserved for the run endpoints").into(),
+        );
+    }
+    if b.summary.trim().is_empty() {
+        return Err(DomainError::invalid("summary must not be empty").into());
+    }
+    let severity = journal::check_severity(b.severity.as_deref().unwrap_or("info"))?;
+    let entry = app
+        .store
+        .write(move |tx| {
+            let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
+            let new = NewEntry {
+                entry_type,
+                severity,
+                crew,
+                agent,
+                trace_id: b.trace_id,
+                summary: b.summary,
+                payload: b.payload.unwrap_or_else(|| serde_json::json!({})),
+            };
+            journal::append(tx, new)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}

@@ -1,0 +1,91 @@
+//! The HTTP surface: every route in one place.
+
+pub mod assignments;
+pub mod auth;
+pub mod containers;
+pub mod crews;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod journal;
+pub mod paymaster;
+pub mod pipelines;
+pub mod refs;
+pub mod runs;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post};
+use tower_http::compression::CompressionLayer;
+
+use crate::app::AppState;
+use error::ApiError;
+
+async fn no_route() -> impl IntoResponse {
+    ApiError::no_route()
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this path",
+    )
+}
+
+pub fn router(app: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/crews", post(crews::create).get(crews::list))
+        .route(
+            "/crews/{crew}",
+            get(crews::get).patch(crews::patch).delete(crews::delete),
+        )
+        .route(
+            "/crews/{crew}/agents",
+            post(crews::create_agent).get(crews::list_agents),
+        )
+        .route(
+            "/crews/{crew}/agents/{agent}",
+            get(crews::get_agent)
+                .patch(crews::patch_agent)
+                .delete(crews::delete_agent),
+        )
+        .route(
+            "/assignments",
+            post(assignments::create).get(assignments::list),
+        )
+        .route("/assignments/{id}", get(assignments::get))
+        .route("/assignments/{id}/cancel", post(assignments::cancel))
+        .route("/runs", post(runs::start))
+        .route("/runs/{id}", get(runs::get).patch(runs::report))
+        .route("/runs/{id}/output", get(runs::output))
+        .route("/journal", get(journal::list).post(journal::post))
+        .route("/pipelines", post(pipelines::create).get(pipelines::list))
+        .route(
+            "/pipelines/{pipeline}",
+            get(pipelines::get).delete(pipelines::delete),
+        )
+        .route("/pipelines/{pipeline}/runs", post(pipelines::start_run))
+        .route("/pipeline-runs", get(pipelines::list_runs))
+        .route("/pipeline-runs/{id}", get(pipelines::get_run))
+        .route("/pipeline-runs/{id}/cancel", post(pipelines::cancel_run))
+        .route("/llm-calls", post(paymaster::record))
+        .route("/paymaster/spend", get(paymaster::spend))
+        .route("/containers", get(containers::list))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(app.clone(), auth::require_api_access));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", any(crate::metrics::handler))
+        .route("/ws", get(crate::ws::session::handler))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(app.config.body_limit))
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(app)
+}

@@ -1,0 +1,118 @@
+//! /api/v1/llm-calls and /api/v1/paymaster/spend: the cost ledger.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::ApiResult;
+use super::extract::{JsonBody, Params};
+use super::refs;
+use crate::app::AppState;
+use crate::domain::pricing::{self, Tokens};
+use crate::domain::types::LlmCallRecorded;
+use crate::domain::{DomainError, provider, time, validate};
+use crate::store::ledger::{self, GroupBy, NewCall};
+
+#[derive(Deserialize)]
+pub struct RecordCall {
+    provider: String,
+    model: String,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_input_tokens: Option<i64>,
+    cache_creation_tokens: Option<i64>,
+    cost_usd: Option<f64>,
+    billing_mode: Option<String>,
+    crew: Option<String>,
+    agent: Option<String>,
+    run_id: Option<String>,
+}
+
+pub async fn record(
+    State(app): State<AppState>,
+    JsonBody(b): JsonBody<RecordCall>,
+) -> ApiResult<(StatusCode, Json<LlmCallRecorded>)> {
+    let provider = provider::normalize(&b.provider)?;
+    let model = b.model.trim().to_string();
+    if model.is_empty() || model.len() > 200 {
+        return Err(DomainError::invalid("model must be 1-200 characters").into());
+    }
+    let tokens = Tokens {
+        input: b.input_tokens,
+        output: b.output_tokens,
+        cached_input: b.cached_input_tokens.unwrap_or(0),
+        cache_creation: b.cache_creation_tokens.unwrap_or(0),
+    };
+    for (field, v) in [
+        ("input_tokens", tokens.input),
+        ("output_tokens", tokens.output),
+        ("cached_input_tokens", tokens.cached_input),
+        ("cache_creation_tokens", tokens.cache_creation),
+    ] {
+        validate::non_negative(field, v)?;
+    }
+    let billing_mode = match b.billing_mode.as_deref().unwrap_or("metered") {
+        "metered" => "metered",
+        "flat_rate" => "flat_rate",
+        _ => return Err(DomainError::invalid("billing_mode must be metered or flat_rate").into()),
+    };
+    // Flat-rate calls cost nothing per call but still count as calls. An
+    // unpriced model is recorded at 0 USD with `priced: false`, not refused:
+    // the call happened and must count.
+    let (cost_nanos, priced) = match (billing_mode, b.cost_usd) {
+        ("flat_rate", _) => (0, true),
+        (_, Some(usd)) => (pricing::usd_to_nanos(usd)?, true),
+        (_, None) => match app.rate_card.price(&provider, &model, tokens) {
+            Some(n) => (n, true),
+            None => {
+                tracing::warn!(
+                    provider,
+                    model,
+                    "no rate card price; recording the call at 0 USD"
+                );
+                (0, false)
+            }
+        },
+    };
+    let recorded = app
+        .store
+        .write(move |tx| {
+            let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
+            if let Some(run) = &b.run_id
+                && !ledger::run_exists(tx, run)?
+            {
+                return Err(DomainError::invalid(format!("unknown run {run:?}")));
+            }
+            let call = NewCall {
+                provider,
+                model,
+                tokens,
+                cost_nanos,
+                priced,
+                billing_mode,
+                crew_id: crew.map(|c| c.id),
+                agent_id: agent.map(|a| a.id),
+                run_id: b.run_id,
+            };
+            ledger::record(tx, call)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(recorded)))
+}
+
+pub async fn spend(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
+    let group_by = GroupBy::parse(params.get("group_by").unwrap_or("provider"))?;
+    let since = params.time("since")?;
+    let until = params.time("until")?;
+    let rows = app
+        .store
+        .read(move |c| ledger::spend(c, group_by, since, until))
+        .await?;
+    Ok(Json(json!({
+        "rows": rows,
+        "since": time::rfc3339_opt(since),
+        "until": time::rfc3339_opt(until),
+    })))
+}

@@ -1,0 +1,238 @@
+//! /api/v1/pipelines and /api/v1/pipeline-runs.
+
+use std::collections::HashSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::error::ApiResult;
+use super::extract::{JsonBody, Params};
+use super::refs;
+use crate::app::AppState;
+use crate::domain::ids::Kind;
+use crate::domain::status::PipelineRunStatus;
+use crate::domain::template::{self, Ref};
+use crate::domain::types::{Pipeline, PipelineRun, StepSpec};
+use crate::domain::{DomainError, Result, validate};
+use crate::store::agents;
+use crate::store::page::Page;
+use crate::store::pipelines::{self, NewPipeline, RunFilter, StoredStep};
+
+#[derive(Deserialize)]
+pub struct CreatePipeline {
+    slug: String,
+    name: String,
+    max_concurrent_runs: Option<i64>,
+    steps: Vec<StepSpec>,
+}
+
+/// Step ids unique, templates well-formed, step outputs only from earlier
+/// steps.
+fn check_steps(steps: &[StepSpec]) -> Result<()> {
+    if steps.is_empty() {
+        return Err(DomainError::invalid("a pipeline needs at least one step"));
+    }
+    let mut seen = HashSet::new();
+    for step in steps {
+        if step.id.trim().is_empty() || step.id.contains(['.', '{', '}']) {
+            return Err(DomainError::invalid(format!(
+                "step id {:?} must be non-empty, without . {{ }}",
+                step.id
+            )));
+        }
+        if step.task.trim().is_empty() {
+            return Err(DomainError::invalid(format!(
+                "step {:?} has an empty task",
+                step.id
+            )));
+        }
+        for r in template::references(&step.task)? {
+            if let Ref::StepOutput(id) = r
+                && !seen.contains(id.as_str())
+            {
+                return Err(DomainError::invalid(format!(
+                    "step {:?} uses the output of {id:?}, which is not an earlier step",
+                    step.id
+                )));
+            }
+        }
+        if !seen.insert(step.id.as_str()) {
+            return Err(DomainError::invalid(format!(
+                "step id {:?} is used twice",
+                step.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    JsonBody(b): JsonBody<CreatePipeline>,
+) -> ApiResult<(StatusCode, Json<Pipeline>)> {
+    validate::slug(&b.slug, Kind::Pipeline)?;
+    validate::name(&b.name)?;
+    let max = b.max_concurrent_runs.unwrap_or(1);
+    validate::at_least_one("max_concurrent_runs", max)?;
+    check_steps(&b.steps)?;
+    let pipeline = app
+        .store
+        .write(move |tx| {
+            let steps = b
+                .steps
+                .into_iter()
+                .map(|s| {
+                    let crew = refs::crew(tx, &s.crew)?;
+                    let agent = agents::resolve_for_work(tx, &crew, &s.agent)?;
+                    Ok(StoredStep {
+                        id: s.id,
+                        crew_id: crew.id,
+                        crew: crew.slug,
+                        agent_id: agent.id,
+                        agent: agent.slug,
+                        task: s.task,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            pipelines::insert(
+                tx,
+                NewPipeline {
+                    slug: b.slug,
+                    name: b.name,
+                    max_concurrent_runs: max,
+                    steps,
+                },
+            )
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(pipeline.to_api())))
+}
+
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Pipeline>>> {
+    let page = params.page()?;
+    Ok(Json(
+        app.store.read(move |c| pipelines::list(c, page)).await?,
+    ))
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Pipeline>> {
+    Ok(Json(
+        app.store
+            .read(move |c| pipelines::resolve(c, &key))
+            .await?
+            .to_api(),
+    ))
+}
+
+/// Soft delete; its queued and running runs are cancelled.
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Pipeline>> {
+    let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
+    app.runtime.delete_pipeline(&pipeline).await?;
+    let id = pipeline.id;
+    let pipeline = app
+        .store
+        .read(move |c| {
+            pipelines::pipeline_by_id(c, id)?.ok_or_else(|| DomainError::not_found("pipeline", ""))
+        })
+        .await?;
+    Ok(Json(pipeline.to_api()))
+}
+
+#[derive(Deserialize)]
+pub struct StartRun {
+    inputs: Option<serde_json::Map<String, serde_json::Value>>,
+    dry_run: Option<bool>,
+}
+
+pub async fn start_run(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(b): JsonBody<StartRun>,
+) -> ApiResult<(StatusCode, Json<PipelineRun>)> {
+    let inputs = b.inputs.unwrap_or_default();
+    let dry_run = b.dry_run.unwrap_or(false);
+    let run = app
+        .store
+        .write(move |tx| {
+            let pipeline = pipelines::resolve(tx, &key)?;
+            pipelines::create_run(tx, &pipeline, inputs, dry_run)
+        })
+        .await?;
+    if run.status == PipelineRunStatus::Running {
+        app.runtime.pipeline_run_started(run.id);
+    }
+    Ok((StatusCode::CREATED, Json(run.to_api())))
+}
+
+pub async fn list_runs(
+    State(app): State<AppState>,
+    params: Params,
+) -> ApiResult<Json<Page<PipelineRun>>> {
+    let page = params.page()?;
+    let status = params
+        .get("status")
+        .map(|s| {
+            PipelineRunStatus::parse(s).ok_or_else(|| {
+                DomainError::invalid(
+                    "status must be one of queued, running, completed, failed, cancelled, dry_run, interrupted",
+                )
+            })
+        })
+        .transpose()?;
+    let pipeline = params.get("pipeline").map(str::to_string);
+    let list = app
+        .store
+        .read(move |c| {
+            let pipeline_id = pipeline
+                .map(|k| match pipelines::resolve(c, &k) {
+                    Err(DomainError::NotFound { .. }) => {
+                        Err(DomainError::invalid(format!("unknown pipeline {k:?}")))
+                    }
+                    other => other.map(|p| p.id),
+                })
+                .transpose()?;
+            pipelines::list_runs(
+                c,
+                &RunFilter {
+                    status,
+                    pipeline_id,
+                },
+                page,
+            )
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+pub async fn get_run(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<PipelineRun>> {
+    Ok(Json(
+        app.store
+            .read(move |c| pipelines::get_run(c, &key))
+            .await?
+            .to_api(),
+    ))
+}
+
+pub async fn cancel_run(
+    State(app): State<AppState>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<PipelineRun>> {
+    let run = app.store.read(move |c| pipelines::get_run(c, &key)).await?;
+    Ok(Json(
+        app.runtime
+            .cancel_pipeline_run(run, "cancelled by request")
+            .await?
+            .to_api(),
+    ))
+}

@@ -1,0 +1,93 @@
+//! /api/v1/runs: runs reported by their owners, and every run's record.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::error::ApiResult;
+use super::extract::JsonBody;
+use super::refs;
+use crate::app::AppState;
+use crate::domain::DomainError;
+use crate::domain::status::RunStatus;
+use crate::domain::types::Run;
+use crate::store::runs::{self, NewRun};
+
+#[derive(Deserialize)]
+pub struct StartRun {
+    crew: Option<String>,
+    agent: Option<String>,
+    trigger: Option<String>,
+}
+
+pub async fn start(
+    State(app): State<AppState>,
+    JsonBody(b): JsonBody<StartRun>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    let run = app
+        .store
+        .write(move |tx| {
+            let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
+            let new = NewRun {
+                crew,
+                agent,
+                assignment_id: None,
+                trigger: b.trigger,
+                managed: false,
+            };
+            runs::start(tx, new)
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(run.to_api())))
+}
+
+#[derive(Deserialize)]
+pub struct ReportRun {
+    status: String,
+    error: Option<String>,
+}
+
+/// A terminal report; repeats return the first outcome and write nothing.
+pub async fn report(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ReportRun>,
+) -> ApiResult<Json<Run>> {
+    let status = RunStatus::parse(&b.status)
+        .filter(|s| s.is_terminal())
+        .ok_or_else(|| {
+            DomainError::invalid("status must be one of completed, failed, cancelled, timeout")
+        })?;
+    let run = app
+        .store
+        .write(move |tx| runs::report(tx, &id, status, b.error))
+        .await?;
+    Ok(Json(run.to_api()))
+}
+
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Run>> {
+    Ok(Json(
+        app.store.read(move |c| runs::get(c, &id)).await?.to_api(),
+    ))
+}
+
+/// Captured output: live while the run executes, stored once it ends.
+pub async fn output(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let text = match app.runtime.live_output(&id) {
+        Some(text) => text,
+        None => {
+            app.store
+                .read(move |c| {
+                    let run = runs::get(c, &id)?;
+                    Ok(runs::output(c, run.pk)?.unwrap_or_default())
+                })
+                .await?
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}

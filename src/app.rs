@@ -1,0 +1,25 @@
+//! The state every handler and worker shares.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::containers;
+use crate::domain::pricing::RateCard;
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::store::Store;
+use crate::ws::Hub;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub rate_card: RateCard,
+    pub runtime: Runtime,
+    pub hub: Hub,
+    pub containers: containers::Registry,
+    pub metrics: Metrics,
+    pub started: Instant,
+}
+
+pub type AppState = Arc<App>;

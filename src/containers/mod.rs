@@ -1,0 +1,5 @@
+//! Crew containers and their stats.
+
+pub mod registry;
+
+pub use registry::Registry;

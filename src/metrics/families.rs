@@ -1,0 +1,332 @@
+//! Every family /metrics prints, in order, with its HELP text and the
+//! closed label sets of METRICS.md §4 (zero-filled, unknown values folded
+//! into `other`).
+
+use super::exposition::{Family, Kind, Value};
+use super::process::{AllocStats, ProcessStats};
+use super::snapshot::DbSnapshot;
+use crate::domain::pricing;
+use crate::domain::provider;
+
+pub const ASSIGNMENT_STATUSES: &[&str] = &[
+    "pending",
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "other",
+];
+pub const PIPELINE_RUN_STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "dry_run",
+    "interrupted",
+    "other",
+];
+pub const RUN_EVENTS: &[&str] = &["started", "completed", "failed", "cancelled", "timeout"];
+
+/// Sums stored (label, count) pairs into a closed set: labels are trimmed
+/// and lower-cased; anything outside the set goes to `other` if the set
+/// has it, and is dropped otherwise.
+pub fn fold(closed: &[&'static str], stored: &[(String, i64)]) -> Vec<(&'static str, i64)> {
+    let mut out: Vec<(&'static str, i64)> = closed.iter().map(|l| (*l, 0)).collect();
+    for (label, n) in stored {
+        let label = label.trim().to_lowercase();
+        let slot = out
+            .iter()
+            .position(|(l, _)| *l == label)
+            .or_else(|| out.iter().position(|(l, _)| *l == "other"));
+        if let Some(i) = slot {
+            out[i].1 += n;
+        }
+    }
+    out
+}
+
+/// The LLM series, at most `MAX_OWN_SERIES` own labels plus `other`,
+/// whatever the table holds: (label, calls, nano-USD).
+pub fn cap_providers(stored: &[(String, i64, i64)]) -> Vec<(String, i64, i64)> {
+    let mut out: Vec<(String, i64, i64)> = Vec::new();
+    let mut other = (0, 0);
+    let mut saw_other = false;
+    for (label, calls, cost) in stored {
+        if label == provider::OTHER || out.len() as i64 >= provider::MAX_OWN_SERIES {
+            saw_other = true;
+            other.0 += calls;
+            other.1 += cost;
+        } else {
+            out.push((label.clone(), *calls, *cost));
+        }
+    }
+    if saw_other {
+        out.push((provider::OTHER.to_string(), other.0, other.1));
+    }
+    out
+}
+
+fn labeled(
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    label: &'static str,
+    values: Vec<(&'static str, i64)>,
+) -> Family {
+    values
+        .into_iter()
+        .fold(Family::new(name, help, kind), |f, (l, n)| {
+            f.with(vec![(label, l.to_string())], Value::Int(n))
+        })
+}
+
+pub struct Live {
+    pub uptime_seconds: f64,
+    pub alive_tasks: usize,
+    pub alloc: Option<AllocStats>,
+    pub process: Option<ProcessStats>,
+    pub ws_connections: i64,
+    pub containers_tracked: i64,
+    pub containers_reporting: i64,
+    pub snapshot_computations: u64,
+}
+
+pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
+    let mut f = vec![
+        Family::gauge(
+            "crewshipd_uptime_seconds",
+            "Seconds since crewshipd started.",
+            Value::Float(live.uptime_seconds),
+        ),
+        Family::gauge(
+            "crewshipd_goroutines",
+            "Live async tasks in the runtime (named goroutines for dashboard compatibility).",
+            Value::Int(live.alive_tasks as i64),
+        ),
+    ];
+    if let Some(a) = live.alloc {
+        f.push(Family::gauge(
+            "crewshipd_memory_alloc_bytes",
+            "Bytes of heap currently allocated (jemalloc stats.allocated).",
+            Value::Int(a.allocated as i64),
+        ));
+        f.push(Family::gauge(
+            "crewshipd_memory_sys_bytes",
+            "Bytes the allocator obtained from the OS (jemalloc stats.mapped).",
+            Value::Int(a.mapped as i64),
+        ));
+        f.push(Family::new(
+            "crewshipd_gc_runs",
+            "Memory-reclamation passes of the allocator (jemalloc purge sweeps); named gc_runs for dashboard compatibility.",
+            Kind::Counter,
+        ).with(vec![], Value::Int(a.purges as i64)));
+    }
+    f.push(Family::gauge(
+        "crewshipd_ws_connections",
+        "Authenticated WebSocket connections open now.",
+        Value::Int(live.ws_connections),
+    ));
+    if let Some(p) = live.process {
+        f.push(
+            Family::new(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                Kind::Counter,
+            )
+            .with(vec![], Value::Float(p.cpu_seconds)),
+        );
+        f.push(Family::gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            Value::Int(p.resident_bytes as i64),
+        ));
+        f.push(Family::gauge(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            Value::Int(p.virtual_bytes as i64),
+        ));
+        f.push(Family::gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            Value::Int(p.open_fds as i64),
+        ));
+        let max = p
+            .max_fds
+            .map_or(Value::Float(f64::INFINITY), |n| Value::Int(n as i64));
+        f.push(Family::gauge(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            max,
+        ));
+        f.push(Family::gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            Value::Float(p.start_time_seconds),
+        ));
+    }
+    f.push(
+        Family::new(
+            "crewshipd_build_info",
+            "Build of the running crewshipd; the value is always 1.",
+            Kind::Gauge,
+        )
+        .with(
+            vec![
+                ("version", env!("CARGO_PKG_VERSION").to_string()),
+                ("revision", env!("CREWSHIP_REVISION").to_string()),
+            ],
+            Value::Int(1),
+        ),
+    );
+
+    f.push(labeled(
+        "crewshipd_assignments",
+        "Assignments currently in each status.",
+        Kind::Gauge,
+        "status",
+        fold(ASSIGNMENT_STATUSES, &db.assignments.value),
+    ));
+    let q = db.queue.value;
+    f.push(Family::gauge(
+        "crewshipd_assignment_queue_depth",
+        "Queued assignments across all crews.",
+        Value::Int(q.depth),
+    ));
+    f.push(Family::gauge(
+        "crewshipd_assignment_queue_crews",
+        "Crews with at least one queued assignment.",
+        Value::Int(q.crews),
+    ));
+    f.push(Family::gauge(
+        "crewshipd_assignment_queue_depth_max",
+        "Queued assignments of the most backlogged crew.",
+        Value::Int(q.depth_max),
+    ));
+    f.push(labeled(
+        "crewshipd_pipeline_runs",
+        "Pipeline runs in each status.",
+        Kind::Gauge,
+        "status",
+        fold(PIPELINE_RUN_STATUSES, &db.pipeline_runs.value),
+    ));
+    f.push(labeled(
+        "crewshipd_agent_run_events",
+        "Agent run lifecycle events journaled, live and archived.",
+        Kind::Counter,
+        "event",
+        fold(RUN_EVENTS, &db.run_events.value),
+    ));
+    let llm = cap_providers(&db.llm.value);
+    let mut calls = Family::new(
+        "crewshipd_llm_calls",
+        "LLM invocations recorded in the paymaster cost ledger.",
+        Kind::Counter,
+    );
+    let mut cost = Family::new(
+        "crewshipd_llm_cost_usd",
+        "Cumulative LLM spend in USD recorded in the paymaster cost ledger.",
+        Kind::Counter,
+    );
+    for (label, n, nanos) in llm {
+        calls = calls.with(vec![("provider", label.clone())], Value::Int(n));
+        cost = cost.with(
+            vec![("provider", label)],
+            Value::Float(pricing::nanos_to_usd(nanos)),
+        );
+    }
+    f.push(calls);
+    f.push(cost);
+    f.push(Family::gauge(
+        "crewshipd_containers_tracked",
+        "Crew containers registered with the stats collector.",
+        Value::Int(live.containers_tracked),
+    ));
+    f.push(Family::gauge(
+        "crewshipd_containers_reporting",
+        "Tracked containers whose latest stats sample is fresh.",
+        Value::Int(live.containers_reporting),
+    ));
+    f.push(Family::gauge(
+        "crewshipd_db_migration_version",
+        "Highest applied schema migration version.",
+        Value::Int(db.migration_version.value),
+    ));
+
+    let health = db.health();
+    let mut up = Family::new(
+        "crewshipd_metrics_collector_up",
+        "Whether the last computation of each metrics collector succeeded.",
+        Kind::Gauge,
+    );
+    let mut errors = Family::new(
+        "crewshipd_metrics_collector_errors",
+        "Failed computations of each metrics collector.",
+        Kind::Counter,
+    );
+    for (name, ok, n) in health {
+        up = up.with(
+            vec![("collector", name.to_string())],
+            Value::Int(i64::from(ok)),
+        );
+        errors = errors.with(vec![("collector", name.to_string())], Value::Int(n as i64));
+    }
+    f.push(up);
+    f.push(errors);
+    f.push(Family::gauge(
+        "crewshipd_metrics_snapshot_age_seconds",
+        "Age of the served database-derived snapshot in seconds.",
+        Value::Float(db.taken_at.elapsed().as_secs_f64()),
+    ));
+    f.push(
+        Family::new(
+            "crewshipd_metrics_snapshot_computations",
+            "Database-derived snapshots computed since start.",
+            Kind::Counter,
+        )
+        .with(vec![], Value::Int(live.snapshot_computations as i64)),
+    );
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_zero_fills_and_folds_unknowns() {
+        let stored = vec![
+            (" QUEUED ".to_string(), 2),
+            ("queued".to_string(), 3),
+            ("weird".to_string(), 4),
+            ("Other".to_string(), 1),
+        ];
+        let folded = fold(ASSIGNMENT_STATUSES, &stored);
+        assert_eq!(folded.len(), 7);
+        assert_eq!(folded.iter().find(|(l, _)| *l == "queued").unwrap().1, 5);
+        assert_eq!(folded.iter().find(|(l, _)| *l == "other").unwrap().1, 5);
+        assert_eq!(folded.iter().find(|(l, _)| *l == "pending").unwrap().1, 0);
+        // No `other` in the run-event set: unknown events are not invented.
+        assert_eq!(
+            fold(RUN_EVENTS, &[("exploded".to_string(), 9)])
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<i64>(),
+            0
+        );
+    }
+
+    #[test]
+    fn provider_cap_holds_whatever_is_stored() {
+        let stored: Vec<(String, i64, i64)> = (0..30).map(|i| (format!("p{i}"), 1, 10)).collect();
+        let capped = cap_providers(&stored);
+        assert_eq!(capped.len(), 25);
+        assert_eq!(capped.last().unwrap(), &("other".to_string(), 6, 60));
+        let with_other = vec![("other".to_string(), 2, 5), ("a".to_string(), 1, 1)];
+        assert_eq!(
+            cap_providers(&with_other),
+            vec![("a".to_string(), 1, 1), ("other".to_string(), 2, 5)]
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! GET /metrics: the exposition, its authorization gate and the snapshot
+//! cache (METRICS.md).
+
+pub mod exposition;
+pub mod families;
+pub mod process;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::api::error::ApiError;
+use crate::app::{App, AppState};
+use crate::{bearer, clientip};
+use exposition::Format;
+use snapshot::SnapshotCache;
+
+pub struct Metrics {
+    pub cache: Arc<SnapshotCache>,
+}
+
+impl Metrics {
+    pub fn new(cache: SnapshotCache) -> Metrics {
+        Metrics {
+            cache: Arc::new(cache),
+        }
+    }
+}
+
+/// Loopback true clients (unless switched off) and holders of the metrics
+/// token may scrape.
+fn authorized(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    let client = app.config.trusted_proxies.client_ip(peer, headers);
+    (app.config.metrics_allow_loopback && clientip::is_loopback(client))
+        || bearer::matches(headers, app.config.metrics_token.as_deref())
+}
+
+/// Renders the page: live process figures plus the cached DB block.
+pub async fn render(app: &App, format: Format) -> String {
+    let db = app.metrics.cache.get().await;
+    let (tracked, reporting) = app.containers.counts();
+    let live = families::Live {
+        uptime_seconds: app.started.elapsed().as_secs_f64(),
+        alive_tasks: process::alive_tasks(),
+        alloc: process::allocator(),
+        process: process::process(),
+        ws_connections: app.hub.connections(),
+        containers_tracked: tracked,
+        containers_reporting: reporting,
+        snapshot_computations: app.metrics.cache.computations(),
+    };
+    exposition::encode(&families::build(&live, &db), &app.config.hostname, format)
+}
+
+/// Every method lands here. Unauthorized: exactly what an unknown path
+/// answers, so a scanner learns nothing. Authorized: GET and HEAD only.
+pub async fn handler(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&app, peer, &headers) {
+        return ApiError::no_route().into_response();
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET or HEAD",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = render(&app, format).await;
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}

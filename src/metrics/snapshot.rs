@@ -1,0 +1,230 @@
+//! The DB-derived block of /metrics: computed at most once per TTL, shared
+//! by concurrent scrapers (single flight), computed by a task of its own so
+//! a scraper that hangs up cancels nothing. Each collector fails alone and
+//! keeps its last good values.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+use crate::domain::Result;
+use crate::store::snapshot::{self, Queue};
+use crate::store::{Store, counters, migrations};
+
+/// One collector's latest good value and its health.
+#[derive(Debug, Clone, Default)]
+pub struct Slot<T> {
+    pub value: T,
+    pub up: bool,
+    pub errors: u64,
+}
+
+impl<T: Clone + Default> Slot<T> {
+    fn next(name: &str, prev: Option<&Slot<T>>, result: Result<T>) -> Slot<T> {
+        let errors = prev.map_or(0, |p| p.errors);
+        match result {
+            Ok(value) => Slot {
+                value,
+                up: true,
+                errors,
+            },
+            Err(e) => {
+                tracing::warn!(collector = name, error = %e, "metrics collector failed; serving its last good values");
+                Slot {
+                    value: prev.map(|p| p.value.clone()).unwrap_or_default(),
+                    up: false,
+                    errors: errors + 1,
+                }
+            }
+        }
+    }
+}
+
+pub type Labeled = Vec<(String, i64)>;
+
+#[derive(Debug, Clone)]
+pub struct DbSnapshot {
+    pub taken_at: Instant,
+    pub assignments: Slot<Labeled>,
+    pub queue: Slot<Queue>,
+    pub pipeline_runs: Slot<Labeled>,
+    pub run_events: Slot<Labeled>,
+    /// (series label, calls, cost in nano-USD), in order of first use.
+    pub llm: Slot<Vec<(String, i64, i64)>>,
+    pub migration_version: Slot<i64>,
+}
+
+impl DbSnapshot {
+    /// (collector name, up, errors) for every collector.
+    pub fn health(&self) -> [(&'static str, bool, u64); 6] {
+        [
+            ("assignments", self.assignments.up, self.assignments.errors),
+            ("queue", self.queue.up, self.queue.errors),
+            (
+                "pipeline_runs",
+                self.pipeline_runs.up,
+                self.pipeline_runs.errors,
+            ),
+            ("run_events", self.run_events.up, self.run_events.errors),
+            ("llm", self.llm.up, self.llm.errors),
+            (
+                "migrations",
+                self.migration_version.up,
+                self.migration_version.errors,
+            ),
+        ]
+    }
+}
+
+type Results = (
+    Result<Labeled>,
+    Result<Queue>,
+    Result<Labeled>,
+    Result<Labeled>,
+    Result<Vec<(String, i64, i64)>>,
+    Result<i64>,
+);
+
+async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
+    let taken_at = Instant::now();
+    let read = store
+        .read(|conn| {
+            // One read transaction: every family describes the same moment.
+            // Dropping it (on any early return) rolls back.
+            let tx = conn.unchecked_transaction()?;
+            let results: Results = (
+                snapshot::family(conn, counters::ASSIGNMENTS),
+                snapshot::queue(conn),
+                snapshot::family(conn, counters::PIPELINE_RUNS),
+                snapshot::family(conn, counters::RUN_EVENTS),
+                snapshot::llm_series(conn),
+                migrations::current(conn),
+            );
+            tx.finish()?;
+            Ok(results)
+        })
+        .await;
+    let (a, q, p, r, l, m) = match read {
+        Ok(results) => results,
+        Err(e) => {
+            let e = e.to_string();
+            let err = || crate::domain::DomainError::Unavailable(e.clone());
+            (
+                Err(err()),
+                Err(err()),
+                Err(err()),
+                Err(err()),
+                Err(err()),
+                Err(err()),
+            )
+        }
+    };
+    DbSnapshot {
+        taken_at,
+        assignments: Slot::next("assignments", prev.map(|s| &s.assignments), a),
+        queue: Slot::next("queue", prev.map(|s| &s.queue), q),
+        pipeline_runs: Slot::next("pipeline_runs", prev.map(|s| &s.pipeline_runs), p),
+        run_events: Slot::next("run_events", prev.map(|s| &s.run_events), r),
+        llm: Slot::next("llm", prev.map(|s| &s.llm), l),
+        migration_version: Slot::next("migrations", prev.map(|s| &s.migration_version), m),
+    }
+}
+
+type Flight = Shared<BoxFuture<'static, Arc<DbSnapshot>>>;
+
+#[derive(Default)]
+struct State {
+    current: Option<Arc<DbSnapshot>>,
+    inflight: Option<Flight>,
+}
+
+pub struct SnapshotCache {
+    store: Store,
+    ttl: Duration,
+    state: Mutex<State>,
+    computations: AtomicU64,
+}
+
+impl SnapshotCache {
+    pub fn new(store: Store, ttl: Duration) -> SnapshotCache {
+        SnapshotCache {
+            store,
+            ttl,
+            state: Mutex::new(State::default()),
+            computations: AtomicU64::new(0),
+        }
+    }
+
+    /// How many snapshots have been computed since start.
+    pub fn computations(&self) -> u64 {
+        self.computations.load(Ordering::Relaxed)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current snapshot, computing a new one if it is older than the TTL.
+    pub async fn get(self: &Arc<Self>) -> Arc<DbSnapshot> {
+        let flight = {
+            let mut st = self.state();
+            if let Some(cur) = st
+                .current
+                .as_ref()
+                .filter(|c| c.taken_at.elapsed() < self.ttl)
+            {
+                return cur.clone();
+            }
+            match &st.inflight {
+                Some(f) => f.clone(),
+                None => {
+                    let f = self.launch(st.current.clone());
+                    st.inflight = Some(f.clone());
+                    f
+                }
+            }
+        };
+        flight.await
+    }
+
+    fn launch(self: &Arc<Self>, prev: Option<Arc<DbSnapshot>>) -> Flight {
+        let cache = self.clone();
+        let fallback = prev.clone();
+        let task = tokio::spawn(async move {
+            let snap = Arc::new(compute(&cache.store, prev.as_deref()).await);
+            cache.computations.fetch_add(1, Ordering::Relaxed);
+            let mut st = cache.state();
+            st.current = Some(snap.clone());
+            st.inflight = None;
+            snap
+        });
+        let cache = self.clone();
+        async move {
+            match task.await {
+                Ok(snap) => snap,
+                // Only a runtime shutting down aborts the task.
+                Err(_) => {
+                    cache.state().inflight = None;
+                    fallback.unwrap_or_else(|| Arc::new(empty()))
+                }
+            }
+        }
+        .boxed()
+        .shared()
+    }
+}
+
+fn empty() -> DbSnapshot {
+    DbSnapshot {
+        taken_at: Instant::now(),
+        assignments: Slot::default(),
+        queue: Slot::default(),
+        pipeline_runs: Slot::default(),
+        run_events: Slot::default(),
+        llm: Slot::default(),
+        migration_version: Slot::default(),
+    }
+}

@@ -1,0 +1,241 @@
+//! Long-running workers, owned by one supervisor: the dispatcher, the
+//! process runner, the pipeline executor and the journal archiver. Start-up
+//! recovery runs before any of them.
+
+pub mod archiver;
+pub mod dispatcher;
+pub mod output;
+pub mod pipelines;
+pub mod recovery;
+pub mod runner;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
+use crate::domain::{DomainError, Result};
+use crate::store::assignments::{self, AssignmentRow, Changes};
+use crate::store::pipelines::{PipelineRow, RunRow};
+use crate::store::{Store, runs};
+use runner::{Runner, StopReason};
+
+pub struct Runtime {
+    store: Store,
+    runner: Arc<Runner>,
+    executor: Arc<pipelines::Executor>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Cancels an assignment: waiting → cancelled; running → its process is
+/// stopped first; cancelled → no-op; completed or failed → conflict.
+pub async fn cancel_assignment(
+    store: &Store,
+    runner: &Runner,
+    row: AssignmentRow,
+    reason: &str,
+) -> Result<AssignmentRow> {
+    let mut row = row;
+    // The dispatcher may claim a queued row between our read and write; the
+    // guarded transition then fails and we look again.
+    for _ in 0..5 {
+        match row.status {
+            AssignmentStatus::Cancelled => return Ok(row),
+            AssignmentStatus::Completed | AssignmentStatus::Failed => {
+                return Err(DomainError::conflict(format!(
+                    "assignment {} is already {}",
+                    row.public_id(),
+                    row.status
+                )));
+            }
+            AssignmentStatus::Running => {
+                if !runner.stop(row.id, StopReason::Cancel).await {
+                    // Not executing here (it ended meanwhile, or its process
+                    // is gone): settle the records directly.
+                    let reason = reason.to_string();
+                    let id = row.id;
+                    let settled = store
+                        .write(move |tx| {
+                            let Some(row) = assignments::by_id(tx, id)?
+                                .filter(|r| r.status == AssignmentStatus::Running)
+                            else {
+                                return Ok(());
+                            };
+                            if let Some(run) = row
+                                .run_id
+                                .as_deref()
+                                .map(|r| runs::get(tx, r))
+                                .transpose()?
+                                && run.status == RunStatus::Running
+                            {
+                                runs::finish(
+                                    tx,
+                                    run,
+                                    RunStatus::Cancelled,
+                                    Some(reason.clone()),
+                                    None,
+                                )?;
+                            }
+                            let changes = Changes {
+                                error_message: Some(reason),
+                                ..Changes::default()
+                            };
+                            assignments::move_to(tx, row, AssignmentStatus::Cancelled, changes)
+                                .map(|_| ())
+                        })
+                        .await;
+                    settled?;
+                }
+            }
+            AssignmentStatus::Pending | AssignmentStatus::Queued => {
+                let reason = reason.to_string();
+                let r = row.clone();
+                let moved = store
+                    .write(move |tx| {
+                        let changes = Changes {
+                            error_message: Some(reason),
+                            ..Changes::default()
+                        };
+                        assignments::move_to(tx, r, AssignmentStatus::Cancelled, changes)
+                    })
+                    .await;
+                match moved {
+                    Ok(r) => return Ok(r),
+                    Err(DomainError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let id = row.id;
+        row = store
+            .read(move |c| {
+                assignments::by_id(c, id)?.ok_or_else(|| DomainError::not_found("assignment", ""))
+            })
+            .await?;
+    }
+    Err(DomainError::conflict(format!(
+        "assignment {} keeps changing; try again",
+        row.public_id()
+    )))
+}
+
+impl Runtime {
+    /// Recovers what a previous daemon left in flight, then starts the
+    /// workers. Queued work starts at once.
+    pub async fn start(store: Store, config: &Config) -> Result<Runtime> {
+        let recovered = recovery::recover(&store, config.max_attempts).await?;
+        if recovered != recovery::Recovered::default() {
+            tracing::warn!(
+                ?recovered,
+                "recovered work left in flight by the previous daemon"
+            );
+        }
+        let runner = Arc::new(Runner::new(
+            store.clone(),
+            config.data_dir.join("work"),
+            config.cancel_grace,
+            config.run_output_limit,
+            config.max_attempts,
+        ));
+        let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone()));
+        let (stop, stop_rx) = watch::channel(false);
+        let nudge = Arc::new(Notify::new());
+        let events = store.subscribe();
+        let policy = archiver::Policy {
+            archive_after: config.journal_archive_after,
+            retention: config.journal_retention,
+            batch: config.journal_archive_batch,
+        };
+        let tasks = vec![
+            tokio::spawn(dispatcher::run(
+                store.clone(),
+                runner.clone(),
+                nudge,
+                events,
+            )),
+            tokio::spawn(archiver::run(
+                store.clone(),
+                policy,
+                config.journal_archive_interval,
+                stop_rx,
+            )),
+        ];
+        Ok(Runtime {
+            store,
+            runner,
+            executor,
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    pub async fn cancel_assignment(
+        &self,
+        row: AssignmentRow,
+        reason: &str,
+    ) -> Result<AssignmentRow> {
+        cancel_assignment(&self.store, &self.runner, row, reason).await
+    }
+
+    pub fn live_output(&self, run_id: &str) -> Option<String> {
+        self.runner.live_output(run_id)
+    }
+
+    pub fn running_processes(&self) -> usize {
+        self.runner.running_count()
+    }
+
+    pub fn pipeline_run_started(&self, run_id: i64) {
+        self.executor.drive(run_id);
+    }
+
+    pub async fn cancel_pipeline_run(&self, run: RunRow, reason: &str) -> Result<RunRow> {
+        self.executor.cancel(run, reason).await
+    }
+
+    /// Soft-deletes a pipeline after cancelling its unfinished runs.
+    pub async fn delete_pipeline(&self, pipeline: &PipelineRow) -> Result<()> {
+        let id = pipeline.id;
+        self.store
+            .write(move |tx| crate::store::pipelines::mark_deleted(tx, id))
+            .await?;
+        let unfinished = self
+            .store
+            .read(move |c| {
+                let runs = crate::store::pipelines::runs_in(
+                    c,
+                    &[PipelineRunStatus::Queued, PipelineRunStatus::Running],
+                )?;
+                Ok(runs
+                    .into_iter()
+                    .filter(|r| r.pipeline_id == id)
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+        for run in unfinished {
+            match self.executor.cancel(run, "pipeline deleted").await {
+                Ok(_) | Err(DomainError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the workers, then the children: their runs end cancelled
+    /// (`server_shutdown`) and their assignments return to the queue.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        self.runner.stop_all(StopReason::Shutdown).await;
+    }
+}

@@ -1,0 +1,309 @@
+//! The pipeline executor: drives each running pipeline run through its
+//! steps, one assignment per step, and starts queued runs as slots free.
+//! Every decision re-reads the run from the store, so a driver can stop or
+//! restart at any point without losing its place.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::broadcast;
+
+use super::runner::Runner;
+use crate::domain::event::{Channel, Event};
+use crate::domain::ids::{self, Kind};
+use crate::domain::status::{AssignmentStatus, PipelineRunStatus, StepStatus};
+use crate::domain::{DomainError, Result, template};
+use crate::store::assignments::{self, AssignmentRow};
+use crate::store::pipelines::{self, RunRow, StepRow};
+use crate::store::{Store, Tx, agents, crews};
+
+pub struct Executor {
+    store: Store,
+    runner: Arc<Runner>,
+    driving: Mutex<HashSet<i64>>,
+}
+
+/// What to do next for a run, decided from its stored state.
+enum Next {
+    Done,
+    Start(StepRow),
+    Wait(StepRow),
+}
+
+fn next_step(run: &RunRow) -> Next {
+    if run.status != PipelineRunStatus::Running {
+        return Next::Done;
+    }
+    match run.steps.iter().find(|s| s.status != StepStatus::Completed) {
+        None => Next::Done,
+        Some(s) if s.status == StepStatus::Pending => Next::Start(s.clone()),
+        Some(s) => Next::Wait(s.clone()),
+    }
+}
+
+fn fresh_run(tx: &rusqlite::Connection, id: i64) -> Result<RunRow> {
+    pipelines::run_by_id(tx, id)?
+        .ok_or_else(|| DomainError::not_found("pipeline run", ids::format(Kind::PipelineRun, id)))
+}
+
+/// Creates the step's assignment, or fails the run if the step cannot run.
+fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow) -> Result<()> {
+    let run = fresh_run(tx, run_id)?;
+    if run.status != PipelineRunStatus::Running {
+        return Ok(());
+    }
+    let crew = crews::by_id(tx, step.crew_id)?.filter(|c| c.is_live());
+    let agent = agents::by_id(tx, step.agent_id)?.filter(|a| a.is_live());
+    let (Some(crew), Some(agent)) = (crew, agent) else {
+        pipelines::update_step(tx, run_id, step.idx, StepStatus::Failed, None, None, None)?;
+        let reason = format!("step {:?}: its crew or agent was deleted", step.step_id);
+        pipelines::move_run(tx, run, PipelineRunStatus::Failed, Some(reason))?;
+        return Ok(());
+    };
+    let task = template::render(
+        &pipelines::pipeline_by_id(tx, run.pipeline_id)?
+            .and_then(|p| p.steps.get(step.idx as usize).map(|s| s.task.clone()))
+            .unwrap_or_default(),
+        &run.inputs,
+        &run.outputs(),
+    )?;
+    let a = assignments::create(tx, &crew, &agent, None, &task, Some(run_id))?;
+    pipelines::update_step(
+        tx,
+        run_id,
+        step.idx,
+        StepStatus::Running,
+        Some(&task),
+        Some(a.id),
+        None,
+    )
+}
+
+/// Records a finished step's assignment; ends the run if the step failed.
+fn settle_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, a: &AssignmentRow) -> Result<()> {
+    let run = fresh_run(tx, run_id)?;
+    if run.status != PipelineRunStatus::Running {
+        return Ok(());
+    }
+    let (status, end) = match a.status {
+        AssignmentStatus::Completed => (StepStatus::Completed, None),
+        AssignmentStatus::Cancelled => (StepStatus::Cancelled, Some(PipelineRunStatus::Cancelled)),
+        _ => (StepStatus::Failed, Some(PipelineRunStatus::Failed)),
+    };
+    let output = a.result_summary.clone().unwrap_or_default();
+    pipelines::update_step(tx, run_id, step.idx, status, None, None, Some(&output))?;
+    if let Some(end) = end {
+        let why = a.error_message.as_deref().unwrap_or("no reason given");
+        let reason = format!("step {:?} {}: {why}", step.step_id, a.status);
+        pipelines::move_run(tx, run, end, Some(reason))?;
+    }
+    Ok(())
+}
+
+/// Waits until assignment `id` publishes a terminal event, or until events
+/// were missed (the caller re-reads the store either way).
+async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: &str) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                let terminal = matches!(
+                    e.kind.as_str(),
+                    "assignment.completed" | "assignment.failed" | "assignment.cancelled"
+                );
+                if terminal && e.channel == Some(Channel::Assignments) && e.data["id"] == id {
+                    return true;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+    }
+}
+
+impl Executor {
+    pub fn new(store: Store, runner: Arc<Runner>) -> Executor {
+        Executor {
+            store,
+            runner,
+            driving: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Drives a running pipeline run in the background (once per run).
+    pub fn drive(self: &Arc<Self>, run_id: i64) {
+        if !self
+            .driving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(run_id)
+        {
+            return;
+        }
+        let exec = self.clone();
+        tokio::spawn(async move {
+            let ended = exec.drive_steps(run_id).await;
+            exec.driving
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&run_id);
+            match ended {
+                Ok(Some(pipeline_id)) => exec.start_queued(pipeline_id).await,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, run = run_id, "pipeline run driver failed");
+                    let reason = format!("internal error: {e}");
+                    let failed = exec
+                        .store
+                        .write(move |tx| {
+                            let run = fresh_run(tx, run_id)?;
+                            let pipeline_id = run.pipeline_id;
+                            if !run.status.is_terminal() {
+                                pipelines::move_run(
+                                    tx,
+                                    run,
+                                    PipelineRunStatus::Failed,
+                                    Some(reason),
+                                )?;
+                            }
+                            Ok(pipeline_id)
+                        })
+                        .await;
+                    if let Ok(pipeline_id) = failed {
+                        exec.start_queued(pipeline_id).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Returns the pipeline id once the run has ended (None: the event
+    /// stream closed, the daemon is stopping).
+    async fn drive_steps(&self, run_id: i64) -> Result<Option<i64>> {
+        loop {
+            // Subscribe before reading, so no event between the two is lost.
+            let mut events = self.store.subscribe();
+            let run = self.store.read(move |c| fresh_run(c, run_id)).await?;
+            match next_step(&run) {
+                Next::Done => {
+                    if run.status == PipelineRunStatus::Running {
+                        self.store
+                            .write(move |tx| {
+                                let run = fresh_run(tx, run_id)?;
+                                if run.status == PipelineRunStatus::Running {
+                                    pipelines::move_run(
+                                        tx,
+                                        run,
+                                        PipelineRunStatus::Completed,
+                                        None,
+                                    )?;
+                                }
+                                Ok(())
+                            })
+                            .await?;
+                    }
+                    return Ok(Some(run.pipeline_id));
+                }
+                Next::Start(step) => {
+                    self.store
+                        .write(move |tx| start_step(tx, run_id, &step))
+                        .await?
+                }
+                Next::Wait(step) => {
+                    let Some(aid) = step.assignment_id else {
+                        return Err(DomainError::Internal(format!(
+                            "step {} runs without an assignment",
+                            step.step_id
+                        )));
+                    };
+                    let a = self
+                        .store
+                        .read(move |c| {
+                            assignments::by_id(c, aid)?
+                                .ok_or_else(|| DomainError::not_found("assignment", ""))
+                        })
+                        .await?;
+                    if a.status.is_terminal() {
+                        self.store
+                            .write(move |tx| settle_step(tx, run_id, &step, &a))
+                            .await?;
+                    } else if !await_terminal(&mut events, &a.public_id()).await {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts queued runs of a pipeline while it has free slots.
+    pub async fn start_queued(self: &Arc<Self>, pipeline_id: i64) {
+        let started = self
+            .store
+            .write(move |tx| {
+                let Some(pipeline) = pipelines::pipeline_by_id(tx, pipeline_id)? else {
+                    return Ok(Vec::new());
+                };
+                let mut started = Vec::new();
+                while pipelines::running_count(tx, pipeline_id)? < pipeline.max_concurrent_runs {
+                    let Some(run) = pipelines::next_queued(tx, pipeline_id)? else {
+                        break;
+                    };
+                    started
+                        .push(pipelines::move_run(tx, run, PipelineRunStatus::Running, None)?.id);
+                }
+                Ok(started)
+            })
+            .await;
+        match started {
+            Ok(ids) => ids.into_iter().for_each(|id| self.drive(id)),
+            Err(e) => {
+                tracing::error!(error = %e, pipeline = pipeline_id, "could not start queued pipeline runs")
+            }
+        }
+    }
+
+    /// Cancels a queued or running pipeline run and its step in flight.
+    pub async fn cancel(self: &Arc<Self>, run: RunRow, reason: &str) -> Result<RunRow> {
+        let reason = reason.to_string();
+        let run_id = run.id;
+        let (run, in_flight) = self
+            .store
+            .write(move |tx| {
+                let run = fresh_run(tx, run_id)?;
+                if run.status == PipelineRunStatus::Cancelled {
+                    return Ok((run, Vec::new()));
+                }
+                if run.status.is_terminal() {
+                    return Err(DomainError::conflict(format!(
+                        "pipeline run {} is already {}",
+                        run.public_id(),
+                        run.status
+                    )));
+                }
+                let mut in_flight = Vec::new();
+                for s in run.steps.iter().filter(|s| s.status == StepStatus::Running) {
+                    pipelines::update_step(
+                        tx,
+                        run_id,
+                        s.idx,
+                        StepStatus::Cancelled,
+                        None,
+                        None,
+                        None,
+                    )?;
+                    in_flight.extend(s.assignment_id);
+                }
+                let run = pipelines::move_run(tx, run, PipelineRunStatus::Cancelled, Some(reason))?;
+                Ok((run, in_flight))
+            })
+            .await?;
+        for aid in in_flight {
+            let row = self.store.read(move |c| assignments::by_id(c, aid)).await?;
+            if let Some(row) = row.filter(|r| !r.status.is_terminal()) {
+                super::cancel_assignment(&self.store, &self.runner, row, "pipeline run cancelled")
+                    .await?;
+            }
+        }
+        self.start_queued(run.pipeline_id).await;
+        Ok(run)
+    }
+}

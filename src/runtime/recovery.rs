@@ -1,0 +1,86 @@
+//! Start-up recovery, before any traffic: settle what a dead daemon left
+//! in flight.
+//!
+//! - pipeline runs left queued or running become `interrupted` (resuming
+//!   them could run a step twice with outputs the run never saw), and the
+//!   work of their unfinished steps is cancelled;
+//! - runs crewshipd started that are still `running` get `run.cancelled`
+//!   with reason `server_restart`;
+//! - their assignments go back to their queue at their original position
+//!   (at-least-once), or fail after the attempt limit.
+
+use std::collections::HashSet;
+
+use crate::domain::Result;
+use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus, StepStatus};
+use crate::store::assignments::{self, Changes};
+use crate::store::{Store, pipelines, runs};
+
+pub const REASON: &str = "server_restart";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub runs_cancelled: usize,
+    pub requeued: usize,
+    pub failed: usize,
+    pub pipeline_runs_interrupted: usize,
+}
+
+pub async fn recover(store: &Store, max_attempts: u32) -> Result<Recovered> {
+    let max_attempts = i64::from(max_attempts);
+    store
+        .write(move |tx| {
+            let mut done = Recovered::default();
+            let mut orphaned = HashSet::new();
+            for run in
+                pipelines::runs_in(tx, &[PipelineRunStatus::Queued, PipelineRunStatus::Running])?
+            {
+                let reason = format!(
+                    "{REASON}: crewshipd stopped while the run was {}",
+                    run.status
+                );
+                for step in run.steps.iter().filter(|s| s.status == StepStatus::Running) {
+                    pipelines::update_step(
+                        tx,
+                        run.id,
+                        step.idx,
+                        StepStatus::Cancelled,
+                        None,
+                        None,
+                        None,
+                    )?;
+                }
+                orphaned.insert(run.id);
+                pipelines::move_run(tx, run, PipelineRunStatus::Interrupted, Some(reason))?;
+                done.pipeline_runs_interrupted += 1;
+            }
+            for run in runs::running_managed(tx)? {
+                runs::finish(tx, run, RunStatus::Cancelled, Some(REASON.into()), None)?;
+                done.runs_cancelled += 1;
+            }
+            for row in assignments::running(tx)? {
+                if row.pipeline_run_id.is_some_and(|p| orphaned.contains(&p)) {
+                    let changes = Changes {
+                        error_message: Some(format!("pipeline run interrupted ({REASON})")),
+                        ..Changes::default()
+                    };
+                    assignments::move_to(tx, row, AssignmentStatus::Cancelled, changes)?;
+                    continue;
+                }
+                let row = assignments::requeue_or_fail(tx, row, REASON, max_attempts)?;
+                match row.status {
+                    AssignmentStatus::Queued => done.requeued += 1,
+                    _ => done.failed += 1,
+                }
+            }
+            for pipeline_run in orphaned {
+                assignments::cancel_waiting(
+                    tx,
+                    assignments::Owner::PipelineRun(pipeline_run),
+                    "pipeline run interrupted",
+                )?;
+            }
+            Ok(done)
+        })
+        .await
+}

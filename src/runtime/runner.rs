@@ -1,0 +1,334 @@
+//! The process runner: one child process per claimed assignment, in its own
+//! process group so a timeout or cancel reaches every descendant.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use super::output::Output;
+use crate::domain::Result;
+use crate::domain::status::{AssignmentStatus, RunStatus};
+use crate::store::Store;
+use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
+use crate::store::runs;
+
+/// Secrets of the daemon that agent processes must not inherit.
+const WITHHELD_ENV: &[&str] = &[
+    "CREWSHIP_API_TOKEN",
+    "CREWSHIP_METRICS_TOKEN",
+    "CREWSHIP_METRICS_TOKEN_FILE",
+];
+
+/// Why a run was stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A client cancelled the assignment.
+    Cancel,
+    /// The daemon is shutting down: the assignment goes back to the queue.
+    Shutdown,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Exited(ExitStatus),
+    SpawnFailed(String),
+    TimedOut(Duration),
+    Stopped(StopReason),
+}
+
+struct Active {
+    run_id: String,
+    output: Arc<Mutex<Output>>,
+    stop: watch::Sender<Option<StopReason>>,
+    done: watch::Receiver<bool>,
+}
+
+pub struct Runner {
+    store: Store,
+    work_dir: PathBuf,
+    grace: Duration,
+    output_limit: usize,
+    max_attempts: i64,
+    active: Mutex<HashMap<i64, Active>>,
+}
+
+fn signal_group(pgid: u32, signal: libc::c_int) {
+    // SAFETY: killpg has no memory-safety preconditions; ESRCH (the group is
+    // gone) is the expected result once everything has exited.
+    unsafe {
+        libc::killpg(pgid as libc::pid_t, signal);
+    }
+}
+
+async fn pump(mut from: impl AsyncRead + Unpin, into: Arc<Mutex<Output>>, is_stdout: bool) {
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        into.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(&buf[..n], is_stdout);
+    }
+}
+
+/// Resolves when a stop is requested; never if the sender goes away.
+async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
+    loop {
+        if let Some(reason) = *stop.borrow_and_update() {
+            return reason;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Runner {
+    pub fn new(
+        store: Store,
+        work_dir: PathBuf,
+        grace: Duration,
+        output_limit: usize,
+        max_attempts: u32,
+    ) -> Runner {
+        Runner {
+            store,
+            work_dir,
+            grace,
+            output_limit,
+            max_attempts: i64::from(max_attempts),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Active>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.active().len()
+    }
+
+    /// Starts executing a claimed assignment in the background.
+    pub fn start(self: &Arc<Self>, claimed: Claimed) {
+        let output = Arc::new(Mutex::new(Output::new(self.output_limit)));
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let (done_tx, done_rx) = watch::channel(false);
+        self.active().insert(
+            claimed.assignment.id,
+            Active {
+                run_id: claimed.run.id.clone(),
+                output: output.clone(),
+                stop: stop_tx,
+                done: done_rx,
+            },
+        );
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let id = claimed.assignment.id;
+            let outcome = runner.execute(&claimed, output.clone(), stop_rx).await;
+            if let Err(e) = runner.finish(claimed, outcome, &output).await {
+                tracing::error!(error = %e, assignment = id, "could not record the end of a run");
+            }
+            runner.active().remove(&id);
+            let _ = done_tx.send(true);
+        });
+    }
+
+    /// Output captured so far by a run that is executing now.
+    pub fn live_output(&self, run_id: &str) -> Option<String> {
+        let active = self.active();
+        let a = active.values().find(|a| a.run_id == run_id)?;
+        let text = a.output.lock().unwrap_or_else(|p| p.into_inner()).text();
+        Some(text)
+    }
+
+    /// Stops an executing assignment and waits until its end is recorded.
+    /// False if it was not executing here.
+    pub async fn stop(&self, assignment_id: i64, reason: StopReason) -> bool {
+        let done = {
+            let active = self.active();
+            let Some(a) = active.get(&assignment_id) else {
+                return false;
+            };
+            let _ = a.stop.send(Some(reason));
+            a.done.clone()
+        };
+        let mut done = done;
+        let _ = done.wait_for(|d| *d).await;
+        true
+    }
+
+    /// Stops everything executing (shutdown).
+    pub async fn stop_all(&self, reason: StopReason) {
+        let ids: Vec<i64> = self.active().keys().copied().collect();
+        futures::future::join_all(ids.into_iter().map(|id| self.stop(id, reason))).await;
+    }
+
+    async fn execute(
+        &self,
+        c: &Claimed,
+        output: Arc<Mutex<Output>>,
+        mut stop: watch::Receiver<Option<StopReason>>,
+    ) -> Outcome {
+        let Some((program, args)) = c.agent.command.split_first() else {
+            return Outcome::SpawnFailed("the agent has no command".into());
+        };
+        let dir = self.work_dir.join(&c.assignment.crew.slug);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return Outcome::SpawnFailed(format!(
+                "cannot create working directory {}: {e}",
+                dir.display()
+            ));
+        }
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&dir)
+            .envs(&c.agent.env)
+            .env("CREWSHIP_ASSIGNMENT_ID", c.assignment.public_id())
+            .env("CREWSHIP_RUN_ID", &c.run.id)
+            .env("CREWSHIP_CREW", &c.assignment.crew.slug)
+            .env("CREWSHIP_AGENT", &c.assignment.agent.slug)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for var in WITHHELD_ENV {
+            cmd.env_remove(var);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => return Outcome::SpawnFailed(format!("cannot start {program:?}: {e}")),
+        };
+        let pgid = child.id().unwrap_or_default();
+        let mut stdin = child.stdin.take();
+        let task = c.assignment.task.clone();
+        let feeder = tokio::spawn(async move {
+            if let Some(stdin) = stdin.as_mut() {
+                // A child that never reads its stdin is not an error.
+                let _ = stdin.write_all(task.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            }
+        });
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|s| tokio::spawn(pump(s, output.clone(), true))),
+            child
+                .stderr
+                .take()
+                .map(|s| tokio::spawn(pump(s, output.clone(), false))),
+        ];
+        let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
+        let outcome = tokio::select! {
+            status = child.wait() => match status {
+                Ok(s) => Outcome::Exited(s),
+                Err(e) => Outcome::SpawnFailed(format!("lost the child process: {e}")),
+            },
+            _ = tokio::time::sleep(timeout) => {
+                signal_group(pgid, libc::SIGKILL);
+                let _ = child.wait().await;
+                Outcome::TimedOut(timeout)
+            }
+            reason = stop_requested(&mut stop) => {
+                signal_group(pgid, libc::SIGTERM);
+                if tokio::time::timeout(self.grace, child.wait()).await.is_err() {
+                    signal_group(pgid, libc::SIGKILL);
+                    let _ = child.wait().await;
+                }
+                Outcome::Stopped(reason)
+            }
+        };
+        // Whatever the run left behind in its group dies with it; then the
+        // pipes reach EOF. A descendant that escaped the group (setsid) could
+        // hold them open, so the wait for the last bytes is bounded.
+        signal_group(pgid, libc::SIGKILL);
+        feeder.abort();
+        for reader in readers.into_iter().flatten() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+        }
+        outcome
+    }
+
+    /// Records the end of a run and its assignment in one transaction.
+    async fn finish(
+        &self,
+        c: Claimed,
+        outcome: Outcome,
+        output: &Mutex<Output>,
+    ) -> Result<AssignmentRow> {
+        let (text, summary) = {
+            let o = output.lock().unwrap_or_else(|p| p.into_inner());
+            (o.text(), o.summary())
+        };
+        let summary = Some(summary).filter(|s| !s.is_empty());
+        let max_attempts = self.max_attempts;
+        let (run_status, error, exit_code) = match &outcome {
+            Outcome::Exited(s) if s.success() => (RunStatus::Completed, None, Some(0)),
+            Outcome::Exited(s) => match (s.code(), s.signal()) {
+                (Some(code), _) => (
+                    RunStatus::Failed,
+                    Some(format!("exit status {code}")),
+                    Some(i64::from(code)),
+                ),
+                (None, Some(sig)) => (
+                    RunStatus::Failed,
+                    Some(format!("killed by signal {sig}")),
+                    None,
+                ),
+                _ => (
+                    RunStatus::Failed,
+                    Some("ended without a status".into()),
+                    None,
+                ),
+            },
+            Outcome::SpawnFailed(e) => (RunStatus::Failed, Some(e.clone()), None),
+            Outcome::TimedOut(t) => (
+                RunStatus::Timeout,
+                Some(format!("timed out after {}s", t.as_secs())),
+                None,
+            ),
+            Outcome::Stopped(StopReason::Cancel) => (
+                RunStatus::Cancelled,
+                Some("cancelled by request".into()),
+                None,
+            ),
+            Outcome::Stopped(StopReason::Shutdown) => {
+                (RunStatus::Cancelled, Some("server_shutdown".into()), None)
+            }
+        };
+        let shutdown = matches!(outcome, Outcome::Stopped(StopReason::Shutdown));
+        self.store
+            .write(move |tx| {
+                let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
+                runs::save_output(tx, run.pk, &text)?;
+                let row = assignments::by_id(tx, c.assignment.id)?.ok_or_else(|| {
+                    crate::domain::DomainError::Internal("assignment vanished".into())
+                })?;
+                if shutdown {
+                    return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts);
+                }
+                let to = match run_status {
+                    RunStatus::Completed => AssignmentStatus::Completed,
+                    RunStatus::Cancelled => AssignmentStatus::Cancelled,
+                    _ => AssignmentStatus::Failed,
+                };
+                let changes = Changes {
+                    result_summary: summary,
+                    error_message: error,
+                    run_id: None,
+                };
+                assignments::move_to(tx, row, to, changes)
+            })
+            .await
+    }
+}
