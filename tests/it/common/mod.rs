@@ -1,0 +1,290 @@
+//! The harness the story tests share: the real `crewshipd` binary on a free
+//! loopback port with a temporary data directory, an HTTP client, and a
+//! WebSocket client for awaiting events instead of sleeping.
+
+#![allow(dead_code)]
+
+pub mod ws;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Longest any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    pub port: u16,
+    pub dir: Arc<tempfile::TempDir>,
+    env: Vec<(String, String)>,
+    client: reqwest::Client,
+}
+
+/// A response: status, headers and the body as JSON (or a string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The `error.code` of an error reply.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or_default()
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_crewshipd")
+}
+
+impl Daemon {
+    pub async fn start() -> Daemon {
+        Daemon::start_with(&[]).await
+    }
+
+    pub async fn start_with(env: &[(&str, &str)]) -> Daemon {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Daemon::start_in(dir, env).await
+    }
+
+    /// Starts on an existing data directory (a restart).
+    pub async fn start_in(dir: Arc<tempfile::TempDir>, env: &[(&str, &str)]) -> Daemon {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Daemon::spawn(dir, env).await
+    }
+
+    async fn spawn(dir: Arc<tempfile::TempDir>, env: Vec<(String, String)>) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("crewshipd.log"))
+            .expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("CREWSHIP_DATA_DIR", dir.path())
+            .env("CREWSHIP_HOST", "127.0.0.1")
+            .env("CREWSHIP_PORT", "0")
+            .env("CREWSHIP_HOSTNAME", "test-host")
+            .env("CREWSHIP_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().expect("spawn crewshipd");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("crewshipd did not start in time")
+            .expect("read stdout")
+            .unwrap_or_else(|| panic!("crewshipd exited at start:\n{}", log_of(dir.path())));
+        let addr = line.rsplit("http://").next().expect("address line").trim().to_string();
+        let port = addr.rsplit(':').next().unwrap().parse().expect("port");
+        Daemon {
+            child,
+            base: format!("http://{addr}"),
+            port,
+            dir,
+            env,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("crewship.db")
+    }
+
+    pub fn log(&self) -> String {
+        log_of(self.dir.path())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_reply(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.request(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// A raw body (for malformed-JSON tests).
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> Reply {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        into_reply(resp).await
+    }
+
+    /// POSTs and asserts the status, returning the body.
+    pub async fn ok(&self, path: &str, body: Value, status: u16) -> Value {
+        let r = self.post(path, body).await;
+        assert_eq!(r.status.as_u16(), status, "POST {path}: {}", r.text);
+        r.body
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.text
+    }
+
+    pub async fn ws(&self) -> ws::Client {
+        ws::Client::connect(&self.base, &[]).await
+    }
+
+    /// A crew with one agent running `script` under `sh -c`.
+    pub async fn crew_with_agent(&self, slug: &str, max: i64, script: &str) -> (Value, Value) {
+        let crew = self
+            .ok("/api/v1/crews", json!({"slug": slug, "name": slug, "max_concurrent_agents": max}), 201)
+            .await;
+        let agent = self
+            .ok(
+                &format!("/api/v1/crews/{slug}/agents"),
+                json!({"slug": "worker", "name": "Worker", "command": ["sh", "-c", script]}),
+                201,
+            )
+            .await;
+        (crew, agent)
+    }
+
+    /// Submits an assignment and waits (on the event stream) until it ends.
+    pub async fn run_to_end(&self, crew: &str, agent: &str, task: &str) -> Value {
+        let mut ws = self.ws().await;
+        ws.subscribe(&["assignments"]).await;
+        let a = self.ok("/api/v1/assignments", json!({"crew": crew, "agent": agent, "task": task}), 201).await;
+        let id = a["id"].as_str().unwrap().to_string();
+        self.await_assignment(&mut ws, &id, &["completed", "failed", "cancelled"]).await
+    }
+
+    /// Waits for an assignment to reach one of `statuses`: checks the
+    /// stored state, then follows events (subscribe first to miss nothing).
+    pub async fn await_assignment(&self, ws: &mut ws::Client, id: &str, statuses: &[&str]) -> Value {
+        let current = self.get(&format!("/api/v1/assignments/{id}")).await.body;
+        if statuses.contains(&current["status"].as_str().unwrap_or_default()) {
+            return current;
+        }
+        ws.next_matching(|f| {
+            f["channel"] == "assignments"
+                && f["data"]["id"] == id
+                && statuses.contains(&f["data"]["status"].as_str().unwrap_or_default())
+        })
+        .await;
+        self.get(&format!("/api/v1/assignments/{id}")).await.body
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
+        self.child.kill().await.expect("kill -9");
+        self.dir.clone()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn terminate(mut self) -> (std::process::ExitStatus, Arc<tempfile::TempDir>) {
+        let pid = self.child.id().expect("pid") as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("exit in time").expect("wait");
+        (status, self.dir.clone())
+    }
+
+    /// Restarts on the same data directory and environment.
+    pub async fn restart_after_kill9(self) -> Daemon {
+        let env = self.env.clone();
+        let dir = self.kill9().await;
+        Daemon::spawn(dir, env).await
+    }
+
+    pub async fn restart(self) -> Daemon {
+        let env = self.env.clone();
+        let (status, dir) = self.terminate().await;
+        assert!(status.success(), "crewshipd exited with {status}");
+        Daemon::spawn(dir, env).await
+    }
+}
+
+pub async fn into_reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+    Reply { status, headers, body, text }
+}
+
+fn log_of(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("crewshipd.log")).unwrap_or_default()
+}
+
+/// The value of an unlabelled-but-hostname series, or of one with the
+/// given extra label, from a text-format page.
+pub fn sample(page: &str, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, labels) = series.split_once('{')?;
+        if n != name {
+            return None;
+        }
+        if let Some((k, v)) = label
+            && !labels.contains(&format!("{k}=\"{v}\""))
+        {
+            return None;
+        }
+        value.parse().ok()
+    })
+}
+
+/// Writes an executable shell script into `dir` and returns its path.
+pub fn script(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_string_lossy().into_owned()
+}

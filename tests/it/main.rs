@@ -1,0 +1,11 @@
+//! Story tests: each starts the real `crewshipd` binary and drives it over
+//! HTTP and WebSocket, as outside clients do.
+
+mod common;
+
+mod api_assignments;
+mod api_crews;
+mod api_errors;
+mod api_journal_runs;
+mod api_paymaster;
+mod api_pipelines;
