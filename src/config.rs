@@ -64,6 +64,9 @@ pub struct Config {
     pub run_output_limit: usize,
     pub body_limit: usize,
     pub ws_auth_timeout: Duration,
+    /// Events buffered per subscriber (WebSocket clients, workers) before a
+    /// slow one counts as lagging and is dropped.
+    pub event_buffer: usize,
     /// tracing filter directives (`CREWSHIP_LOG`, else `RUST_LOG`).
     pub log_filter: String,
     pub log_json: bool,
@@ -301,6 +304,7 @@ impl Config {
                 Duration::from_secs(10),
                 positive_duration,
             )?,
+            event_buffer: parse_with(src.env("CREWSHIP_EVENT_BUFFER"), 4096, positive)?,
             log_filter: src
                 .env("CREWSHIP_LOG")
                 .or_else(|| src.env("RUST_LOG"))

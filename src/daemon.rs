@@ -19,9 +19,6 @@ use crate::runtime::Runtime;
 use crate::store::{Store, recount};
 use crate::ws::Hub;
 
-/// Events buffered per subscriber before a slow one counts as lagging.
-const EVENT_BUFFER: usize = 4096;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -63,7 +60,7 @@ async fn terminated() {
 pub async fn run(config: Config) -> Result<(), StartError> {
     let started = Instant::now();
     let rate_card = rate_card(&config)?;
-    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let (events, _) = broadcast::channel(config.event_buffer);
     let store = Store::open(&config.database_path, events)?;
     let drift = store.with_writer(recount::check_and_repair).await?;
     for d in &drift {

@@ -28,6 +28,15 @@ pub struct Recovered {
 
 pub async fn recover(store: &Store, max_attempts: u32) -> Result<Recovered> {
     let max_attempts = i64::from(max_attempts);
+    // Processes outlive a daemon killed with SIGKILL: stop them first, so a
+    // requeued assignment never runs twice at once.
+    for run in store.read(runs::running_managed).await? {
+        if let Some(pid) = run.pid
+            && super::runner::kill_orphan(pid, &run.id)
+        {
+            tracing::warn!(run = run.id, pid, "killed the process group of a run left by the previous daemon");
+        }
+    }
     store
         .write(move |tx| {
             let mut done = Recovered::default();

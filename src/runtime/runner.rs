@@ -67,6 +67,19 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
     }
 }
 
+/// Kills the process group a dead daemon left running for `run_id`. The
+/// group leader must still carry the run's id in its environment, so a
+/// reused pid of an unrelated process is never signalled.
+pub fn kill_orphan(pid: i64, run_id: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let marker = format!("CREWSHIP_RUN_ID={run_id}");
+    if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
+        return false;
+    }
+    signal_group(pid as u32, libc::SIGKILL);
+    true
+}
+
 async fn pump(mut from: impl AsyncRead + Unpin, into: Arc<Mutex<Output>>, is_stdout: bool) {
     let mut buf = vec![0u8; 8192];
     while let Ok(n) = from.read(&mut buf).await {
@@ -209,6 +222,10 @@ impl Runner {
             Err(e) => return Outcome::SpawnFailed(format!("cannot start {program:?}: {e}")),
         };
         let pgid = child.id().unwrap_or_default();
+        let pk = c.run.pk;
+        if let Err(e) = self.store.write(move |tx| runs::set_pid(tx, pk, pgid)).await {
+            tracing::warn!(error = %e, run = c.run.id, "could not record the run's process group");
+        }
         let mut stdin = child.stdin.take();
         let task = c.assignment.task.clone();
         let feeder = tokio::spawn(async move {

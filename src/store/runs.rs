@@ -25,11 +25,12 @@ pub struct RunRow {
     pub finished_at: Option<i64>,
     pub error: Option<String>,
     pub exit_code: Option<i64>,
+    pub pid: Option<i64>,
 }
 
 const SELECT: &str =
     "SELECT r.pk, r.id, r.crew_id, c.slug, r.agent_id, a.slug, r.assignment_id, r.trigger,
-        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code
+        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code, r.pid
      FROM runs r LEFT JOIN crews c ON c.id = r.crew_id LEFT JOIN agents a ON a.id = r.agent_id";
 
 fn named(id: Option<i64>, slug: Option<String>) -> Option<Named> {
@@ -55,6 +56,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         finished_at: r.get(11)?,
         error: r.get(12)?,
         exit_code: r.get(13)?,
+        pid: r.get(14)?,
     })
 }
 
@@ -167,6 +169,7 @@ pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
         finished_at: None,
         error: None,
         exit_code: None,
+        pid: None,
     };
     counters::run_event(tx, RunStatus::Running.event())?;
     let summary = match &run.agent {
@@ -237,6 +240,12 @@ pub fn report(
         )));
     }
     finish(tx, run, status, error, None)
+}
+
+/// Records the process group of a run crewshipd executes.
+pub fn set_pid(tx: &Tx<'_>, pk: i64, pid: u32) -> Result<()> {
+    tx.prepare_cached("UPDATE runs SET pid = ?2 WHERE pk = ?1")?.execute(params![pk, pid])?;
+    Ok(())
 }
 
 pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {

@@ -9,3 +9,6 @@ mod api_errors;
 mod api_journal_runs;
 mod api_paymaster;
 mod api_pipelines;
+mod recovery;
+mod runtime_process;
+mod runtime_queue;

@@ -62,7 +62,10 @@ CREATE TABLE runs (
     started_at INTEGER NOT NULL,
     finished_at INTEGER,
     error TEXT,
-    exit_code INTEGER
+    exit_code INTEGER,
+    -- The process group crewshipd started for the run, so a restarted
+    -- daemon can stop what a dead one left behind.
+    pid INTEGER
 );
 CREATE INDEX runs_status ON runs (status) WHERE status = 'running';
 
