@@ -1,0 +1,112 @@
+//! Journal archiving and retention: entries move, old ones go, counters stay.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{Daemon, PATIENCE, sample};
+
+const HOUR_MS: i64 = 3_600_000;
+
+async fn journal(d: &Daemon, query: &str) -> Vec<Value> {
+    d.get(&format!("/api/v1/journal?limit=500{query}"))
+        .await
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn old_entries_move_then_expire_and_counters_never_drop() {
+    let env = [
+        ("CREWSHIP_JOURNAL_ARCHIVE_AFTER", "1h"),
+        ("CREWSHIP_JOURNAL_RETENTION", "3h"),
+        ("CREWSHIP_JOURNAL_ARCHIVE_INTERVAL", "50ms"),
+        ("CREWSHIP_JOURNAL_ARCHIVE_BATCH", "3"),
+        ("CREWSHIP_METRICS_CACHE_TTL", "1ms"),
+    ];
+    let d = Daemon::start_with(&env).await;
+    d.crew_with_agent("alpha", 1, "true").await;
+    let runs: Vec<Value> = {
+        let mut v = Vec::new();
+        for t in ["a", "b", "c"] {
+            v.push(d.run_to_end("alpha", "worker", t).await);
+        }
+        v
+    };
+    let events_before = d.metrics().await;
+    let total = journal(&d, "").await.len();
+    let (_, dir) = d.terminate().await;
+
+    // Back-date: the first run's entries are past retention, the second's
+    // past the archive age, the third's stay recent.
+    let conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
+    for (run, age) in [(&runs[0], 5 * HOUR_MS), (&runs[1], 2 * HOUR_MS)] {
+        conn.execute(
+            "UPDATE journal SET ts = ts - ?1 WHERE trace_id = ?2",
+            rusqlite::params![age, run["run_id"].as_str().unwrap()],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    let d = Daemon::start_in(dir, &env).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let expired = format!("&trace_id={}", runs[0]["run_id"].as_str().unwrap());
+    // The sweep is periodic with no event to await; poll its visible effect.
+    while !journal(&d, &expired).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "retention never deleted the oldest entries"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let archived = journal(
+        &d,
+        &format!("&trace_id={}", runs[1]["run_id"].as_str().unwrap()),
+    )
+    .await;
+    assert!(!archived.is_empty());
+    assert!(
+        archived.iter().all(|e| e["archived"] == true),
+        "{archived:?}"
+    );
+    let types: Vec<&str> = archived
+        .iter()
+        .map(|e| e["entry_type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"run.started") && types.contains(&"run.completed"));
+    let recent = journal(
+        &d,
+        &format!("&trace_id={}", runs[2]["run_id"].as_str().unwrap()),
+    )
+    .await;
+    assert!(!recent.is_empty() && recent.iter().all(|e| e["archived"] == false));
+    // One history, newest first, across both tables.
+    let all = journal(&d, "").await;
+    assert!(all.len() < total + 10 && all.len() > archived.len());
+    let ids: Vec<i64> = all
+        .iter()
+        .map(|e| e["id"].as_str().unwrap()[4..].parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    // Counters are running totals: archiving and pruning change nothing.
+    let page = d.metrics().await;
+    for event in ["started", "completed"] {
+        let before = sample(
+            &events_before,
+            "crewshipd_agent_run_events_total",
+            Some(("event", event)),
+        );
+        assert_eq!(
+            sample(
+                &page,
+                "crewshipd_agent_run_events_total",
+                Some(("event", event))
+            ),
+            before
+        );
+        assert_eq!(before, Some(3.0));
+    }
+}
