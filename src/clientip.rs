@@ -26,15 +26,11 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -93,12 +89,7 @@ impl TrustedProxies {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .collect::<Vec<_>>();
-        if let Some(ip) = forwarded
-            .iter()
-            .rev()
-            .filter_map(|e| parse_forwarded(e))
-            .find(|ip| !self.is_trusted(*ip))
-        {
+        if let Some(ip) = forwarded.iter().rev().filter_map(|e| parse_forwarded(e)).find(|ip| !self.is_trusted(*ip)) {
             return ip;
         }
         headers
@@ -120,10 +111,7 @@ fn parse_forwarded(entry: &str) -> Option<IpAddr> {
         return Some(canonical(sa.ip()));
     }
     if let Some(inner) = e.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        return inner
-            .parse::<Ipv6Addr>()
-            .ok()
-            .map(|ip| canonical(ip.into()));
+        return inner.parse::<Ipv6Addr>().ok().map(|ip| canonical(ip.into()));
     }
     let (host, port) = e.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
@@ -137,10 +125,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
     }
@@ -154,21 +139,9 @@ mod tests {
         let c = Cidr::parse("10.1.0.0/16").unwrap();
         assert!(c.contains("10.1.200.3".parse().unwrap()));
         assert!(!c.contains("10.2.0.1".parse().unwrap()));
-        assert!(
-            Cidr::parse("fd00::/8")
-                .unwrap()
-                .contains("fd12::1".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(
-            Cidr::parse("192.168.1.7")
-                .unwrap()
-                .contains("192.168.1.7".parse().unwrap())
-        );
+        assert!(Cidr::parse("fd00::/8").unwrap().contains("fd12::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("192.168.1.7").unwrap().contains("192.168.1.7".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("banana").is_none());
     }
@@ -185,64 +158,37 @@ mod tests {
     fn untrusted_peer_ignores_headers() {
         let t = TrustedProxies::default();
         let h = headers(&[("x-forwarded-for", "127.0.0.1"), ("x-real-ip", "127.0.0.1")]);
-        assert_eq!(
-            t.client_ip(peer("203.0.113.9"), &h),
-            "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("203.0.113.9"), &h), "203.0.113.9".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn loopback_hop_with_public_xff() {
         let t = TrustedProxies::default();
         let h = headers(&[("x-forwarded-for", "198.51.100.7, 127.0.0.1")]);
-        assert_eq!(
-            t.client_ip(peer("127.0.0.1"), &h),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "198.51.100.7".parse::<IpAddr>().unwrap());
         let h = headers(&[("x-forwarded-for", "[2001:db8::1]:443")]);
-        assert_eq!(
-            t.client_ip(peer("::1"), &h),
-            "2001:db8::1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("::1"), &h), "2001:db8::1".parse::<IpAddr>().unwrap());
         let h = headers(&[("x-forwarded-for", "198.51.100.7:8443, garbage")]);
-        assert_eq!(
-            t.client_ip(peer("127.0.0.1"), &h),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn right_to_left_through_trusted_chain() {
         let (t, _) = TrustedProxies::parse("10.0.0.0/8");
-        let h = headers(&[
-            ("x-forwarded-for", "127.0.0.1, 198.51.100.7, 10.0.0.2"),
-            ("x-forwarded-for", "10.0.0.3"),
-        ]);
+        let h = headers(&[("x-forwarded-for", "127.0.0.1, 198.51.100.7, 10.0.0.2"), ("x-forwarded-for", "10.0.0.3")]);
         // The spoofed leftmost 127.0.0.1 is never reached.
-        assert_eq!(
-            t.client_ip(peer("10.0.0.4"), &h),
-            "198.51.100.7".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("10.0.0.4"), &h), "198.51.100.7".parse::<IpAddr>().unwrap());
         let h = headers(&[("x-forwarded-for", "10.0.0.2, 127.0.0.1")]);
-        assert_eq!(
-            t.client_ip(peer("10.0.0.4"), &h),
-            "10.0.0.4".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("10.0.0.4"), &h), "10.0.0.4".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn real_ip_fallback() {
         let t = TrustedProxies::default();
         let h = headers(&[("x-real-ip", "198.51.100.8")]);
-        assert_eq!(
-            t.client_ip(peer("127.0.0.1"), &h),
-            "198.51.100.8".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "198.51.100.8".parse::<IpAddr>().unwrap());
         let h = headers(&[("x-forwarded-for", "127.0.0.2"), ("x-real-ip", "bad")]);
-        assert_eq!(
-            t.client_ip(peer("127.0.0.1"), &h),
-            "127.0.0.1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "127.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -12,11 +12,7 @@ use crate::clientip::TrustedProxies;
 
 /// Flags of `crewshipd`. Every flag has an environment twin (see README).
 #[derive(Debug, Default, Parser)]
-#[command(
-    name = "crewshipd",
-    version,
-    about = "Control-plane daemon for crews of AI agents"
-)]
+#[command(name = "crewshipd", version, about = "Control-plane daemon for crews of AI agents")]
 pub struct Flags {
     /// Address to listen on [env: CREWSHIP_HOST] [default: 0.0.0.0]
     #[arg(long)]
@@ -85,9 +81,7 @@ impl Source<'_> {
         if let Some(v) = flag {
             return Some((v.clone(), flag_name.to_string()));
         }
-        (self.env)(var)
-            .filter(|v| !v.is_empty())
-            .map(|v| (v, var.to_string()))
+        (self.env)(var).filter(|v| !v.is_empty()).map(|v| (v, var.to_string()))
     }
 
     fn env(&self, var: &str) -> Option<(String, String)> {
@@ -96,11 +90,7 @@ impl Source<'_> {
 }
 
 fn bad(source_name: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        source_name: source_name.to_string(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError { source_name: source_name.to_string(), value: value.to_string(), reason: reason.into() }
 }
 
 fn parse_with<T>(
@@ -115,8 +105,7 @@ fn parse_with<T>(
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("expected a duration like 15s, 500ms or 30d ({e})"))
+    humantime::parse_duration(s).map_err(|e| format!("expected a duration like 15s, 500ms or 30d ({e})"))
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -147,16 +136,12 @@ fn token(raw: Option<(String, String)>) -> Option<String> {
 }
 
 fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn database_path(url: &str, data_dir: &Path) -> Result<PathBuf, String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(
-            "the PostgreSQL backend is not available in this build; use a sqlite: URL".into(),
-        );
+        return Err("the PostgreSQL backend is not available in this build; use a sqlite: URL".into());
     }
     let path = url
         .strip_prefix("sqlite://")
@@ -184,38 +169,22 @@ impl Config {
         Self::from_sources(flags, &|k| std::env::var(k).ok())
     }
 
-    pub fn from_sources(
-        flags: &Flags,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn from_sources(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let src = Source { env };
-        let host = parse_with(
-            src.get(flags.host.as_ref(), "--host", "CREWSHIP_HOST"),
-            IpAddr::from([0, 0, 0, 0]),
-            |s| {
-                s.parse()
-                    .map_err(|_| "expected an IP address such as 0.0.0.0 or ::1".into())
-            },
-        )?;
-        let port = parse_with(
-            src.get(flags.port.as_ref(), "--port", "CREWSHIP_PORT"),
-            8080u16,
-            |s| {
-                s.parse()
-                    .map_err(|_| "expected a TCP port (0-65535)".into())
-            },
-        )?;
+        let host =
+            parse_with(src.get(flags.host.as_ref(), "--host", "CREWSHIP_HOST"), IpAddr::from([0, 0, 0, 0]), |s| {
+                s.parse().map_err(|_| "expected an IP address such as 0.0.0.0 or ::1".into())
+            })?;
+        let port = parse_with(src.get(flags.port.as_ref(), "--port", "CREWSHIP_PORT"), 8080u16, |s| {
+            s.parse().map_err(|_| "expected a TCP port (0-65535)".into())
+        })?;
         let data_dir = parse_with(
             src.get(flags.data_dir.as_ref(), "--data-dir", "CREWSHIP_DATA_DIR"),
             home_dir().join(".crewship"),
             |s| Ok(PathBuf::from(s)),
         )?;
         let database_path = parse_with(
-            src.get(
-                flags.database_url.as_ref(),
-                "--database-url",
-                "CREWSHIP_DATABASE_URL",
-            ),
+            src.get(flags.database_url.as_ref(), "--database-url", "CREWSHIP_DATABASE_URL"),
             data_dir.join("crewship.db"),
             |s| database_path(s, &data_dir),
         )?;
@@ -227,11 +196,8 @@ impl Config {
             }
             None => token(src.env("CREWSHIP_METRICS_TOKEN")),
         };
-        let (trusted_proxies, ignored) = TrustedProxies::parse(
-            &src.env("CREWSHIP_TRUSTED_PROXY_CIDRS")
-                .map(|(v, _)| v)
-                .unwrap_or_default(),
-        );
+        let (trusted_proxies, ignored) =
+            TrustedProxies::parse(&src.env("CREWSHIP_TRUSTED_PROXY_CIDRS").map(|(v, _)| v).unwrap_or_default());
         let warnings = ignored
             .into_iter()
             .map(|e| format!("CREWSHIP_TRUSTED_PROXY_CIDRS: ignoring {e:?}, which is not an IP address or CIDR"))
@@ -242,21 +208,10 @@ impl Config {
             database_path,
             api_token: token(src.env("CREWSHIP_API_TOKEN")),
             trusted_proxies,
-            hostname: src
-                .env("CREWSHIP_HOSTNAME")
-                .map(|(v, _)| v)
-                .unwrap_or_else(os_hostname),
+            hostname: src.env("CREWSHIP_HOSTNAME").map(|(v, _)| v).unwrap_or_else(os_hostname),
             metrics_token,
-            metrics_allow_loopback: parse_with(
-                src.env("CREWSHIP_METRICS_ALLOW_LOOPBACK"),
-                true,
-                boolean,
-            )?,
-            metrics_cache_ttl: parse_with(
-                src.env("CREWSHIP_METRICS_CACHE_TTL"),
-                Duration::from_secs(15),
-                duration,
-            )?,
+            metrics_allow_loopback: parse_with(src.env("CREWSHIP_METRICS_ALLOW_LOOPBACK"), true, boolean)?,
+            metrics_cache_ttl: parse_with(src.env("CREWSHIP_METRICS_CACHE_TTL"), Duration::from_secs(15), duration)?,
             rate_card: src.env("CREWSHIP_RATE_CARD").map(|(v, _)| PathBuf::from(v)),
             journal_archive_after: parse_with(
                 src.env("CREWSHIP_JOURNAL_ARCHIVE_AFTER"),
@@ -273,31 +228,15 @@ impl Config {
                 Duration::from_secs(600),
                 positive_duration,
             )?,
-            journal_archive_batch: parse_with(
-                src.env("CREWSHIP_JOURNAL_ARCHIVE_BATCH"),
-                1000,
-                positive,
-            )?,
-            stats_interval: parse_with(
-                src.env("CREWSHIP_STATS_INTERVAL"),
-                Duration::from_secs(5),
-                positive_duration,
-            )?,
+            journal_archive_batch: parse_with(src.env("CREWSHIP_JOURNAL_ARCHIVE_BATCH"), 1000, positive)?,
+            stats_interval: parse_with(src.env("CREWSHIP_STATS_INTERVAL"), Duration::from_secs(5), positive_duration)?,
             docker_host: src
                 .env("DOCKER_HOST")
                 .map(|(v, _)| v)
                 .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
-            cancel_grace: parse_with(
-                src.env("CREWSHIP_CANCEL_GRACE"),
-                Duration::from_secs(5),
-                duration,
-            )?,
+            cancel_grace: parse_with(src.env("CREWSHIP_CANCEL_GRACE"), Duration::from_secs(5), duration)?,
             max_attempts: parse_with(src.env("CREWSHIP_MAX_ATTEMPTS"), 3, positive)?,
-            run_output_limit: parse_with(
-                src.env("CREWSHIP_RUN_OUTPUT_LIMIT"),
-                256 * 1024,
-                positive,
-            )?,
+            run_output_limit: parse_with(src.env("CREWSHIP_RUN_OUTPUT_LIMIT"), 256 * 1024, positive)?,
             body_limit: parse_with(src.env("CREWSHIP_BODY_LIMIT"), 1024 * 1024, positive)?,
             ws_auth_timeout: parse_with(
                 src.env("CREWSHIP_WS_AUTH_TIMEOUT"),
@@ -323,10 +262,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_sources(&Flags::default(), &move |k| map.get(k).cloned())
     }
 
@@ -359,30 +295,17 @@ mod tests {
 
     #[test]
     fn flags_override_env() {
-        let flags = Flags {
-            port: Some("9000".into()),
-            ..Flags::default()
-        };
-        let c = Config::from_sources(&flags, &|k| (k == "CREWSHIP_PORT").then(|| "7000".into()))
-            .unwrap();
+        let flags = Flags { port: Some("9000".into()), ..Flags::default() };
+        let c = Config::from_sources(&flags, &|k| (k == "CREWSHIP_PORT").then(|| "7000".into())).unwrap();
         assert_eq!(c.port, 9000);
-        let flags = Flags {
-            port: Some("x".into()),
-            ..Flags::default()
-        };
-        let err = Config::from_sources(&flags, &|_| None)
-            .unwrap_err()
-            .to_string();
+        let flags = Flags { port: Some("x".into()), ..Flags::default() };
+        let err = Config::from_sources(&flags, &|_| None).unwrap_err().to_string();
         assert!(err.contains("--port"), "{err}");
     }
 
     #[test]
     fn database_url_forms() {
-        let c = load(&[
-            ("CREWSHIP_DATA_DIR", "/d"),
-            ("CREWSHIP_DATABASE_URL", "sqlite:x.db"),
-        ])
-        .unwrap();
+        let c = load(&[("CREWSHIP_DATA_DIR", "/d"), ("CREWSHIP_DATABASE_URL", "sqlite:x.db")]).unwrap();
         assert_eq!(c.database_path, PathBuf::from("/d/x.db"));
         let c = load(&[("CREWSHIP_DATABASE_URL", "sqlite:///abs/y.db?mode=rwc")]).unwrap();
         assert_eq!(c.database_path, PathBuf::from("/abs/y.db"));
@@ -394,11 +317,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("tok");
         std::fs::write(&f, "s3cret\n").unwrap();
-        let c = load(&[
-            ("CREWSHIP_METRICS_TOKEN", "env"),
-            ("CREWSHIP_METRICS_TOKEN_FILE", f.to_str().unwrap()),
-        ])
-        .unwrap();
+        let c =
+            load(&[("CREWSHIP_METRICS_TOKEN", "env"), ("CREWSHIP_METRICS_TOKEN_FILE", f.to_str().unwrap())]).unwrap();
         assert_eq!(c.metrics_token.as_deref(), Some("s3cret"));
         assert!(load(&[("CREWSHIP_METRICS_TOKEN_FILE", "/no/such/file")]).is_err());
     }

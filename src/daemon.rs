@@ -26,10 +26,7 @@ pub enum StartError {
     #[error("rate card {path}: {reason}")]
     RateCard { path: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -38,10 +35,7 @@ fn rate_card(config: &Config) -> Result<RateCard, StartError> {
     let Some(path) = &config.rate_card else {
         return Ok(RateCard::default());
     };
-    let bad = |reason: String| StartError::RateCard {
-        path: path.display().to_string(),
-        reason,
-    };
+    let bad = |reason: String| StartError::RateCard { path: path.display().to_string(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     RateCard::with_overrides(&text).map_err(|e| bad(e.to_string()))
 }
@@ -64,18 +58,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let store = Store::open(&config.database_path, events)?;
     let drift = store.with_writer(recount::check_and_repair).await?;
     for d in &drift {
-        tracing::warn!(
-            counter = d.counter,
-            stored = d.stored,
-            recounted = d.recounted,
-            "counter drift repaired"
-        );
+        tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }
     let runtime = Runtime::start(store.clone(), &config).await?;
     let addr = SocketAddr::new(config.host, config.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Listen { addr, source })?;
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     let app = Arc::new(App {
         metrics: Metrics::new(SnapshotCache::new(store.clone(), config.metrics_cache_ttl)),
@@ -92,16 +79,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     println!("crewshipd listening on http://{local}");
     let router = crate::api::router(app.clone());
     let hub_app = app.clone();
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        terminated().await;
-        tracing::info!("shutting down: no new connections");
-        hub_app.hub.close_all();
-    })
-    .await?;
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            terminated().await;
+            tracing::info!("shutting down: no new connections");
+            hub_app.hub.close_all();
+        })
+        .await?;
     app.runtime.shutdown().await;
     store.checkpoint().await?;
     tracing::info!("crewshipd stopped");

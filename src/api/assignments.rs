@@ -36,28 +36,20 @@ pub async fn create(
         .write(move |tx| {
             let crew = refs::crew(tx, &b.crew)?;
             let agent = agents::resolve_for_work(tx, &crew, &b.agent)?;
-            let by = b
-                .assigned_by
-                .map(|k| agents::resolve_for_work(tx, &crew, &k))
-                .transpose()?;
+            let by = b.assigned_by.map(|k| agents::resolve_for_work(tx, &crew, &k)).transpose()?;
             assignments::create(tx, &crew, &agent, by.as_ref(), &b.task, None)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(row.to_api())))
 }
 
-pub async fn list(
-    State(app): State<AppState>,
-    params: Params,
-) -> ApiResult<Json<Page<Assignment>>> {
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Assignment>>> {
     let page = params.page()?;
     let status = params
         .get("status")
         .map(|s| {
             AssignmentStatus::parse(s).ok_or_else(|| {
-                DomainError::invalid(
-                    "status must be one of pending, queued, running, completed, failed, cancelled",
-                )
+                DomainError::invalid("status must be one of pending, queued, running, completed, failed, cancelled")
             })
         })
         .transpose()?;
@@ -72,28 +64,14 @@ pub async fn list(
     Ok(Json(list))
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Assignment>> {
-    Ok(Json(
-        app.store
-            .read(move |c| assignments::get(c, &key))
-            .await?
-            .to_api(),
-    ))
+pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Assignment>> {
+    Ok(Json(app.store.read(move |c| assignments::get(c, &key)).await?.to_api()))
 }
 
 /// Queued → cancelled; running → the process is stopped, then cancelled;
 /// already cancelled → no-op; completed or failed → 409.
-pub async fn cancel(
-    State(app): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Assignment>> {
+pub async fn cancel(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Assignment>> {
     let row = app.store.read(move |c| assignments::get(c, &key)).await?;
-    let row = app
-        .runtime
-        .cancel_assignment(row, "cancelled by request")
-        .await?;
+    let row = app.runtime.cancel_assignment(row, "cancelled by request").await?;
     Ok(Json(row.to_api()))
 }

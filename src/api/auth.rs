@@ -17,9 +17,7 @@ pub async fn require_api_access(
     next: Next,
 ) -> Response {
     let client = app.config.trusted_proxies.client_ip(peer, req.headers());
-    if clientip::is_loopback(client)
-        || bearer::matches(req.headers(), app.config.api_token.as_deref())
-    {
+    if clientip::is_loopback(client) || bearer::matches(req.headers(), app.config.api_token.as_deref()) {
         next.run(req).await
     } else {
         ApiError::unauthorized().into_response()

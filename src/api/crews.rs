@@ -37,27 +37,16 @@ fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(DomainError::invalid(format!(
-            "{field} must be one of {}",
-            allowed.join(", ")
-        )))
+        Err(DomainError::invalid(format!("{field} must be one of {}", allowed.join(", "))))
     }
 }
 
 /// Journals a crew or agent change and tells `crew:<slug>` subscribers.
-fn crew_changed(
-    tx: &mut Tx<'_>,
-    crew: &CrewRow,
-    kind: &str,
-    data: &impl serde::Serialize,
-) -> Result<()> {
+fn crew_changed(tx: &mut Tx<'_>, crew: &CrewRow, kind: &str, data: &impl serde::Serialize) -> Result<()> {
     journal::append(
         tx,
         NewEntry {
-            crew: Some(Named {
-                id: crew.id,
-                slug: crew.slug.clone(),
-            }),
+            crew: Some(Named { id: crew.id, slug: crew.slug.clone() }),
             ..NewEntry::info(kind, format!("{kind}: {}", crew.slug))
         },
     )?;
@@ -78,13 +67,7 @@ pub async fn create(
     if runtime == "docker" && b.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
         return Err(DomainError::invalid("a crew with runtime docker needs an image").into());
     }
-    let new = NewCrew {
-        slug: b.slug,
-        name: b.name,
-        max_concurrent_agents: max,
-        runtime,
-        image: b.image,
-    };
+    let new = NewCrew { slug: b.slug, name: b.name, max_concurrent_agents: max, runtime, image: b.image };
     let crew = app
         .store
         .write(move |tx| {
@@ -99,20 +82,11 @@ pub async fn create(
 pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Crew>>> {
     let page = params.page()?;
     let deleted = params.get("include_deleted") == Some("true");
-    Ok(Json(
-        app.store
-            .read(move |c| crews::list(c, deleted, page))
-            .await?,
-    ))
+    Ok(Json(app.store.read(move |c| crews::list(c, deleted, page)).await?))
 }
 
 pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Crew>> {
-    Ok(Json(
-        app.store
-            .read(move |c| crews::resolve(c, &key))
-            .await?
-            .to_api(),
-    ))
+    Ok(Json(app.store.read(move |c| crews::resolve(c, &key)).await?.to_api()))
 }
 
 #[derive(Deserialize)]
@@ -134,11 +108,7 @@ pub async fn patch(
     if let Some(m) = b.max_concurrent_agents {
         validate::at_least_one("max_concurrent_agents", m)?;
     }
-    let patch = CrewPatch {
-        name: b.name,
-        max_concurrent_agents: b.max_concurrent_agents,
-        image: b.image,
-    };
+    let patch = CrewPatch { name: b.name, max_concurrent_agents: b.max_concurrent_agents, image: b.image };
     let crew = app
         .store
         .write(move |tx| {
@@ -159,8 +129,7 @@ pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> Api
             let crew = crews::resolve_live(tx, &key)?;
             crews::mark_deleted(tx, crew.id)?;
             assignments::cancel_waiting(tx, Owner::Crew(crew.id), "crew deleted")?;
-            let crew = crews::by_id(tx, crew.id)?
-                .ok_or_else(|| DomainError::Internal("crew vanished".into()))?;
+            let crew = crews::by_id(tx, crew.id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))?;
             crew_changed(tx, &crew, "crew.deleted", &crew.to_api())?;
             Ok(crew)
         })
@@ -182,15 +151,11 @@ fn check_command(command: &[String]) -> Result<()> {
     match command.first() {
         Some(program) if !program.is_empty() => {}
         _ => {
-            return Err(DomainError::invalid(
-                "command must be a non-empty argv array",
-            ));
+            return Err(DomainError::invalid("command must be a non-empty argv array"));
         }
     }
     if command.iter().any(|a| a.contains('\0')) {
-        return Err(DomainError::invalid(
-            "command arguments must not contain NUL",
-        ));
+        return Err(DomainError::invalid("command arguments must not contain NUL"));
     }
     Ok(())
 }
@@ -198,14 +163,10 @@ fn check_command(command: &[String]) -> Result<()> {
 fn check_env(env: &BTreeMap<String, String>) -> Result<()> {
     for (k, v) in env {
         if k.is_empty() || k.contains(['=', '\0']) || v.contains('\0') {
-            return Err(DomainError::invalid(format!(
-                "env name {k:?} is not a valid variable name"
-            )));
+            return Err(DomainError::invalid(format!("env name {k:?} is not a valid variable name")));
         }
         if k.starts_with("CREWSHIP_") {
-            return Err(DomainError::invalid(format!(
-                "env name {k:?} is reserved for crewshipd"
-            )));
+            return Err(DomainError::invalid(format!("env name {k:?} is reserved for crewshipd")));
         }
     }
     Ok(())
@@ -225,14 +186,7 @@ pub async fn create_agent(
     check_env(&env)?;
     let timeout_seconds = b.timeout_seconds.unwrap_or(1800);
     validate::at_least_one("timeout_seconds", timeout_seconds)?;
-    let new = NewAgent {
-        slug: b.slug,
-        name: b.name,
-        role,
-        command: b.command,
-        env,
-        timeout_seconds,
-    };
+    let new = NewAgent { slug: b.slug, name: b.name, role, command: b.command, env, timeout_seconds };
     let agent = app
         .store
         .write(move |tx| {
@@ -252,21 +206,14 @@ pub async fn list_agents(
 ) -> ApiResult<Json<Page<Agent>>> {
     let page = params.page()?;
     let deleted = params.get("include_deleted") == Some("true");
-    Ok(Json(
-        app.store
-            .read(move |c| agents::list(c, &crews::resolve(c, &crew_key)?, deleted, page))
-            .await?,
-    ))
+    Ok(Json(app.store.read(move |c| agents::list(c, &crews::resolve(c, &crew_key)?, deleted, page)).await?))
 }
 
 pub async fn get_agent(
     State(app): State<AppState>,
     Path((crew_key, agent_key)): Path<(String, String)>,
 ) -> ApiResult<Json<Agent>> {
-    let agent = app
-        .store
-        .read(move |c| agents::resolve(c, &crews::resolve(c, &crew_key)?, &agent_key))
-        .await?;
+    let agent = app.store.read(move |c| agents::resolve(c, &crews::resolve(c, &crew_key)?, &agent_key)).await?;
     Ok(Json(agent.to_api()))
 }
 
@@ -299,13 +246,8 @@ pub async fn patch_agent(
     if let Some(t) = b.timeout_seconds {
         validate::at_least_one("timeout_seconds", t)?;
     }
-    let patch = AgentPatch {
-        name: b.name,
-        role: b.role,
-        command: b.command,
-        env: b.env,
-        timeout_seconds: b.timeout_seconds,
-    };
+    let patch =
+        AgentPatch { name: b.name, role: b.role, command: b.command, env: b.env, timeout_seconds: b.timeout_seconds };
     let agent = app
         .store
         .write(move |tx| {
@@ -332,8 +274,7 @@ pub async fn delete_agent(
             }
             agents::mark_deleted(tx, agent.id)?;
             assignments::cancel_waiting(tx, Owner::Agent(agent.id), "agent deleted")?;
-            let agent = agents::by_id(tx, agent.id)?
-                .ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
+            let agent = agents::by_id(tx, agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
             crew_changed(tx, &crew, "agent.deleted", &agent.to_api())?;
             Ok(agent)
         })

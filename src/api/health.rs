@@ -17,15 +17,9 @@ pub async fn healthz(State(app): State<AppState>) -> Json<Value> {
 }
 
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    let db = app
-        .store
-        .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await;
+    let db = app.store.read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await;
     match db {
-        Ok(_) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "checks": { "db": "ok" } })),
-        ),
+        Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok", "checks": { "db": "ok" } }))),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "checks": { "db": e.to_string() } })),

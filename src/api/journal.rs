@@ -14,10 +14,7 @@ use crate::domain::types::JournalEntry;
 use crate::store::journal::{self, Filter, NewEntry};
 use crate::store::page::Page;
 
-pub async fn list(
-    State(app): State<AppState>,
-    params: Params,
-) -> ApiResult<Json<Page<JournalEntry>>> {
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<JournalEntry>>> {
     let page = params.page()?;
     let mut filter = Filter {
         entry_type: params.get("type").map(str::to_string),
@@ -57,9 +54,7 @@ pub async fn post(
         return Err(DomainError::invalid("entry_type must be 1-100 characters").into());
     }
     if entry_type.starts_with("run.") {
-        return Err(
-            DomainError::invalid("entry types run.* are reserved for the run endpoints").into(),
-        );
+        return Err(DomainError::invalid("entry types run.* are reserved for the run endpoints").into());
     }
     if b.summary.trim().is_empty() {
         return Err(DomainError::invalid("summary must not be empty").into());

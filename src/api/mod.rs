@@ -28,34 +28,19 @@ async fn no_route() -> impl IntoResponse {
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this path",
-    )
+    ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this path")
 }
 
 pub fn router(app: AppState) -> Router {
     let v1 = Router::new()
         .route("/crews", post(crews::create).get(crews::list))
-        .route(
-            "/crews/{crew}",
-            get(crews::get).patch(crews::patch).delete(crews::delete),
-        )
-        .route(
-            "/crews/{crew}/agents",
-            post(crews::create_agent).get(crews::list_agents),
-        )
+        .route("/crews/{crew}", get(crews::get).patch(crews::patch).delete(crews::delete))
+        .route("/crews/{crew}/agents", post(crews::create_agent).get(crews::list_agents))
         .route(
             "/crews/{crew}/agents/{agent}",
-            get(crews::get_agent)
-                .patch(crews::patch_agent)
-                .delete(crews::delete_agent),
+            get(crews::get_agent).patch(crews::patch_agent).delete(crews::delete_agent),
         )
-        .route(
-            "/assignments",
-            post(assignments::create).get(assignments::list),
-        )
+        .route("/assignments", post(assignments::create).get(assignments::list))
         .route("/assignments/{id}", get(assignments::get))
         .route("/assignments/{id}/cancel", post(assignments::cancel))
         .route("/runs", post(runs::start))
@@ -63,10 +48,7 @@ pub fn router(app: AppState) -> Router {
         .route("/runs/{id}/output", get(runs::output))
         .route("/journal", get(journal::list).post(journal::post))
         .route("/pipelines", post(pipelines::create).get(pipelines::list))
-        .route(
-            "/pipelines/{pipeline}",
-            get(pipelines::get).delete(pipelines::delete),
-        )
+        .route("/pipelines/{pipeline}", get(pipelines::get).delete(pipelines::delete))
         .route("/pipelines/{pipeline}/runs", post(pipelines::start_run))
         .route("/pipeline-runs", get(pipelines::list_runs))
         .route("/pipeline-runs/{id}", get(pipelines::get_run))

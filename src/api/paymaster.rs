@@ -67,11 +67,7 @@ pub async fn record(
         (_, None) => match app.rate_card.price(&provider, &model, tokens) {
             Some(n) => (n, true),
             None => {
-                tracing::warn!(
-                    provider,
-                    model,
-                    "no rate card price; recording the call at 0 USD"
-                );
+                tracing::warn!(provider, model, "no rate card price; recording the call at 0 USD");
                 (0, false)
             }
         },
@@ -106,10 +102,7 @@ pub async fn spend(State(app): State<AppState>, params: Params) -> ApiResult<Jso
     let group_by = GroupBy::parse(params.get("group_by").unwrap_or("provider"))?;
     let since = params.time("since")?;
     let until = params.time("until")?;
-    let rows = app
-        .store
-        .read(move |c| ledger::spend(c, group_by, since, until))
-        .await?;
+    let rows = app.store.read(move |c| ledger::spend(c, group_by, since, until)).await?;
     Ok(Json(json!({
         "rows": rows,
         "since": time::rfc3339_opt(since),

@@ -37,16 +37,10 @@ fn check_steps(steps: &[StepSpec]) -> Result<()> {
     let mut seen = HashSet::new();
     for step in steps {
         if step.id.trim().is_empty() || step.id.contains(['.', '{', '}']) {
-            return Err(DomainError::invalid(format!(
-                "step id {:?} must be non-empty, without . {{ }}",
-                step.id
-            )));
+            return Err(DomainError::invalid(format!("step id {:?} must be non-empty, without . {{ }}", step.id)));
         }
         if step.task.trim().is_empty() {
-            return Err(DomainError::invalid(format!(
-                "step {:?} has an empty task",
-                step.id
-            )));
+            return Err(DomainError::invalid(format!("step {:?} has an empty task", step.id)));
         }
         for r in template::references(&step.task)? {
             if let Ref::StepOutput(id) = r
@@ -59,10 +53,7 @@ fn check_steps(steps: &[StepSpec]) -> Result<()> {
             }
         }
         if !seen.insert(step.id.as_str()) {
-            return Err(DomainError::invalid(format!(
-                "step id {:?} is used twice",
-                step.id
-            )));
+            return Err(DomainError::invalid(format!("step id {:?} is used twice", step.id)));
         }
     }
     Ok(())
@@ -96,15 +87,7 @@ pub async fn create(
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            pipelines::insert(
-                tx,
-                NewPipeline {
-                    slug: b.slug,
-                    name: b.name,
-                    max_concurrent_runs: max,
-                    steps,
-                },
-            )
+            pipelines::insert(tx, NewPipeline { slug: b.slug, name: b.name, max_concurrent_runs: max, steps })
         })
         .await?;
     Ok((StatusCode::CREATED, Json(pipeline.to_api())))
@@ -112,36 +95,21 @@ pub async fn create(
 
 pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Pipeline>>> {
     let page = params.page()?;
-    Ok(Json(
-        app.store.read(move |c| pipelines::list(c, page)).await?,
-    ))
+    Ok(Json(app.store.read(move |c| pipelines::list(c, page)).await?))
 }
 
-pub async fn get(
-    State(app): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Pipeline>> {
-    Ok(Json(
-        app.store
-            .read(move |c| pipelines::resolve(c, &key))
-            .await?
-            .to_api(),
-    ))
+pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Pipeline>> {
+    Ok(Json(app.store.read(move |c| pipelines::resolve(c, &key)).await?.to_api()))
 }
 
 /// Soft delete; its queued and running runs are cancelled.
-pub async fn delete(
-    State(app): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<Pipeline>> {
+pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Pipeline>> {
     let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
     app.runtime.delete_pipeline(&pipeline).await?;
     let id = pipeline.id;
     let pipeline = app
         .store
-        .read(move |c| {
-            pipelines::pipeline_by_id(c, id)?.ok_or_else(|| DomainError::not_found("pipeline", ""))
-        })
+        .read(move |c| pipelines::pipeline_by_id(c, id)?.ok_or_else(|| DomainError::not_found("pipeline", "")))
         .await?;
     Ok(Json(pipeline.to_api()))
 }
@@ -172,10 +140,7 @@ pub async fn start_run(
     Ok((StatusCode::CREATED, Json(run.to_api())))
 }
 
-pub async fn list_runs(
-    State(app): State<AppState>,
-    params: Params,
-) -> ApiResult<Json<Page<PipelineRun>>> {
+pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<PipelineRun>>> {
     let page = params.page()?;
     let status = params
         .get("status")
@@ -193,46 +158,21 @@ pub async fn list_runs(
         .read(move |c| {
             let pipeline_id = pipeline
                 .map(|k| match pipelines::resolve(c, &k) {
-                    Err(DomainError::NotFound { .. }) => {
-                        Err(DomainError::invalid(format!("unknown pipeline {k:?}")))
-                    }
+                    Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!("unknown pipeline {k:?}"))),
                     other => other.map(|p| p.id),
                 })
                 .transpose()?;
-            pipelines::list_runs(
-                c,
-                &RunFilter {
-                    status,
-                    pipeline_id,
-                },
-                page,
-            )
+            pipelines::list_runs(c, &RunFilter { status, pipeline_id }, page)
         })
         .await?;
     Ok(Json(list))
 }
 
-pub async fn get_run(
-    State(app): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<PipelineRun>> {
-    Ok(Json(
-        app.store
-            .read(move |c| pipelines::get_run(c, &key))
-            .await?
-            .to_api(),
-    ))
+pub async fn get_run(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<PipelineRun>> {
+    Ok(Json(app.store.read(move |c| pipelines::get_run(c, &key)).await?.to_api()))
 }
 
-pub async fn cancel_run(
-    State(app): State<AppState>,
-    Path(key): Path<String>,
-) -> ApiResult<Json<PipelineRun>> {
+pub async fn cancel_run(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<PipelineRun>> {
     let run = app.store.read(move |c| pipelines::get_run(c, &key)).await?;
-    Ok(Json(
-        app.runtime
-            .cancel_pipeline_run(run, "cancelled by request")
-            .await?
-            .to_api(),
-    ))
+    Ok(Json(app.runtime.cancel_pipeline_run(run, "cancelled by request").await?.to_api()))
 }

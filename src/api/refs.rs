@@ -9,9 +9,7 @@ use crate::store::{agents, crews};
 
 pub fn crew(conn: &Connection, key: &str) -> Result<crews::CrewRow> {
     match crews::resolve_live(conn, key) {
-        Err(DomainError::NotFound { .. }) => {
-            Err(DomainError::invalid(format!("unknown crew {key:?}")))
-        }
+        Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!("unknown crew {key:?}"))),
         other => other,
     }
 }
@@ -19,9 +17,7 @@ pub fn crew(conn: &Connection, key: &str) -> Result<crews::CrewRow> {
 /// A crew in a filter: it may be deleted, since history is being read.
 pub fn crew_in_history(conn: &Connection, key: &str) -> Result<i64> {
     match crews::resolve_any(conn, key) {
-        Err(DomainError::NotFound { .. }) => {
-            Err(DomainError::invalid(format!("unknown crew {key:?}")))
-        }
+        Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!("unknown crew {key:?}"))),
         other => other.map(|c| c.id),
     }
 }
@@ -34,25 +30,11 @@ pub fn scope(
     agent_key: Option<&str>,
 ) -> Result<(Option<Named>, Option<Named>)> {
     let crew = crew_key.map(|k| crew(conn, k)).transpose()?;
-    let agent = agent_key
-        .map(|k| agents::resolve_loose(conn, crew.as_ref(), k))
-        .transpose()?;
+    let agent = agent_key.map(|k| agents::resolve_loose(conn, crew.as_ref(), k)).transpose()?;
     let crew = match (crew, &agent) {
-        (Some(c), _) => Some(Named {
-            id: c.id,
-            slug: c.slug,
-        }),
-        (None, Some(a)) => Some(Named {
-            id: a.crew_id,
-            slug: a.crew_slug.clone(),
-        }),
+        (Some(c), _) => Some(Named { id: c.id, slug: c.slug }),
+        (None, Some(a)) => Some(Named { id: a.crew_id, slug: a.crew_slug.clone() }),
         (None, None) => None,
     };
-    Ok((
-        crew,
-        agent.map(|a| Named {
-            id: a.id,
-            slug: a.slug,
-        }),
-    ))
+    Ok((crew, agent.map(|a| Named { id: a.id, slug: a.slug })))
 }

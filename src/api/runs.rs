@@ -22,21 +22,12 @@ pub struct StartRun {
     trigger: Option<String>,
 }
 
-pub async fn start(
-    State(app): State<AppState>,
-    JsonBody(b): JsonBody<StartRun>,
-) -> ApiResult<(StatusCode, Json<Run>)> {
+pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>) -> ApiResult<(StatusCode, Json<Run>)> {
     let run = app
         .store
         .write(move |tx| {
             let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
-            let new = NewRun {
-                crew,
-                agent,
-                assignment_id: None,
-                trigger: b.trigger,
-                managed: false,
-            };
+            let new = NewRun { crew, agent, assignment_id: None, trigger: b.trigger, managed: false };
             runs::start(tx, new)
         })
         .await?;
@@ -57,27 +48,17 @@ pub async fn report(
 ) -> ApiResult<Json<Run>> {
     let status = RunStatus::parse(&b.status)
         .filter(|s| s.is_terminal())
-        .ok_or_else(|| {
-            DomainError::invalid("status must be one of completed, failed, cancelled, timeout")
-        })?;
-    let run = app
-        .store
-        .write(move |tx| runs::report(tx, &id, status, b.error))
-        .await?;
+        .ok_or_else(|| DomainError::invalid("status must be one of completed, failed, cancelled, timeout"))?;
+    let run = app.store.write(move |tx| runs::report(tx, &id, status, b.error)).await?;
     Ok(Json(run.to_api()))
 }
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Run>> {
-    Ok(Json(
-        app.store.read(move |c| runs::get(c, &id)).await?.to_api(),
-    ))
+    Ok(Json(app.store.read(move |c| runs::get(c, &id)).await?.to_api()))
 }
 
 /// Captured output: live while the run executes, stored once it ends.
-pub async fn output(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<impl IntoResponse> {
+pub async fn output(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     let text = match app.runtime.live_output(&id) {
         Some(text) => text,
         None => {

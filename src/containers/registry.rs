@@ -36,10 +36,7 @@ impl Registry {
     /// `poll_interval`: the collector's; a container reports while its
     /// latest sample is younger than three intervals.
     pub fn new(poll_interval: Duration) -> Registry {
-        Registry {
-            fresh_for: poll_interval * 3,
-            tracked: Mutex::new(HashMap::new()),
-        }
+        Registry { fresh_for: poll_interval * 3, tracked: Mutex::new(HashMap::new()) }
     }
 
     fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
@@ -49,24 +46,15 @@ impl Registry {
     /// (tracked, reporting); reporting ≤ tracked by construction.
     pub fn counts(&self) -> (i64, i64) {
         let tracked = self.tracked();
-        let fresh = tracked
-            .values()
-            .filter(|t| {
-                t.latest
-                    .as_ref()
-                    .is_some_and(|(at, _)| at.elapsed() < self.fresh_for)
-            })
-            .count();
+        let fresh =
+            tracked.values().filter(|t| t.latest.as_ref().is_some_and(|(at, _)| at.elapsed() < self.fresh_for)).count();
         (tracked.len() as i64, fresh as i64)
     }
 
     pub fn track(&self, container_id: &str, crew: &str) {
         self.tracked()
             .entry(container_id.to_string())
-            .or_insert_with(|| Tracked {
-                crew: crew.to_string(),
-                latest: None,
-            });
+            .or_insert_with(|| Tracked { crew: crew.to_string(), latest: None });
     }
 
     pub fn untrack(&self, container_id: &str) {
@@ -82,10 +70,7 @@ impl Registry {
 
     /// (container id, crew) of everything tracked.
     pub fn list(&self) -> Vec<(String, String)> {
-        self.tracked()
-            .iter()
-            .map(|(id, t)| (id.clone(), t.crew.clone()))
-            .collect()
+        self.tracked().iter().map(|(id, t)| (id.clone(), t.crew.clone())).collect()
     }
 
     /// Latest samples, or a bare entry for containers not sampled yet.

@@ -23,10 +23,7 @@ pub type Result<T, E = DomainError> = std::result::Result<T, E>;
 
 impl DomainError {
     pub fn not_found(what: &'static str, key: impl Into<String>) -> Self {
-        DomainError::NotFound {
-            what,
-            key: key.into(),
-        }
+        DomainError::NotFound { what, key: key.into() }
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {

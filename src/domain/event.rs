@@ -14,13 +14,8 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] = [
-        Channel::Assignments,
-        Channel::Runs,
-        Channel::Journal,
-        Channel::Containers,
-        Channel::PipelineRuns,
-    ];
+    pub const ALL: [Channel; 5] =
+        [Channel::Assignments, Channel::Runs, Channel::Journal, Channel::Containers, Channel::PipelineRuns];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,27 +44,12 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(
-        kind: impl Into<String>,
-        channel: Channel,
-        crew: Option<String>,
-        data: &impl Serialize,
-    ) -> Event {
+    pub fn new(kind: impl Into<String>, channel: Channel, crew: Option<String>, data: &impl Serialize) -> Event {
         Event::on(kind, Some(channel), crew, data)
     }
 
     /// An event on `channel` (None: only `crew:<slug>` subscribers see it).
-    pub fn on(
-        kind: impl Into<String>,
-        channel: Option<Channel>,
-        crew: Option<String>,
-        data: &impl Serialize,
-    ) -> Event {
-        Event {
-            kind: kind.into(),
-            channel,
-            crew,
-            data: serde_json::to_value(data).unwrap_or(Value::Null),
-        }
+    pub fn on(kind: impl Into<String>, channel: Option<Channel>, crew: Option<String>, data: &impl Serialize) -> Event {
+        Event { kind: kind.into(), channel, crew, data: serde_json::to_value(data).unwrap_or(Value::Null) }
     }
 }

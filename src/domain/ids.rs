@@ -67,9 +67,6 @@ mod tests {
         assert_eq!(parse(Kind::Crew, "crw_1x"), None);
         let t = new_trace_id();
         assert_eq!(t.len(), 32);
-        assert!(
-            t.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        );
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 }

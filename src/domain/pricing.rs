@@ -89,26 +89,20 @@ impl Default for RateCard {
 impl RateCard {
     /// The defaults, with the file's entries replacing or adding models.
     pub fn with_overrides(json: &str) -> Result<RateCard> {
-        let file: RateCardFile = serde_json::from_str(json)
-            .map_err(|e| DomainError::invalid(format!("rate card: {e}")))?;
+        let file: RateCardFile =
+            serde_json::from_str(json).map_err(|e| DomainError::invalid(format!("rate card: {e}")))?;
         let mut card = RateCard::default();
         for mut rate in file.models {
             rate.provider = rate.provider.trim().to_lowercase();
             rate.model = rate.model.trim().to_lowercase();
-            let prices = [
-                Some(rate.input),
-                Some(rate.output),
-                rate.cached_input,
-                rate.cache_creation,
-            ];
+            let prices = [Some(rate.input), Some(rate.output), rate.cached_input, rate.cache_creation];
             if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
                 return Err(DomainError::invalid(format!(
                     "rate card: prices of {}/{} must be non-negative numbers",
                     rate.provider, rate.model
                 )));
             }
-            card.rates
-                .retain(|r| !(r.provider == rate.provider && r.model == rate.model));
+            card.rates.retain(|r| !(r.provider == rate.provider && r.model == rate.model));
             card.rates.push(rate);
         }
         Ok(card)
@@ -138,9 +132,7 @@ impl RateCard {
 /// Converts a client-given USD amount to nano-USD.
 pub fn usd_to_nanos(usd: f64) -> Result<i64> {
     if !usd.is_finite() || usd < 0.0 {
-        return Err(DomainError::invalid(
-            "cost_usd must be a non-negative number",
-        ));
+        return Err(DomainError::invalid("cost_usd must be a non-negative number"));
     }
     if usd > 1.0e9 {
         return Err(DomainError::invalid("cost_usd must be at most 1000000000"));
@@ -159,26 +151,14 @@ mod tests {
     #[test]
     fn prices_by_longest_prefix() {
         let card = RateCard::default();
-        let t = Tokens {
-            input: 1_000_000,
-            output: 1_000_000,
-            ..Tokens::default()
-        };
-        assert_eq!(
-            card.price("openai", "gpt-4o-mini-2024-07-18", t),
-            Some(750_000_000)
-        );
+        let t = Tokens { input: 1_000_000, output: 1_000_000, ..Tokens::default() };
+        assert_eq!(card.price("openai", "gpt-4o-mini-2024-07-18", t), Some(750_000_000));
         assert_eq!(card.price("openai", "GPT-4o", t), Some(12_500_000_000));
         assert_eq!(
             card.price(
                 "anthropic",
                 "claude-sonnet-4-20250514",
-                Tokens {
-                    input: 1000,
-                    output: 500,
-                    cached_input: 2000,
-                    cache_creation: 100
-                }
+                Tokens { input: 1000, output: 500, cached_input: 2000, cache_creation: 100 }
             ),
             // 1000*3 + 500*15 + 2000*0.3 + 100*3.75 micro-USD = 11475 micro-USD
             Some(11_475_000)
@@ -194,18 +174,11 @@ mod tests {
                            {"provider":"acme","model":"m","input":0.5,"output":0.5}]}"#,
         )
         .unwrap();
-        let t = Tokens {
-            input: 1_000_000,
-            output: 1_000_000,
-            ..Tokens::default()
-        };
+        let t = Tokens { input: 1_000_000, output: 1_000_000, ..Tokens::default() };
         assert_eq!(card.price("openai", "gpt-4o", t), Some(3_000_000_000));
         assert_eq!(card.price("acme", "m-large", t), Some(1_000_000_000));
         assert!(
-            RateCard::with_overrides(
-                r#"{"models":[{"provider":"a","model":"b","input":-1,"output":0}]}"#
-            )
-            .is_err()
+            RateCard::with_overrides(r#"{"models":[{"provider":"a","model":"b","input":-1,"output":0}]}"#).is_err()
         );
         assert!(RateCard::with_overrides("nonsense").is_err());
     }

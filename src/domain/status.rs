@@ -82,11 +82,7 @@ impl AssignmentStatus {
                 | (Queued, Running | Cancelled)
                 | (Running, Completed | Failed | Cancelled | Queued)
         );
-        if ok {
-            Ok(())
-        } else {
-            Err(illegal("assignment", self.as_str(), to.as_str()))
-        }
+        if ok { Ok(()) } else { Err(illegal("assignment", self.as_str(), to.as_str())) }
     }
 }
 
@@ -115,11 +111,7 @@ impl RunStatus {
     }
 
     pub fn check_transition(self, to: Self) -> Result<()> {
-        if self == Self::Running && to.is_terminal() {
-            Ok(())
-        } else {
-            Err(illegal("run", self.as_str(), to.as_str()))
-        }
+        if self == Self::Running && to.is_terminal() { Ok(()) } else { Err(illegal("run", self.as_str(), to.as_str())) }
     }
 }
 
@@ -132,14 +124,9 @@ impl PipelineRunStatus {
         use PipelineRunStatus::*;
         let ok = matches!(
             (self, to),
-            (Queued, Running | Cancelled | Interrupted)
-                | (Running, Completed | Failed | Cancelled | Interrupted)
+            (Queued, Running | Cancelled | Interrupted) | (Running, Completed | Failed | Cancelled | Interrupted)
         );
-        if ok {
-            Ok(())
-        } else {
-            Err(illegal("pipeline run", self.as_str(), to.as_str()))
-        }
+        if ok { Ok(()) } else { Err(illegal("pipeline run", self.as_str(), to.as_str())) }
     }
 }
 
@@ -162,11 +149,7 @@ mod tests {
         ];
         for from in AssignmentStatus::ALL {
             for to in AssignmentStatus::ALL {
-                assert_eq!(
-                    from.check_transition(*to).is_ok(),
-                    legal.contains(&(*from, *to)),
-                    "{from} -> {to}"
-                );
+                assert_eq!(from.check_transition(*to).is_ok(), legal.contains(&(*from, *to)), "{from} -> {to}");
             }
         }
     }
@@ -174,10 +157,7 @@ mod tests {
     #[test]
     fn run_machine_allows_one_terminal_step() {
         for to in RunStatus::ALL {
-            assert_eq!(
-                RunStatus::Running.check_transition(*to).is_ok(),
-                to.is_terminal()
-            );
+            assert_eq!(RunStatus::Running.check_transition(*to).is_ok(), to.is_terminal());
             assert!(RunStatus::Completed.check_transition(*to).is_err());
         }
         assert_eq!(RunStatus::Running.event(), "started");

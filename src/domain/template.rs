@@ -16,16 +16,11 @@ fn parse(template: &str) -> Result<Vec<(String, Option<Ref>)>> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| DomainError::invalid("template has an unclosed {{"))?;
+        let end = after.find("}}").ok_or_else(|| DomainError::invalid("template has an unclosed {{"))?;
         let expr = after[..end].trim();
         let r = if let Some(name) = expr.strip_prefix("inputs.") {
             Ref::Input(name.to_string())
-        } else if let Some(id) = expr
-            .strip_prefix("steps.")
-            .and_then(|s| s.strip_suffix(".output"))
-        {
+        } else if let Some(id) = expr.strip_prefix("steps.").and_then(|s| s.strip_suffix(".output")) {
             Ref::StepOutput(id.to_string())
         } else {
             return Err(DomainError::invalid(format!(
@@ -33,9 +28,7 @@ fn parse(template: &str) -> Result<Vec<(String, Option<Ref>)>> {
             )));
         };
         if matches!(&r, Ref::Input(n) | Ref::StepOutput(n) if n.is_empty()) {
-            return Err(DomainError::invalid(format!(
-                "empty name in placeholder {{{{{expr}}}}}"
-            )));
+            return Err(DomainError::invalid(format!("empty name in placeholder {{{{{expr}}}}}")));
         }
         parts.push((rest[..start].to_string(), Some(r)));
         rest = &after[end + 2..];
@@ -45,10 +38,7 @@ fn parse(template: &str) -> Result<Vec<(String, Option<Ref>)>> {
 }
 
 pub fn references(template: &str) -> Result<Vec<Ref>> {
-    Ok(parse(template)?
-        .into_iter()
-        .filter_map(|(_, r)| r)
-        .collect())
+    Ok(parse(template)?.into_iter().filter_map(|(_, r)| r).collect())
 }
 
 /// Renders a template. Missing inputs are an error; a step output that is
@@ -87,17 +77,10 @@ mod tests {
         let inputs = inputs.as_object().unwrap();
         let mut outputs = HashMap::new();
         outputs.insert("draft".to_string(), "DRAFT".to_string());
-        let s = render(
-            "Write {{ inputs.n }} notes on {{inputs.topic}}: {{steps.draft.output}}",
-            inputs,
-            &outputs,
-        )
-        .unwrap();
+        let s =
+            render("Write {{ inputs.n }} notes on {{inputs.topic}}: {{steps.draft.output}}", inputs, &outputs).unwrap();
         assert_eq!(s, "Write 3 notes on tides: DRAFT");
-        assert_eq!(
-            render("{{steps.x.output}}", inputs, &HashMap::new()).unwrap(),
-            "<steps.x.output>"
-        );
+        assert_eq!(render("{{steps.x.output}}", inputs, &HashMap::new()).unwrap(), "<steps.x.output>");
         assert!(render("{{inputs.nope}}", inputs, &outputs).is_err());
     }
 

@@ -3,10 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 pub fn rfc3339(ms: i64) -> String {
@@ -21,9 +18,7 @@ pub fn rfc3339_opt(ms: Option<i64>) -> Option<String> {
 /// Parses an RFC 3339 UTC time (`…Z`) into epoch milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let t = humantime::parse_rfc3339(s.trim()).ok()?;
-    t.duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_millis() as i64)
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -36,10 +31,7 @@ mod tests {
         let s = rfc3339(ms);
         assert!(s.ends_with('Z'), "{s}");
         assert_eq!(parse_rfc3339(&s), Some(ms));
-        assert_eq!(
-            parse_rfc3339("2026-11-25T00:00:00Z"),
-            Some(1_795_564_800_000)
-        );
+        assert_eq!(parse_rfc3339("2026-11-25T00:00:00Z"), Some(1_795_564_800_000));
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -6,18 +6,12 @@ use super::{DomainError, Result};
 /// 2-50 characters of `[a-z0-9_-]`, and not shaped like an id of the same
 /// kind (an id is always tried first when a path names an entity).
 pub fn slug(value: &str, kind: Kind) -> Result<()> {
-    let ok_chars = value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    let ok_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !(2..=50).contains(&value.len()) || !ok_chars {
-        return Err(DomainError::invalid(format!(
-            "slug {value:?} must be 2-50 characters of a-z, 0-9, _ and -"
-        )));
+        return Err(DomainError::invalid(format!("slug {value:?} must be 2-50 characters of a-z, 0-9, _ and -")));
     }
     if ids::parse(kind, value).is_some() {
-        return Err(DomainError::invalid(format!(
-            "slug {value:?} is shaped like an id; choose another"
-        )));
+        return Err(DomainError::invalid(format!("slug {value:?} is shaped like an id; choose another")));
     }
     Ok(())
 }
@@ -34,9 +28,7 @@ pub fn name(value: &str) -> Result<()> {
 
 pub fn non_negative(field: &str, v: i64) -> Result<()> {
     if v < 0 {
-        return Err(DomainError::invalid(format!(
-            "{field} must not be negative"
-        )));
+        return Err(DomainError::invalid(format!("{field} must not be negative")));
     }
     Ok(())
 }

@@ -40,12 +40,7 @@ pub struct Family {
 
 impl Family {
     pub fn new(name: &'static str, help: &'static str, kind: Kind) -> Family {
-        Family {
-            name,
-            help,
-            kind,
-            samples: Vec::new(),
-        }
+        Family { name, help, kind, samples: Vec::new() }
     }
 
     pub fn gauge(name: &'static str, help: &'static str, value: Value) -> Family {
@@ -92,11 +87,7 @@ impl Format {
                 _ => {}
             }
         }
-        if om > 0.0 && om > text {
-            Format::OpenMetrics
-        } else {
-            Format::Text
-        }
+        if om > 0.0 && om > text { Format::OpenMetrics } else { Format::Text }
     }
 }
 
@@ -149,8 +140,7 @@ pub fn encode(families: &[Family], hostname: &str, format: Format) -> String {
         let _ = writeln!(out, "# HELP {family_name} {}", f.help);
         let _ = writeln!(out, "# TYPE {family_name} {kind}");
         for s in &f.samples {
-            let mut labels: Vec<(&str, &str)> =
-                s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
             labels.push(("hostname", hostname));
             labels.sort_by(|a, b| a.0.cmp(b.0));
             out.push_str(&sample_name);
@@ -203,23 +193,17 @@ mod tests {
 
     #[test]
     fn hostile_label_values_are_escaped() {
-        let f = Family::new("x", "X.", Kind::Gauge).with(
-            vec![("provider", "a\"b\\c\nd\te\u{1}ü😀".to_string())],
-            Value::Int(1),
-        );
+        let f = Family::new("x", "X.", Kind::Gauge)
+            .with(vec![("provider", "a\"b\\c\nd\te\u{1}ü😀".to_string())], Value::Int(1));
         let text = encode(&[f], "h\"1", Format::Text);
-        assert!(
-            text.contains(r#"x{hostname="h\"1",provider="a\"b\\c\nd	e"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"x{hostname="h\"1",provider="a\"b\\c\nd	e"#), "{text}");
         assert!(text.contains("ü😀\"} 1\n"));
         assert_eq!(text.lines().count(), 3);
     }
 
     #[test]
     fn counter_naming_per_format() {
-        let f =
-            Family::new("crewshipd_gc_runs", "Runs.", Kind::Counter).with(vec![], Value::Int(3));
+        let f = Family::new("crewshipd_gc_runs", "Runs.", Kind::Counter).with(vec![], Value::Int(3));
         let text = encode(std::slice::from_ref(&f), "h", Format::Text);
         assert_eq!(
             text,
@@ -234,14 +218,9 @@ mod tests {
 
     #[test]
     fn labels_sorted_deterministically() {
-        let f = Family::new("b", "B.", Kind::Gauge).with(
-            vec![("version", "1".into()), ("revision", "r".into())],
-            Value::Int(1),
-        );
-        assert!(
-            encode(&[f], "h", Format::Text)
-                .contains(r#"b{hostname="h",revision="r",version="1"} 1"#)
-        );
+        let f = Family::new("b", "B.", Kind::Gauge)
+            .with(vec![("version", "1".into()), ("revision", "r".into())], Value::Int(1));
+        assert!(encode(&[f], "h", Format::Text).contains(r#"b{hostname="h",revision="r",version="1"} 1"#));
     }
 
     #[test]
@@ -250,21 +229,9 @@ mod tests {
         assert_eq!(Format::negotiate(Some(prom)), Format::OpenMetrics);
         assert_eq!(Format::negotiate(None), Format::Text);
         assert_eq!(Format::negotiate(Some("*/*")), Format::Text);
-        assert_eq!(
-            Format::negotiate(Some("text/plain;version=0.0.4")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some("text/plain;q=0.9, application/openmetrics-text")),
-            Format::OpenMetrics
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0.5, text/plain")),
-            Format::Text
-        );
-        assert_eq!(
-            Format::negotiate(Some("application/openmetrics-text;q=0")),
-            Format::Text
-        );
+        assert_eq!(Format::negotiate(Some("text/plain;version=0.0.4")), Format::Text);
+        assert_eq!(Format::negotiate(Some("text/plain;q=0.9, application/openmetrics-text")), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0.5, text/plain")), Format::Text);
+        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0")), Format::Text);
     }
 }

@@ -8,25 +8,9 @@ use super::snapshot::DbSnapshot;
 use crate::domain::pricing;
 use crate::domain::provider;
 
-pub const ASSIGNMENT_STATUSES: &[&str] = &[
-    "pending",
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "other",
-];
-pub const PIPELINE_RUN_STATUSES: &[&str] = &[
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-    "dry_run",
-    "interrupted",
-    "other",
-];
+pub const ASSIGNMENT_STATUSES: &[&str] = &["pending", "queued", "running", "completed", "failed", "cancelled", "other"];
+pub const PIPELINE_RUN_STATUSES: &[&str] =
+    &["queued", "running", "completed", "failed", "cancelled", "dry_run", "interrupted", "other"];
 pub const RUN_EVENTS: &[&str] = &["started", "completed", "failed", "cancelled", "timeout"];
 
 /// Sums stored (label, count) pairs into a closed set: labels are trimmed
@@ -36,10 +20,7 @@ pub fn fold(closed: &[&'static str], stored: &[(String, i64)]) -> Vec<(&'static 
     let mut out: Vec<(&'static str, i64)> = closed.iter().map(|l| (*l, 0)).collect();
     for (label, n) in stored {
         let label = label.trim().to_lowercase();
-        let slot = out
-            .iter()
-            .position(|(l, _)| *l == label)
-            .or_else(|| out.iter().position(|(l, _)| *l == "other"));
+        let slot = out.iter().position(|(l, _)| *l == label).or_else(|| out.iter().position(|(l, _)| *l == "other"));
         if let Some(i) = slot {
             out[i].1 += n;
         }
@@ -77,9 +58,7 @@ fn labeled(
 ) -> Family {
     values
         .into_iter()
-        .fold(Family::new(name, help, kind), |f, (l, n)| {
-            f.with(vec![(label, l.to_string())], Value::Int(n))
-        })
+        .fold(Family::new(name, help, kind), |f, (l, n)| f.with(vec![(label, l.to_string())], Value::Int(n)))
 }
 
 pub struct Live {
@@ -130,12 +109,8 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
     ));
     if let Some(p) = live.process {
         f.push(
-            Family::new(
-                "process_cpu_seconds",
-                "Total user and system CPU time spent in seconds.",
-                Kind::Counter,
-            )
-            .with(vec![], Value::Float(p.cpu_seconds)),
+            Family::new("process_cpu_seconds", "Total user and system CPU time spent in seconds.", Kind::Counter)
+                .with(vec![], Value::Float(p.cpu_seconds)),
         );
         f.push(Family::gauge(
             "process_resident_memory_bytes",
@@ -147,19 +122,9 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
             "Virtual memory size in bytes.",
             Value::Int(p.virtual_bytes as i64),
         ));
-        f.push(Family::gauge(
-            "process_open_fds",
-            "Number of open file descriptors.",
-            Value::Int(p.open_fds as i64),
-        ));
-        let max = p
-            .max_fds
-            .map_or(Value::Float(f64::INFINITY), |n| Value::Int(n as i64));
-        f.push(Family::gauge(
-            "process_max_fds",
-            "Maximum number of open file descriptors.",
-            max,
-        ));
+        f.push(Family::gauge("process_open_fds", "Number of open file descriptors.", Value::Int(p.open_fds as i64)));
+        let max = p.max_fds.map_or(Value::Float(f64::INFINITY), |n| Value::Int(n as i64));
+        f.push(Family::gauge("process_max_fds", "Maximum number of open file descriptors.", max));
         f.push(Family::gauge(
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
@@ -167,18 +132,14 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         ));
     }
     f.push(
-        Family::new(
-            "crewshipd_build_info",
-            "Build of the running crewshipd; the value is always 1.",
-            Kind::Gauge,
-        )
-        .with(
-            vec![
-                ("version", env!("CARGO_PKG_VERSION").to_string()),
-                ("revision", env!("CREWSHIP_REVISION").to_string()),
-            ],
-            Value::Int(1),
-        ),
+        Family::new("crewshipd_build_info", "Build of the running crewshipd; the value is always 1.", Kind::Gauge)
+            .with(
+                vec![
+                    ("version", env!("CARGO_PKG_VERSION").to_string()),
+                    ("revision", env!("CREWSHIP_REVISION").to_string()),
+                ],
+                Value::Int(1),
+            ),
     );
 
     f.push(labeled(
@@ -219,11 +180,8 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         fold(RUN_EVENTS, &db.run_events.value),
     ));
     let llm = cap_providers(&db.llm.value);
-    let mut calls = Family::new(
-        "crewshipd_llm_calls",
-        "LLM invocations recorded in the paymaster cost ledger.",
-        Kind::Counter,
-    );
+    let mut calls =
+        Family::new("crewshipd_llm_calls", "LLM invocations recorded in the paymaster cost ledger.", Kind::Counter);
     let mut cost = Family::new(
         "crewshipd_llm_cost_usd",
         "Cumulative LLM spend in USD recorded in the paymaster cost ledger.",
@@ -231,10 +189,7 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
     );
     for (label, n, nanos) in llm {
         calls = calls.with(vec![("provider", label.clone())], Value::Int(n));
-        cost = cost.with(
-            vec![("provider", label)],
-            Value::Float(pricing::nanos_to_usd(nanos)),
-        );
+        cost = cost.with(vec![("provider", label)], Value::Float(pricing::nanos_to_usd(nanos)));
     }
     f.push(calls);
     f.push(cost);
@@ -266,10 +221,7 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         Kind::Counter,
     );
     for (name, ok, n) in health {
-        up = up.with(
-            vec![("collector", name.to_string())],
-            Value::Int(i64::from(ok)),
-        );
+        up = up.with(vec![("collector", name.to_string())], Value::Int(i64::from(ok)));
         errors = errors.with(vec![("collector", name.to_string())], Value::Int(n as i64));
     }
     f.push(up);
@@ -308,13 +260,7 @@ mod tests {
         assert_eq!(folded.iter().find(|(l, _)| *l == "other").unwrap().1, 5);
         assert_eq!(folded.iter().find(|(l, _)| *l == "pending").unwrap().1, 0);
         // No `other` in the run-event set: unknown events are not invented.
-        assert_eq!(
-            fold(RUN_EVENTS, &[("exploded".to_string(), 9)])
-                .iter()
-                .map(|(_, n)| n)
-                .sum::<i64>(),
-            0
-        );
+        assert_eq!(fold(RUN_EVENTS, &[("exploded".to_string(), 9)]).iter().map(|(_, n)| n).sum::<i64>(), 0);
     }
 
     #[test]
@@ -324,9 +270,6 @@ mod tests {
         assert_eq!(capped.len(), 25);
         assert_eq!(capped.last().unwrap(), &("other".to_string(), 6, 60));
         let with_other = vec![("other".to_string(), 2, 5), ("a".to_string(), 1, 1)];
-        assert_eq!(
-            cap_providers(&with_other),
-            vec![("a".to_string(), 1, 1), ("other".to_string(), 2, 5)]
-        );
+        assert_eq!(cap_providers(&with_other), vec![("a".to_string(), 1, 1), ("other".to_string(), 2, 5)]);
     }
 }

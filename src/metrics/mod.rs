@@ -25,9 +25,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(cache: SnapshotCache) -> Metrics {
-        Metrics {
-            cache: Arc::new(cache),
-        }
+        Metrics { cache: Arc::new(cache) }
     }
 }
 
@@ -68,14 +66,9 @@ pub async fn handler(
         return ApiError::no_route().into_response();
     }
     if method != Method::GET && method != Method::HEAD {
-        let mut r = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET or HEAD",
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r =
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET or HEAD").into_response();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));

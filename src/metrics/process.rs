@@ -55,14 +55,11 @@ pub fn allocator() -> Option<AllocStats> {
         allocated: stats::allocated::read().ok()? as u64,
         mapped: stats::mapped::read().ok()? as u64,
         // 4096 is MALLCTL_ARENAS_ALL: the sum over every arena.
-        purges: purges(b"stats.arenas.4096.dirty_npurge\0")
-            + purges(b"stats.arenas.4096.muzzy_npurge\0"),
+        purges: purges(b"stats.arenas.4096.dirty_npurge\0") + purges(b"stats.arenas.4096.muzzy_npurge\0"),
     })
 }
 
 /// Live async tasks in the current tokio runtime.
 pub fn alive_tasks() -> usize {
-    tokio::runtime::Handle::try_current()
-        .map(|h| h.metrics().num_alive_tasks())
-        .unwrap_or(0)
+    tokio::runtime::Handle::try_current().map(|h| h.metrics().num_alive_tasks()).unwrap_or(0)
 }

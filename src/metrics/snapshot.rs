@@ -26,18 +26,10 @@ impl<T: Clone + Default> Slot<T> {
     fn next(name: &str, prev: Option<&Slot<T>>, result: Result<T>) -> Slot<T> {
         let errors = prev.map_or(0, |p| p.errors);
         match result {
-            Ok(value) => Slot {
-                value,
-                up: true,
-                errors,
-            },
+            Ok(value) => Slot { value, up: true, errors },
             Err(e) => {
                 tracing::warn!(collector = name, error = %e, "metrics collector failed; serving its last good values");
-                Slot {
-                    value: prev.map(|p| p.value.clone()).unwrap_or_default(),
-                    up: false,
-                    errors: errors + 1,
-                }
+                Slot { value: prev.map(|p| p.value.clone()).unwrap_or_default(), up: false, errors: errors + 1 }
             }
         }
     }
@@ -63,30 +55,16 @@ impl DbSnapshot {
         [
             ("assignments", self.assignments.up, self.assignments.errors),
             ("queue", self.queue.up, self.queue.errors),
-            (
-                "pipeline_runs",
-                self.pipeline_runs.up,
-                self.pipeline_runs.errors,
-            ),
+            ("pipeline_runs", self.pipeline_runs.up, self.pipeline_runs.errors),
             ("run_events", self.run_events.up, self.run_events.errors),
             ("llm", self.llm.up, self.llm.errors),
-            (
-                "migrations",
-                self.migration_version.up,
-                self.migration_version.errors,
-            ),
+            ("migrations", self.migration_version.up, self.migration_version.errors),
         ]
     }
 }
 
-type Results = (
-    Result<Labeled>,
-    Result<Queue>,
-    Result<Labeled>,
-    Result<Labeled>,
-    Result<Vec<(String, i64, i64)>>,
-    Result<i64>,
-);
+type Results =
+    (Result<Labeled>, Result<Queue>, Result<Labeled>, Result<Labeled>, Result<Vec<(String, i64, i64)>>, Result<i64>);
 
 async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
     let taken_at = Instant::now();
@@ -112,14 +90,7 @@ async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
         Err(e) => {
             let e = e.to_string();
             let err = || crate::domain::DomainError::Unavailable(e.clone());
-            (
-                Err(err()),
-                Err(err()),
-                Err(err()),
-                Err(err()),
-                Err(err()),
-                Err(err()),
-            )
+            (Err(err()), Err(err()), Err(err()), Err(err()), Err(err()), Err(err()))
         }
     };
     DbSnapshot {
@@ -150,12 +121,7 @@ pub struct SnapshotCache {
 
 impl SnapshotCache {
     pub fn new(store: Store, ttl: Duration) -> SnapshotCache {
-        SnapshotCache {
-            store,
-            ttl,
-            state: Mutex::new(State::default()),
-            computations: AtomicU64::new(0),
-        }
+        SnapshotCache { store, ttl, state: Mutex::new(State::default()), computations: AtomicU64::new(0) }
     }
 
     /// How many snapshots have been computed since start.
@@ -171,11 +137,7 @@ impl SnapshotCache {
     pub async fn get(self: &Arc<Self>) -> Arc<DbSnapshot> {
         let flight = {
             let mut st = self.state();
-            if let Some(cur) = st
-                .current
-                .as_ref()
-                .filter(|c| c.taken_at.elapsed() < self.ttl)
-            {
+            if let Some(cur) = st.current.as_ref().filter(|c| c.taken_at.elapsed() < self.ttl) {
                 return cur.clone();
             }
             match &st.inflight {

@@ -32,9 +32,7 @@ pub async fn sweep(store: &Store, p: Policy) -> Result<Swept> {
     let mut swept = Swept::default();
     let archive_before = cutoff(p.archive_after);
     loop {
-        let n = store
-            .write(move |tx| journal::archive_batch(tx, archive_before, p.batch))
-            .await?;
+        let n = store.write(move |tx| journal::archive_batch(tx, archive_before, p.batch)).await?;
         swept.archived += n;
         if n < p.batch {
             break;
@@ -42,9 +40,7 @@ pub async fn sweep(store: &Store, p: Policy) -> Result<Swept> {
     }
     let prune_before = cutoff(p.retention);
     loop {
-        let n = store
-            .write(move |tx| journal::prune_batch(tx, prune_before, p.batch))
-            .await?;
+        let n = store.write(move |tx| journal::prune_batch(tx, prune_before, p.batch)).await?;
         swept.pruned += n;
         if n < p.batch {
             break;

@@ -20,11 +20,7 @@ const QUEUE_BATCH: i64 = 1000;
 fn wakes(e: &Event) -> bool {
     matches!(
         e.kind.as_str(),
-        "assignment.pending"
-            | "assignment.completed"
-            | "assignment.failed"
-            | "assignment.cancelled"
-            | "crew.updated"
+        "assignment.pending" | "assignment.completed" | "assignment.failed" | "assignment.cancelled" | "crew.updated"
     )
 }
 
@@ -52,12 +48,7 @@ async fn dispatch_batch(store: &Store) -> Result<(Vec<Claimed>, bool)> {
         .await
 }
 
-pub async fn run(
-    store: Store,
-    runner: Arc<Runner>,
-    nudge: Arc<Notify>,
-    mut events: broadcast::Receiver<Arc<Event>>,
-) {
+pub async fn run(store: Store, runner: Arc<Runner>, nudge: Arc<Notify>, mut events: broadcast::Receiver<Arc<Event>>) {
     loop {
         loop {
             match dispatch_batch(&store).await {

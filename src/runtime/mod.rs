@@ -45,11 +45,7 @@ pub async fn cancel_assignment(
         match row.status {
             AssignmentStatus::Cancelled => return Ok(row),
             AssignmentStatus::Completed | AssignmentStatus::Failed => {
-                return Err(DomainError::conflict(format!(
-                    "assignment {} is already {}",
-                    row.public_id(),
-                    row.status
-                )));
+                return Err(DomainError::conflict(format!("assignment {} is already {}", row.public_id(), row.status)));
             }
             AssignmentStatus::Running => {
                 if !runner.stop(row.id, StopReason::Cancel).await {
@@ -59,32 +55,18 @@ pub async fn cancel_assignment(
                     let id = row.id;
                     let settled = store
                         .write(move |tx| {
-                            let Some(row) = assignments::by_id(tx, id)?
-                                .filter(|r| r.status == AssignmentStatus::Running)
+                            let Some(row) =
+                                assignments::by_id(tx, id)?.filter(|r| r.status == AssignmentStatus::Running)
                             else {
                                 return Ok(());
                             };
-                            if let Some(run) = row
-                                .run_id
-                                .as_deref()
-                                .map(|r| runs::get(tx, r))
-                                .transpose()?
+                            if let Some(run) = row.run_id.as_deref().map(|r| runs::get(tx, r)).transpose()?
                                 && run.status == RunStatus::Running
                             {
-                                runs::finish(
-                                    tx,
-                                    run,
-                                    RunStatus::Cancelled,
-                                    Some(reason.clone()),
-                                    None,
-                                )?;
+                                runs::finish(tx, run, RunStatus::Cancelled, Some(reason.clone()), None)?;
                             }
-                            let changes = Changes {
-                                error_message: Some(reason),
-                                ..Changes::default()
-                            };
-                            assignments::move_to(tx, row, AssignmentStatus::Cancelled, changes)
-                                .map(|_| ())
+                            let changes = Changes { error_message: Some(reason), ..Changes::default() };
+                            assignments::move_to(tx, row, AssignmentStatus::Cancelled, changes).map(|_| ())
                         })
                         .await;
                     settled?;
@@ -95,10 +77,7 @@ pub async fn cancel_assignment(
                 let r = row.clone();
                 let moved = store
                     .write(move |tx| {
-                        let changes = Changes {
-                            error_message: Some(reason),
-                            ..Changes::default()
-                        };
+                        let changes = Changes { error_message: Some(reason), ..Changes::default() };
                         assignments::move_to(tx, r, AssignmentStatus::Cancelled, changes)
                     })
                     .await;
@@ -111,15 +90,10 @@ pub async fn cancel_assignment(
         }
         let id = row.id;
         row = store
-            .read(move |c| {
-                assignments::by_id(c, id)?.ok_or_else(|| DomainError::not_found("assignment", ""))
-            })
+            .read(move |c| assignments::by_id(c, id)?.ok_or_else(|| DomainError::not_found("assignment", "")))
             .await?;
     }
-    Err(DomainError::conflict(format!(
-        "assignment {} keeps changing; try again",
-        row.public_id()
-    )))
+    Err(DomainError::conflict(format!("assignment {} keeps changing; try again", row.public_id())))
 }
 
 impl Runtime {
@@ -128,10 +102,7 @@ impl Runtime {
     pub async fn start(store: Store, config: &Config) -> Result<Runtime> {
         let recovered = recovery::recover(&store, config.max_attempts).await?;
         if recovered != recovery::Recovered::default() {
-            tracing::warn!(
-                ?recovered,
-                "recovered work left in flight by the previous daemon"
-            );
+            tracing::warn!(?recovered, "recovered work left in flight by the previous daemon");
         }
         let runner = Arc::new(Runner::new(
             store.clone(),
@@ -150,33 +121,13 @@ impl Runtime {
             batch: config.journal_archive_batch,
         };
         let tasks = vec![
-            tokio::spawn(dispatcher::run(
-                store.clone(),
-                runner.clone(),
-                nudge,
-                events,
-            )),
-            tokio::spawn(archiver::run(
-                store.clone(),
-                policy,
-                config.journal_archive_interval,
-                stop_rx,
-            )),
+            tokio::spawn(dispatcher::run(store.clone(), runner.clone(), nudge, events)),
+            tokio::spawn(archiver::run(store.clone(), policy, config.journal_archive_interval, stop_rx)),
         ];
-        Ok(Runtime {
-            store,
-            runner,
-            executor,
-            stop,
-            tasks: Mutex::new(tasks),
-        })
+        Ok(Runtime { store, runner, executor, stop, tasks: Mutex::new(tasks) })
     }
 
-    pub async fn cancel_assignment(
-        &self,
-        row: AssignmentRow,
-        reason: &str,
-    ) -> Result<AssignmentRow> {
+    pub async fn cancel_assignment(&self, row: AssignmentRow, reason: &str) -> Result<AssignmentRow> {
         cancel_assignment(&self.store, &self.runner, row, reason).await
     }
 
@@ -199,20 +150,13 @@ impl Runtime {
     /// Soft-deletes a pipeline after cancelling its unfinished runs.
     pub async fn delete_pipeline(&self, pipeline: &PipelineRow) -> Result<()> {
         let id = pipeline.id;
-        self.store
-            .write(move |tx| crate::store::pipelines::mark_deleted(tx, id))
-            .await?;
+        self.store.write(move |tx| crate::store::pipelines::mark_deleted(tx, id)).await?;
         let unfinished = self
             .store
             .read(move |c| {
-                let runs = crate::store::pipelines::runs_in(
-                    c,
-                    &[PipelineRunStatus::Queued, PipelineRunStatus::Running],
-                )?;
-                Ok(runs
-                    .into_iter()
-                    .filter(|r| r.pipeline_id == id)
-                    .collect::<Vec<_>>())
+                let runs =
+                    crate::store::pipelines::runs_in(c, &[PipelineRunStatus::Queued, PipelineRunStatus::Running])?;
+                Ok(runs.into_iter().filter(|r| r.pipeline_id == id).collect::<Vec<_>>())
             })
             .await?;
         for run in unfinished {
@@ -228,12 +172,7 @@ impl Runtime {
     /// (`server_shutdown`) and their assignments return to the queue.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
         }
         self.runner.stop_all(StopReason::Shutdown).await;

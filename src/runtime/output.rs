@@ -27,21 +27,13 @@ fn text(buf: &VecDeque<u8>) -> String {
     let mut bytes = Vec::with_capacity(buf.len());
     bytes.extend_from_slice(a);
     bytes.extend_from_slice(b);
-    let start = bytes
-        .iter()
-        .position(|b| (*b as i8) >= -0x40)
-        .unwrap_or(bytes.len());
+    let start = bytes.iter().position(|b| (*b as i8) >= -0x40).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
 impl Output {
     pub fn new(limit: usize) -> Output {
-        Output {
-            limit,
-            combined: VecDeque::new(),
-            stdout_tail: VecDeque::new(),
-            dropped: 0,
-        }
+        Output { limit, combined: VecDeque::new(), stdout_tail: VecDeque::new(), dropped: 0 }
     }
 
     pub fn push(&mut self, bytes: &[u8], is_stdout: bool) {
@@ -56,11 +48,7 @@ impl Output {
         if self.dropped == 0 {
             text(&self.combined)
         } else {
-            format!(
-                "[… {} earlier bytes dropped]\n{}",
-                self.dropped,
-                text(&self.combined)
-            )
+            format!("[… {} earlier bytes dropped]\n{}", self.dropped, text(&self.combined))
         }
     }
 

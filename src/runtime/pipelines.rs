@@ -68,15 +68,7 @@ fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow) -> Result<()> {
         &run.outputs(),
     )?;
     let a = assignments::create(tx, &crew, &agent, None, &task, Some(run_id))?;
-    pipelines::update_step(
-        tx,
-        run_id,
-        step.idx,
-        StepStatus::Running,
-        Some(&task),
-        Some(a.id),
-        None,
-    )
+    pipelines::update_step(tx, run_id, step.idx, StepStatus::Running, Some(&task), Some(a.id), None)
 }
 
 /// Records a finished step's assignment; ends the run if the step failed.
@@ -106,10 +98,8 @@ async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: &str) 
     loop {
         match events.recv().await {
             Ok(e) => {
-                let terminal = matches!(
-                    e.kind.as_str(),
-                    "assignment.completed" | "assignment.failed" | "assignment.cancelled"
-                );
+                let terminal =
+                    matches!(e.kind.as_str(), "assignment.completed" | "assignment.failed" | "assignment.cancelled");
                 if terminal && e.channel == Some(Channel::Assignments) && e.data["id"] == id {
                     return true;
                 }
@@ -122,30 +112,18 @@ async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: &str) 
 
 impl Executor {
     pub fn new(store: Store, runner: Arc<Runner>) -> Executor {
-        Executor {
-            store,
-            runner,
-            driving: Mutex::new(HashSet::new()),
-        }
+        Executor { store, runner, driving: Mutex::new(HashSet::new()) }
     }
 
     /// Drives a running pipeline run in the background (once per run).
     pub fn drive(self: &Arc<Self>, run_id: i64) {
-        if !self
-            .driving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(run_id)
-        {
+        if !self.driving.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id) {
             return;
         }
         let exec = self.clone();
         tokio::spawn(async move {
             let ended = exec.drive_steps(run_id).await;
-            exec.driving
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&run_id);
+            exec.driving.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
             match ended {
                 Ok(Some(pipeline_id)) => exec.start_queued(pipeline_id).await,
                 Ok(None) => {}
@@ -158,12 +136,7 @@ impl Executor {
                             let run = fresh_run(tx, run_id)?;
                             let pipeline_id = run.pipeline_id;
                             if !run.status.is_terminal() {
-                                pipelines::move_run(
-                                    tx,
-                                    run,
-                                    PipelineRunStatus::Failed,
-                                    Some(reason),
-                                )?;
+                                pipelines::move_run(tx, run, PipelineRunStatus::Failed, Some(reason))?;
                             }
                             Ok(pipeline_id)
                         })
@@ -190,12 +163,7 @@ impl Executor {
                             .write(move |tx| {
                                 let run = fresh_run(tx, run_id)?;
                                 if run.status == PipelineRunStatus::Running {
-                                    pipelines::move_run(
-                                        tx,
-                                        run,
-                                        PipelineRunStatus::Completed,
-                                        None,
-                                    )?;
+                                    pipelines::move_run(tx, run, PipelineRunStatus::Completed, None)?;
                                 }
                                 Ok(())
                             })
@@ -203,29 +171,19 @@ impl Executor {
                     }
                     return Ok(Some(run.pipeline_id));
                 }
-                Next::Start(step) => {
-                    self.store
-                        .write(move |tx| start_step(tx, run_id, &step))
-                        .await?
-                }
+                Next::Start(step) => self.store.write(move |tx| start_step(tx, run_id, &step)).await?,
                 Next::Wait(step) => {
                     let Some(aid) = step.assignment_id else {
-                        return Err(DomainError::Internal(format!(
-                            "step {} runs without an assignment",
-                            step.step_id
-                        )));
+                        return Err(DomainError::Internal(format!("step {} runs without an assignment", step.step_id)));
                     };
                     let a = self
                         .store
                         .read(move |c| {
-                            assignments::by_id(c, aid)?
-                                .ok_or_else(|| DomainError::not_found("assignment", ""))
+                            assignments::by_id(c, aid)?.ok_or_else(|| DomainError::not_found("assignment", ""))
                         })
                         .await?;
                     if a.status.is_terminal() {
-                        self.store
-                            .write(move |tx| settle_step(tx, run_id, &step, &a))
-                            .await?;
+                        self.store.write(move |tx| settle_step(tx, run_id, &step, &a)).await?;
                     } else if !await_terminal(&mut events, &a.public_id()).await {
                         return Ok(None);
                     }
@@ -247,8 +205,7 @@ impl Executor {
                     let Some(run) = pipelines::next_queued(tx, pipeline_id)? else {
                         break;
                     };
-                    started
-                        .push(pipelines::move_run(tx, run, PipelineRunStatus::Running, None)?.id);
+                    started.push(pipelines::move_run(tx, run, PipelineRunStatus::Running, None)?.id);
                 }
                 Ok(started)
             })
@@ -281,15 +238,7 @@ impl Executor {
                 }
                 let mut in_flight = Vec::new();
                 for s in run.steps.iter().filter(|s| s.status == StepStatus::Running) {
-                    pipelines::update_step(
-                        tx,
-                        run_id,
-                        s.idx,
-                        StepStatus::Cancelled,
-                        None,
-                        None,
-                        None,
-                    )?;
+                    pipelines::update_step(tx, run_id, s.idx, StepStatus::Cancelled, None, None, None)?;
                     in_flight.extend(s.assignment_id);
                 }
                 let run = pipelines::move_run(tx, run, PipelineRunStatus::Cancelled, Some(reason))?;
@@ -299,8 +248,7 @@ impl Executor {
         for aid in in_flight {
             let row = self.store.read(move |c| assignments::by_id(c, aid)).await?;
             if let Some(row) = row.filter(|r| !r.status.is_terminal()) {
-                super::cancel_assignment(&self.store, &self.runner, row, "pipeline run cancelled")
-                    .await?;
+                super::cancel_assignment(&self.store, &self.runner, row, "pipeline run cancelled").await?;
             }
         }
         self.start_queued(run.pipeline_id).await;

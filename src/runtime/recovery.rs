@@ -41,23 +41,10 @@ pub async fn recover(store: &Store, max_attempts: u32) -> Result<Recovered> {
         .write(move |tx| {
             let mut done = Recovered::default();
             let mut orphaned = HashSet::new();
-            for run in
-                pipelines::runs_in(tx, &[PipelineRunStatus::Queued, PipelineRunStatus::Running])?
-            {
-                let reason = format!(
-                    "{REASON}: crewshipd stopped while the run was {}",
-                    run.status
-                );
+            for run in pipelines::runs_in(tx, &[PipelineRunStatus::Queued, PipelineRunStatus::Running])? {
+                let reason = format!("{REASON}: crewshipd stopped while the run was {}", run.status);
                 for step in run.steps.iter().filter(|s| s.status == StepStatus::Running) {
-                    pipelines::update_step(
-                        tx,
-                        run.id,
-                        step.idx,
-                        StepStatus::Cancelled,
-                        None,
-                        None,
-                        None,
-                    )?;
+                    pipelines::update_step(tx, run.id, step.idx, StepStatus::Cancelled, None, None, None)?;
                 }
                 orphaned.insert(run.id);
                 pipelines::move_run(tx, run, PipelineRunStatus::Interrupted, Some(reason))?;

@@ -20,11 +20,7 @@ use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
 use crate::store::runs;
 
 /// Secrets of the daemon that agent processes must not inherit.
-const WITHHELD_ENV: &[&str] = &[
-    "CREWSHIP_API_TOKEN",
-    "CREWSHIP_METRICS_TOKEN",
-    "CREWSHIP_METRICS_TOKEN_FILE",
-];
+const WITHHELD_ENV: &[&str] = &["CREWSHIP_API_TOKEN", "CREWSHIP_METRICS_TOKEN", "CREWSHIP_METRICS_TOKEN_FILE"];
 
 /// Why a run was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +67,9 @@ fn signal_group(pgid: u32, signal: libc::c_int) {
 /// group leader must still carry the run's id in its environment, so a
 /// reused pid of an unrelated process is never signalled.
 pub fn kill_orphan(pid: i64, run_id: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { return false };
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
     let marker = format!("CREWSHIP_RUN_ID={run_id}");
     if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
         return false;
@@ -86,9 +84,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, into: Arc<Mutex<Output>>, is_std
         if n == 0 {
             break;
         }
-        into.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(&buf[..n], is_stdout);
+        into.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n], is_stdout);
     }
 }
 
@@ -105,13 +101,7 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
 }
 
 impl Runner {
-    pub fn new(
-        store: Store,
-        work_dir: PathBuf,
-        grace: Duration,
-        output_limit: usize,
-        max_attempts: u32,
-    ) -> Runner {
+    pub fn new(store: Store, work_dir: PathBuf, grace: Duration, output_limit: usize, max_attempts: u32) -> Runner {
         Runner {
             store,
             work_dir,
@@ -137,12 +127,7 @@ impl Runner {
         let (done_tx, done_rx) = watch::channel(false);
         self.active().insert(
             claimed.assignment.id,
-            Active {
-                run_id: claimed.run.id.clone(),
-                output: output.clone(),
-                stop: stop_tx,
-                done: done_rx,
-            },
+            Active { run_id: claimed.run.id.clone(), output: output.clone(), stop: stop_tx, done: done_rx },
         );
         let runner = self.clone();
         tokio::spawn(async move {
@@ -197,10 +182,7 @@ impl Runner {
         };
         let dir = self.work_dir.join(&c.assignment.crew.slug);
         if let Err(e) = std::fs::create_dir_all(&dir) {
-            return Outcome::SpawnFailed(format!(
-                "cannot create working directory {}: {e}",
-                dir.display()
-            ));
+            return Outcome::SpawnFailed(format!("cannot create working directory {}: {e}", dir.display()));
         }
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -236,14 +218,8 @@ impl Runner {
             }
         });
         let readers = [
-            child
-                .stdout
-                .take()
-                .map(|s| tokio::spawn(pump(s, output.clone(), true))),
-            child
-                .stderr
-                .take()
-                .map(|s| tokio::spawn(pump(s, output.clone(), false))),
+            child.stdout.take().map(|s| tokio::spawn(pump(s, output.clone(), true))),
+            child.stderr.take().map(|s| tokio::spawn(pump(s, output.clone(), false))),
         ];
         let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
         let outcome = tokio::select! {
@@ -277,12 +253,7 @@ impl Runner {
     }
 
     /// Records the end of a run and its assignment in one transaction.
-    async fn finish(
-        &self,
-        c: Claimed,
-        outcome: Outcome,
-        output: &Mutex<Output>,
-    ) -> Result<AssignmentRow> {
+    async fn finish(&self, c: Claimed, outcome: Outcome, output: &Mutex<Output>) -> Result<AssignmentRow> {
         let (text, summary) = {
             let o = output.lock().unwrap_or_else(|p| p.into_inner());
             (o.text(), o.summary())
@@ -292,45 +263,22 @@ impl Runner {
         let (run_status, error, exit_code) = match &outcome {
             Outcome::Exited(s) if s.success() => (RunStatus::Completed, None, Some(0)),
             Outcome::Exited(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => (
-                    RunStatus::Failed,
-                    Some(format!("exit status {code}")),
-                    Some(i64::from(code)),
-                ),
-                (None, Some(sig)) => (
-                    RunStatus::Failed,
-                    Some(format!("killed by signal {sig}")),
-                    None,
-                ),
-                _ => (
-                    RunStatus::Failed,
-                    Some("ended without a status".into()),
-                    None,
-                ),
+                (Some(code), _) => (RunStatus::Failed, Some(format!("exit status {code}")), Some(i64::from(code))),
+                (None, Some(sig)) => (RunStatus::Failed, Some(format!("killed by signal {sig}")), None),
+                _ => (RunStatus::Failed, Some("ended without a status".into()), None),
             },
             Outcome::SpawnFailed(e) => (RunStatus::Failed, Some(e.clone()), None),
-            Outcome::TimedOut(t) => (
-                RunStatus::Timeout,
-                Some(format!("timed out after {}s", t.as_secs())),
-                None,
-            ),
-            Outcome::Stopped(StopReason::Cancel) => (
-                RunStatus::Cancelled,
-                Some("cancelled by request".into()),
-                None,
-            ),
-            Outcome::Stopped(StopReason::Shutdown) => {
-                (RunStatus::Cancelled, Some("server_shutdown".into()), None)
-            }
+            Outcome::TimedOut(t) => (RunStatus::Timeout, Some(format!("timed out after {}s", t.as_secs())), None),
+            Outcome::Stopped(StopReason::Cancel) => (RunStatus::Cancelled, Some("cancelled by request".into()), None),
+            Outcome::Stopped(StopReason::Shutdown) => (RunStatus::Cancelled, Some("server_shutdown".into()), None),
         };
         let shutdown = matches!(outcome, Outcome::Stopped(StopReason::Shutdown));
         self.store
             .write(move |tx| {
                 let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
                 runs::save_output(tx, run.pk, &text)?;
-                let row = assignments::by_id(tx, c.assignment.id)?.ok_or_else(|| {
-                    crate::domain::DomainError::Internal("assignment vanished".into())
-                })?;
+                let row = assignments::by_id(tx, c.assignment.id)?
+                    .ok_or_else(|| crate::domain::DomainError::Internal("assignment vanished".into()))?;
                 if shutdown {
                     return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts);
                 }
@@ -339,11 +287,7 @@ impl Runner {
                     RunStatus::Cancelled => AssignmentStatus::Cancelled,
                     _ => AssignmentStatus::Failed,
                 };
-                let changes = Changes {
-                    result_summary: summary,
-                    error_message: error,
-                    run_id: None,
-                };
+                let changes = Changes { result_summary: summary, error_message: error, run_id: None };
                 assignments::move_to(tx, row, to, changes)
             })
             .await

@@ -80,10 +80,7 @@ impl AgentRow {
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AgentRow>> {
-    optional(
-        conn.prepare_cached(&format!("{SELECT} WHERE a.id = ?1"))?
-            .query_row([id], from_row),
-    )
+    optional(conn.prepare_cached(&format!("{SELECT} WHERE a.id = ?1"))?.query_row([id], from_row))
 }
 
 /// An agent of `crew`, named by id (live or deleted) or live slug.
@@ -91,10 +88,8 @@ pub fn resolve(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow>
     let found = match ids::parse(Kind::Agent, key) {
         Some(id) => by_id(conn, id)?.filter(|a| a.crew_id == crew.id),
         None => optional(
-            conn.prepare_cached(&format!(
-                "{SELECT} WHERE a.crew_id = ?1 AND a.slug = ?2 AND a.deleted_at IS NULL"
-            ))?
-            .query_row(params![crew.id, key], from_row),
+            conn.prepare_cached(&format!("{SELECT} WHERE a.crew_id = ?1 AND a.slug = ?2 AND a.deleted_at IS NULL"))?
+                .query_row(params![crew.id, key], from_row),
         )?,
     };
     found.ok_or_else(|| DomainError::not_found("agent", key))
@@ -105,10 +100,9 @@ pub fn resolve(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow>
 pub fn resolve_for_work(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow> {
     match resolve(conn, crew, key) {
         Ok(a) if a.is_live() => Ok(a),
-        Ok(_) | Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!(
-            "unknown agent {key:?} in crew {:?}",
-            crew.slug
-        ))),
+        Ok(_) | Err(DomainError::NotFound { .. }) => {
+            Err(DomainError::invalid(format!("unknown agent {key:?} in crew {:?}", crew.slug)))
+        }
         Err(e) => Err(e),
     }
 }
@@ -120,9 +114,9 @@ pub fn resolve_loose(conn: &Connection, crew: Option<&CrewRow>, key: &str) -> Re
             .filter(|a| crew.is_none_or(|c| c.id == a.crew_id))
             .ok_or_else(|| DomainError::invalid(format!("unknown agent {key:?}"))),
         (None, Some(crew)) => resolve_for_work(conn, crew, key),
-        (None, None) => Err(DomainError::invalid(format!(
-            "agent {key:?} is a slug: name its crew too, or use the agent's id"
-        ))),
+        (None, None) => {
+            Err(DomainError::invalid(format!("agent {key:?} is a slug: name its crew too, or use the agent's id")))
+        }
     }
 }
 
@@ -138,10 +132,8 @@ pub struct NewAgent {
 
 fn live_lead(conn: &Connection, crew_id: i64) -> Result<Option<String>> {
     optional(
-        conn.prepare_cached(
-            "SELECT slug FROM agents WHERE crew_id = ?1 AND role = 'lead' AND deleted_at IS NULL",
-        )?
-        .query_row([crew_id], |r| r.get(0)),
+        conn.prepare_cached("SELECT slug FROM agents WHERE crew_id = ?1 AND role = 'lead' AND deleted_at IS NULL")?
+            .query_row([crew_id], |r| r.get(0)),
     )
 }
 
@@ -158,10 +150,7 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
     if new.role == "lead"
         && let Some(lead) = live_lead(tx, crew.id)?
     {
-        return Err(DomainError::conflict(format!(
-            "crew {:?} already has a lead: {lead:?}",
-            crew.slug
-        )));
+        return Err(DomainError::conflict(format!("crew {:?} already has a lead: {lead:?}", crew.slug)));
     }
     let id: i64 = tx
         .prepare_cached(
@@ -202,10 +191,7 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
         && agent.role != "lead"
         && let Some(lead) = live_lead(tx, agent.crew_id)?
     {
-        return Err(DomainError::conflict(format!(
-            "crew {:?} already has a lead: {lead:?}",
-            agent.crew_slug
-        )));
+        return Err(DomainError::conflict(format!("crew {:?} already has a lead: {lead:?}", agent.crew_slug)));
     }
     tx.execute(
         "UPDATE agents SET name = ?2, role = ?3, command = ?4, env = ?5, timeout_seconds = ?6, updated_at = ?7
@@ -239,12 +225,7 @@ pub fn live_ids(conn: &Connection, crew_id: i64) -> Result<Vec<i64>> {
         .collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn list(
-    conn: &Connection,
-    crew: &CrewRow,
-    include_deleted: bool,
-    page: PageRequest,
-) -> Result<Page<Agent>> {
+pub fn list(conn: &Connection, crew: &CrewRow, include_deleted: bool, page: PageRequest) -> Result<Page<Agent>> {
     let rows = conn
         .prepare_cached(&format!(
             "{SELECT} WHERE a.crew_id = ?1 AND a.id > ?2 AND (?3 OR a.deleted_at IS NULL) ORDER BY a.id LIMIT ?4"

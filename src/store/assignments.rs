@@ -47,22 +47,12 @@ const SELECT: &str = "SELECT s.id, s.crew_id, c.slug, s.agent_id, a.slug, b.slug
 fn from_row(r: &Row<'_>) -> rusqlite::Result<AssignmentRow> {
     let status: String = r.get(7)?;
     let status = AssignmentStatus::parse(&status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            7,
-            rusqlite::types::Type::Text,
-            format!("status {status:?}").into(),
-        )
+        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, format!("status {status:?}").into())
     })?;
     Ok(AssignmentRow {
         id: r.get(0)?,
-        crew: Named {
-            id: r.get(1)?,
-            slug: r.get(2)?,
-        },
-        agent: Named {
-            id: r.get(3)?,
-            slug: r.get(4)?,
-        },
+        crew: Named { id: r.get(1)?, slug: r.get(2)? },
+        agent: Named { id: r.get(3)?, slug: r.get(4)? },
         assigned_by: r.get(5)?,
         task: r.get(6)?,
         status,
@@ -101,18 +91,13 @@ impl AssignmentRow {
             error_message: self.error_message.clone(),
             run_id: self.run_id.clone(),
             attempts: self.attempts,
-            pipeline_run_id: self
-                .pipeline_run_id
-                .map(|id| ids::format(Kind::PipelineRun, id)),
+            pipeline_run_id: self.pipeline_run_id.map(|id| ids::format(Kind::PipelineRun, id)),
         }
     }
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AssignmentRow>> {
-    optional(
-        conn.prepare_cached(&format!("{SELECT} WHERE s.id = ?1"))?
-            .query_row([id], from_row),
-    )
+    optional(conn.prepare_cached(&format!("{SELECT} WHERE s.id = ?1"))?.query_row([id], from_row))
 }
 
 pub fn get(conn: &Connection, key: &str) -> Result<AssignmentRow> {
@@ -123,12 +108,7 @@ pub fn get(conn: &Connection, key: &str) -> Result<AssignmentRow> {
         .ok_or_else(|| DomainError::not_found("assignment", key))
 }
 
-fn publish(
-    tx: &mut Tx<'_>,
-    row: &AssignmentRow,
-    summary: String,
-    severity: &'static str,
-) -> Result<()> {
+fn publish(tx: &mut Tx<'_>, row: &AssignmentRow, summary: String, severity: &'static str) -> Result<()> {
     let status = row.status.as_str();
     journal::append(
         tx,
@@ -164,21 +144,14 @@ pub fn create(
             "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) RETURNING id",
         )?
-        .query_row(
-            params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id],
-            |r| r.get(0),
-        )?;
+        .query_row(params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id], |r| {
+            r.get(0)
+        })?;
     counters::assignment_moved(tx, crew.id, None, AssignmentStatus::Pending)?;
     let row = AssignmentRow {
         id,
-        crew: Named {
-            id: crew.id,
-            slug: crew.slug.clone(),
-        },
-        agent: Named {
-            id: agent.id,
-            slug: agent.slug.clone(),
-        },
+        crew: Named { id: crew.id, slug: crew.slug.clone() },
+        agent: Named { id: agent.id, slug: agent.slug.clone() },
         assigned_by: assigned_by.map(|a| a.slug.clone()),
         task: task.to_string(),
         status: AssignmentStatus::Pending,
@@ -192,12 +165,7 @@ pub fn create(
         attempts: 0,
         pipeline_run_id,
     };
-    publish(
-        tx,
-        &row,
-        format!("assignment created for agent {}", agent.slug),
-        "info",
-    )?;
+    publish(tx, &row, format!("assignment created for agent {}", agent.slug), "info")?;
     Ok(row)
 }
 
@@ -211,12 +179,7 @@ pub struct Changes {
 
 /// Moves an assignment to `to`, guarded on its current status so a stale
 /// row can never overwrite a newer state.
-pub fn move_to(
-    tx: &mut Tx<'_>,
-    row: AssignmentRow,
-    to: AssignmentStatus,
-    changes: Changes,
-) -> Result<AssignmentRow> {
+pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, changes: Changes) -> Result<AssignmentRow> {
     let from = row.status;
     from.check_transition(to)?;
     let now = tx.now;
@@ -262,10 +225,7 @@ pub fn move_to(
             next.attempts
         ])?;
     if updated != 1 {
-        return Err(DomainError::conflict(format!(
-            "assignment {} changed concurrently",
-            next.public_id()
-        )));
+        return Err(DomainError::conflict(format!("assignment {} changed concurrently", next.public_id())));
     }
     counters::assignment_moved(tx, next.crew.id, Some(from), to)?;
     let (summary, severity) = match (&next.error_message, to) {
@@ -327,8 +287,8 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
         .query_row([crew.id], from_row),
     )?;
     let Some(head) = head else { return Ok(None) };
-    let agent = super::agents::by_id(tx, head.agent.id)?
-        .ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
+    let agent =
+        super::agents::by_id(tx, head.agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
     let run = runs::start(
         tx,
         NewRun {
@@ -339,40 +299,18 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
             managed: true,
         },
     )?;
-    let assignment = move_to(
-        tx,
-        head,
-        AssignmentStatus::Running,
-        Changes {
-            run_id: Some(run.id.clone()),
-            ..Changes::default()
-        },
-    )?;
-    Ok(Some(Claimed {
-        assignment,
-        agent,
-        run,
-    }))
+    let assignment =
+        move_to(tx, head, AssignmentStatus::Running, Changes { run_id: Some(run.id.clone()), ..Changes::default() })?;
+    Ok(Some(Claimed { assignment, agent, run }))
 }
 
 /// Puts a running assignment whose run was interrupted (daemon stop or
 /// crash) back in its queue at its original position: at-least-once. After
 /// `max_attempts` runs it fails instead, with the reason.
-pub fn requeue_or_fail(
-    tx: &mut Tx<'_>,
-    row: AssignmentRow,
-    reason: &str,
-    max_attempts: i64,
-) -> Result<AssignmentRow> {
+pub fn requeue_or_fail(tx: &mut Tx<'_>, row: AssignmentRow, reason: &str, max_attempts: i64) -> Result<AssignmentRow> {
     if row.attempts >= max_attempts {
-        let error = format!(
-            "gave up after {} attempts; the last run was interrupted ({reason})",
-            row.attempts
-        );
-        let changes = Changes {
-            error_message: Some(error),
-            ..Changes::default()
-        };
+        let error = format!("gave up after {} attempts; the last run was interrupted ({reason})", row.attempts);
+        let changes = Changes { error_message: Some(error), ..Changes::default() };
         return move_to(tx, row, AssignmentStatus::Failed, changes);
     }
     move_to(tx, row, AssignmentStatus::Queued, Changes::default())
@@ -395,17 +333,12 @@ pub fn cancel_waiting(tx: &mut Tx<'_>, owner: Owner, reason: &str) -> Result<usi
         Owner::PipelineRun(id) => ("s.pipeline_run_id", id),
     };
     let waiting: Vec<AssignmentRow> = tx
-        .prepare_cached(&format!(
-            "{SELECT} WHERE {column} = ?1 AND s.status IN ('pending', 'queued') ORDER BY s.id"
-        ))?
+        .prepare_cached(&format!("{SELECT} WHERE {column} = ?1 AND s.status IN ('pending', 'queued') ORDER BY s.id"))?
         .query_map([id], from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let n = waiting.len();
     for row in waiting {
-        let changes = Changes {
-            error_message: Some(reason.to_string()),
-            ..Changes::default()
-        };
+        let changes = Changes { error_message: Some(reason.to_string()), ..Changes::default() };
         move_to(tx, row, AssignmentStatus::Cancelled, changes)?;
     }
     Ok(n)
@@ -414,9 +347,7 @@ pub fn cancel_waiting(tx: &mut Tx<'_>, owner: Owner, reason: &str) -> Result<usi
 /// Assignments left running by a daemon that died.
 pub fn running(conn: &Connection) -> Result<Vec<AssignmentRow>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "{SELECT} WHERE s.status = 'running' ORDER BY s.id"
-        ))?
+        .prepare_cached(&format!("{SELECT} WHERE s.status = 'running' ORDER BY s.id"))?
         .query_map([], from_row)?
         .collect::<rusqlite::Result<_>>()?)
 }
@@ -439,8 +370,6 @@ pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<Ass
     if let Some(s) = f.status {
         q.and("s.status = ", s.as_str().to_string());
     }
-    let rows = q.fetch(conn, "s.id DESC", page.limit + 1, |r| {
-        from_row(r).map(|a| (a.id, a.to_api()))
-    })?;
+    let rows = q.fetch(conn, "s.id DESC", page.limit + 1, |r| from_row(r).map(|a| (a.id, a.to_api())))?;
     Ok(page::build(rows, page.limit))
 }

@@ -37,21 +37,13 @@ fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Res
 }
 
 /// An assignment of `crew_id` moved from `from` (None: created) to `to`.
-pub fn assignment_moved(
-    tx: &Tx<'_>,
-    crew_id: i64,
-    from: Option<AssignmentStatus>,
-    to: AssignmentStatus,
-) -> Result<()> {
+pub fn assignment_moved(tx: &Tx<'_>, crew_id: i64, from: Option<AssignmentStatus>, to: AssignmentStatus) -> Result<()> {
     if let Some(from) = from {
         add(tx, ASSIGNMENTS, from.as_str(), -1)?;
     }
     add(tx, ASSIGNMENTS, to.as_str(), 1)?;
     let delta = |s: AssignmentStatus| i64::from(to == s) - i64::from(from == Some(s));
-    let (dq, dr) = (
-        delta(AssignmentStatus::Queued),
-        delta(AssignmentStatus::Running),
-    );
+    let (dq, dr) = (delta(AssignmentStatus::Queued), delta(AssignmentStatus::Running));
     if dq == 0 && dr == 0 {
         return Ok(());
     }
@@ -66,11 +58,7 @@ pub fn assignment_moved(
     Ok(())
 }
 
-pub fn pipeline_run_moved(
-    tx: &Tx<'_>,
-    from: Option<PipelineRunStatus>,
-    to: PipelineRunStatus,
-) -> Result<()> {
+pub fn pipeline_run_moved(tx: &Tx<'_>, from: Option<PipelineRunStatus>, to: PipelineRunStatus) -> Result<()> {
     if let Some(from) = from {
         add(tx, PIPELINE_RUNS, from.as_str(), -1)?;
     }

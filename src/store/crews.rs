@@ -21,8 +21,7 @@ pub struct CrewRow {
     pub deleted_at: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, slug, name, max_concurrent_agents, runtime, image, created_at, updated_at, deleted_at";
+const COLUMNS: &str = "id, slug, name, max_concurrent_agents, runtime, image, created_at, updated_at, deleted_at";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<CrewRow> {
     Ok(CrewRow {
@@ -72,10 +71,7 @@ pub struct NewCrew {
 }
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<CrewRow>> {
-    optional(
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE id = ?1"))?
-            .query_row([id], from_row),
-    )
+    optional(conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE id = ?1"))?.query_row([id], from_row))
 }
 
 /// A crew named by id (live or deleted) or by the slug of a live crew.
@@ -83,10 +79,8 @@ pub fn resolve(conn: &Connection, key: &str) -> Result<CrewRow> {
     let found = match ids::parse(Kind::Crew, key) {
         Some(id) => by_id(conn, id)?,
         None => optional(
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM crews WHERE slug = ?1 AND deleted_at IS NULL"
-            ))?
-            .query_row([key], from_row),
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE slug = ?1 AND deleted_at IS NULL"))?
+                .query_row([key], from_row),
         )?,
     };
     found.ok_or_else(|| DomainError::not_found("crew", key))
@@ -97,10 +91,8 @@ pub fn resolve(conn: &Connection, key: &str) -> Result<CrewRow> {
 pub fn resolve_any(conn: &Connection, key: &str) -> Result<CrewRow> {
     match resolve(conn, key) {
         Err(DomainError::NotFound { .. }) if ids::parse(Kind::Crew, key).is_none() => optional(
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM crews WHERE slug = ?1 ORDER BY id DESC LIMIT 1"
-            ))?
-            .query_row([key], from_row),
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE slug = ?1 ORDER BY id DESC LIMIT 1"))?
+                .query_row([key], from_row),
         )?
         .ok_or_else(|| DomainError::not_found("crew", key)),
         other => other,
@@ -118,28 +110,22 @@ pub fn resolve_live(conn: &Connection, key: &str) -> Result<CrewRow> {
 
 fn slug_taken(conn: &Connection, slug: &str) -> Result<bool> {
     Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM crews WHERE slug = ?1 AND deleted_at IS NULL)",
-        )?
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM crews WHERE slug = ?1 AND deleted_at IS NULL)")?
         .query_row([slug], |r| r.get(0))?)
 }
 
 pub fn insert(tx: &mut Tx<'_>, new: NewCrew) -> Result<CrewRow> {
     if slug_taken(tx, &new.slug)? {
-        return Err(DomainError::conflict(format!(
-            "a crew with slug {:?} already exists",
-            new.slug
-        )));
+        return Err(DomainError::conflict(format!("a crew with slug {:?} already exists", new.slug)));
     }
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO crews (slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
         )?
-        .query_row(
-            params![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now],
-            |r| r.get(0),
-        )?;
+        .query_row(params![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now], |r| {
+            r.get(0)
+        })?;
     tx.execute("INSERT INTO crew_counts (crew_id) VALUES (?1)", [id])?;
     by_id(tx, id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))
 }
@@ -182,10 +168,7 @@ pub fn list(conn: &Connection, include_deleted: bool, page: PageRequest) -> Resu
              WHERE id > ?1 AND (?2 OR deleted_at IS NULL)
              ORDER BY id LIMIT ?3"
         ))?
-        .query_map(
-            params![page.after.unwrap_or(0), include_deleted, page.limit + 1],
-            from_row,
-        )?
+        .query_map(params![page.after.unwrap_or(0), include_deleted, page.limit + 1], from_row)?
         .map(|r| r.map(|c| (c.id, c.to_api())))
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(page::build(rows, page.limit))

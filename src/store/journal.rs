@@ -112,12 +112,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, JournalEntry)> {
 }
 
 /// One table's newest matching rows.
-fn query_table(
-    conn: &Connection,
-    table: &str,
-    f: &Filter,
-    page: PageRequest,
-) -> Result<Vec<(i64, JournalEntry)>> {
+fn query_table(conn: &Connection, table: &str, f: &Filter, page: PageRequest) -> Result<Vec<(i64, JournalEntry)>> {
     let archived = table == "journal_archive";
     let mut q = Query::new(&format!(
         "SELECT j.id, j.ts, j.entry_type, j.severity, c.slug, a.slug, j.trace_id, j.summary, j.payload, {archived}
@@ -195,7 +190,5 @@ pub fn check_severity(s: &str) -> Result<&'static str> {
         .iter()
         .find(|v| **v == s)
         .copied()
-        .ok_or_else(|| {
-            DomainError::invalid(format!("severity must be one of {}", SEVERITIES.join(", ")))
-        })
+        .ok_or_else(|| DomainError::invalid(format!("severity must be one of {}", SEVERITIES.join(", "))))
 }

@@ -41,10 +41,8 @@ fn series_for(tx: &Tx<'_>, provider: &str) -> Result<String> {
             provider.to_string()
         }
         SeriesLabel::Other => {
-            tx.prepare_cached(
-                "INSERT INTO llm_series (label, position) VALUES (?1, 0) ON CONFLICT DO NOTHING",
-            )?
-            .execute([provider::OTHER])?;
+            tx.prepare_cached("INSERT INTO llm_series (label, position) VALUES (?1, 0) ON CONFLICT DO NOTHING")?
+                .execute([provider::OTHER])?;
             provider::OTHER.to_string()
         }
     })
@@ -78,10 +76,8 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
             ],
             |r| r.get(0),
         )?;
-    tx.prepare_cached(
-        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1",
-    )?
-    .execute(params![series, call.cost_nanos])?;
+    tx.prepare_cached("UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1")?
+        .execute(params![series, call.cost_nanos])?;
     Ok(LlmCallRecorded {
         id: ids::format(Kind::LlmCall, id),
         provider: call.provider,
@@ -92,11 +88,7 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
 }
 
 pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
-    Ok(optional(
-        conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
-            .query_row([run_id], |_| Ok(())),
-    )?
-    .is_some())
+    Ok(optional(conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?.query_row([run_id], |_| Ok(())))?.is_some())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,9 +106,7 @@ impl GroupBy {
             "crew" => Ok(GroupBy::Crew),
             "agent" => Ok(GroupBy::Agent),
             "model" => Ok(GroupBy::Model),
-            _ => Err(DomainError::invalid(
-                "group_by must be one of provider, crew, agent, model",
-            )),
+            _ => Err(DomainError::invalid("group_by must be one of provider, crew, agent, model")),
         }
     }
 
@@ -131,12 +121,7 @@ impl GroupBy {
 }
 
 /// Spend over `[since, until]`, most expensive first.
-pub fn spend(
-    conn: &Connection,
-    group_by: GroupBy,
-    since: Option<i64>,
-    until: Option<i64>,
-) -> Result<Vec<SpendRow>> {
+pub fn spend(conn: &Connection, group_by: GroupBy, since: Option<i64>, until: Option<i64>) -> Result<Vec<SpendRow>> {
     let sql = format!(
         "SELECT {key}, COUNT(*), CAST(SUM(l.cost_nanos) AS BIGINT), CAST(SUM(l.input_tokens) AS BIGINT),
                 CAST(SUM(l.output_tokens) AS BIGINT)
@@ -147,17 +132,14 @@ pub fn spend(
     );
     Ok(conn
         .prepare_cached(&sql)?
-        .query_map(
-            params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)],
-            |r| {
-                Ok(SpendRow {
-                    key: r.get(0)?,
-                    calls: r.get(1)?,
-                    cost_usd: pricing::nanos_to_usd(r.get(2)?),
-                    input_tokens: r.get(3)?,
-                    output_tokens: r.get(4)?,
-                })
-            },
-        )?
+        .query_map(params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)], |r| {
+            Ok(SpendRow {
+                key: r.get(0)?,
+                calls: r.get(1)?,
+                cost_usd: pricing::nanos_to_usd(r.get(2)?),
+                input_tokens: r.get(3)?,
+                output_tokens: r.get(4)?,
+            })
+        })?
         .collect::<rusqlite::Result<_>>()?)
 }

@@ -34,10 +34,7 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
         .prepare("SELECT version FROM schema_migrations ORDER BY version")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    if let Some(unknown) = applied
-        .iter()
-        .find(|v| !MIGRATIONS.iter().any(|m| m.version == **v))
-    {
+    if let Some(unknown) = applied.iter().find(|v| !MIGRATIONS.iter().any(|m| m.version == **v)) {
         return Err(DomainError::Internal(format!(
             "the database has schema migration {unknown}, which this crewshipd does not know \
              (it knows up to {}); run a newer crewshipd",
@@ -52,22 +49,14 @@ pub fn apply(conn: &mut Connection) -> Result<()> {
             rusqlite::params![m.version, m.name, time::rfc3339(time::now_ms())],
         )?;
         tx.commit()?;
-        tracing::info!(
-            version = m.version,
-            name = m.name,
-            "applied schema migration"
-        );
+        tracing::info!(version = m.version, name = m.name, "applied schema migration");
     }
     Ok(())
 }
 
 /// The highest applied version.
 pub fn current(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))?)
 }
 
 #[cfg(test)]
@@ -81,15 +70,9 @@ mod tests {
         apply(&mut conn).unwrap();
         apply(&mut conn).unwrap();
         assert_eq!(current(&conn).unwrap(), latest_known());
-        let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(n as usize, MIGRATIONS.len());
-        conn.execute(
-            "INSERT INTO schema_migrations VALUES (99990101000000, 'future', 'x')",
-            [],
-        )
-        .unwrap();
+        conn.execute("INSERT INTO schema_migrations VALUES (99990101000000, 'future', 'x')", []).unwrap();
         let err = apply(&mut conn).unwrap_err().to_string();
         assert!(err.contains("99990101000000"), "{err}");
     }

@@ -104,9 +104,8 @@ impl Store {
     /// date. Refuses a database migrated by a newer crewshipd.
     pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>) -> Result<Store> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                DomainError::Internal(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DomainError::Internal(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
@@ -115,9 +114,7 @@ impl Store {
         for _ in 0..READERS {
             let conn = Connection::open_with_flags(
                 path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
             )?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
             conn.set_prepared_statement_cache_capacity(64);
@@ -153,11 +150,7 @@ impl Store {
         let (value, events) = tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut tx = Tx {
-                tx,
-                events: Vec::new(),
-                now: time::now_ms(),
-            };
+            let mut tx = Tx { tx, events: Vec::new(), now: time::now_ms() };
             let value = f(&mut tx)?;
             let Tx { tx, events, .. } = tx;
             tx.commit()?;
@@ -179,12 +172,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .reader_slots
-            .acquire()
-            .await
-            .map_err(|_| DomainError::Unavailable("store closed".into()))?;
+        let _permit =
+            self.inner.reader_slots.acquire().await.map_err(|_| DomainError::Unavailable("store closed".into()))?;
         let conn = self
             .inner
             .readers
@@ -195,11 +184,7 @@ impl Store {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let result = f(&conn);
-            inner
-                .readers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
             result
         })
         .await

@@ -28,18 +28,13 @@ impl PageRequest {
             Some(s) => match s.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
-                    return Err(DomainError::invalid(format!(
-                        "limit must be a whole number from 1 to {MAX_LIMIT}"
-                    )));
+                    return Err(DomainError::invalid(format!("limit must be a whole number from 1 to {MAX_LIMIT}")));
                 }
             },
         };
         let after = match cursor.filter(|c| !c.is_empty()) {
             None => None,
-            Some(c) => Some(
-                decode(c)
-                    .ok_or_else(|| DomainError::invalid("cursor is not one this server issued"))?,
-            ),
+            Some(c) => Some(decode(c).ok_or_else(|| DomainError::invalid("cursor is not one this server issued"))?),
         };
         Ok(PageRequest { limit, after })
     }
@@ -47,11 +42,7 @@ impl PageRequest {
 
 fn decode(cursor: &str) -> Option<i64> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes)
-        .ok()?
-        .strip_prefix("v1:")?
-        .parse()
-        .ok()
+    String::from_utf8(bytes).ok()?.strip_prefix("v1:")?.parse().ok()
 }
 
 pub fn encode(id: i64) -> String {
@@ -63,15 +54,8 @@ pub fn encode(id: i64) -> String {
 pub fn build<T>(mut rows: Vec<(i64, T)>, limit: i64) -> Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|(id, _)| encode(*id))
-    } else {
-        None
-    };
-    Page {
-        items: rows.into_iter().map(|(_, t)| t).collect(),
-        next_cursor,
-    }
+    let next_cursor = if more { rows.last().map(|(id, _)| encode(*id)) } else { None };
+    Page { items: rows.into_iter().map(|(_, t)| t).collect(), next_cursor }
 }
 
 #[cfg(test)]

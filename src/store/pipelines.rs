@@ -47,9 +47,8 @@ fn pipeline_from_row(r: &Row<'_>) -> rusqlite::Result<PipelineRow> {
         slug: r.get(1)?,
         name: r.get(2)?,
         max_concurrent_runs: r.get(3)?,
-        steps: serde_json::from_str(&steps).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        steps: serde_json::from_str(&steps)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?,
         created_at: r.get(5)?,
         deleted_at: r.get(6)?,
     })
@@ -80,10 +79,8 @@ impl PipelineRow {
 
 pub fn pipeline_by_id(conn: &Connection, id: i64) -> Result<Option<PipelineRow>> {
     optional(
-        conn.prepare_cached(&format!(
-            "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1"
-        ))?
-        .query_row([id], pipeline_from_row),
+        conn.prepare_cached(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1"))?
+            .query_row([id], pipeline_from_row),
     )
 }
 
@@ -110,15 +107,10 @@ pub struct NewPipeline {
 
 pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
     let taken: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)",
-        )?
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)")?
         .query_row([&new.slug], |r| r.get(0))?;
     if taken {
-        return Err(DomainError::conflict(format!(
-            "a pipeline with slug {:?} already exists",
-            new.slug
-        )));
+        return Err(DomainError::conflict(format!("a pipeline with slug {:?} already exists", new.slug)));
     }
     let id: i64 = tx
         .prepare_cached(
@@ -126,23 +118,14 @@ pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
              VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         )?
         .query_row(
-            params![
-                new.slug,
-                new.name,
-                new.max_concurrent_runs,
-                serde_json::to_string(&new.steps)?,
-                tx.now
-            ],
+            params![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now],
             |r| r.get(0),
         )?;
     pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::Internal("pipeline vanished".into()))
 }
 
 pub fn mark_deleted(tx: &mut Tx<'_>, id: i64) -> Result<()> {
-    tx.execute(
-        "UPDATE pipelines SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-        params![id, tx.now],
-    )?;
+    tx.execute("UPDATE pipelines SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, tx.now])?;
     Ok(())
 }
 
@@ -152,9 +135,7 @@ pub fn list(conn: &Connection, page: PageRequest) -> Result<Page<Pipeline>> {
     if let Some(after) = page.after {
         q.and("id > ", after);
     }
-    let rows = q.fetch(conn, "id", page.limit + 1, |r| {
-        pipeline_from_row(r).map(|p| (p.id, p.to_api()))
-    })?;
+    let rows = q.fetch(conn, "id", page.limit + 1, |r| pipeline_from_row(r).map(|p| (p.id, p.to_api())))?;
     Ok(page::build(rows, page.limit))
 }
 
@@ -187,8 +168,7 @@ pub struct RunRow {
     pub steps: Vec<StepRow>,
 }
 
-const RUN_SELECT: &str =
-    "SELECT r.id, r.pipeline_id, p.slug, r.status, r.inputs, r.dry_run, r.created_at,
+const RUN_SELECT: &str = "SELECT r.id, r.pipeline_id, p.slug, r.status, r.inputs, r.dry_run, r.created_at,
         r.started_at, r.finished_at, r.reason
      FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id";
 
@@ -291,21 +271,13 @@ impl RunRow {
                 ..NewEntry::info(format!("pipeline_run.{status}"), summary)
             },
         )?;
-        tx.emit(Event::new(
-            format!("pipeline_run.{status}"),
-            Channel::PipelineRuns,
-            None,
-            &self.to_api(),
-        ));
+        tx.emit(Event::new(format!("pipeline_run.{status}"), Channel::PipelineRuns, None, &self.to_api()));
         Ok(())
     }
 }
 
 pub fn run_by_id(conn: &Connection, id: i64) -> Result<Option<RunRow>> {
-    let run = optional(
-        conn.prepare_cached(&format!("{RUN_SELECT} WHERE r.id = ?1"))?
-            .query_row([id], run_from_row),
-    )?;
+    let run = optional(conn.prepare_cached(&format!("{RUN_SELECT} WHERE r.id = ?1"))?.query_row([id], run_from_row))?;
     match run {
         Some(mut run) => {
             load_steps(conn, &mut run)?;
@@ -325,9 +297,7 @@ pub fn get_run(conn: &Connection, key: &str) -> Result<RunRow> {
 
 pub fn running_count(conn: &Connection, pipeline_id: i64) -> Result<i64> {
     Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'running'",
-        )?
+        .prepare_cached("SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'running'")?
         .query_row([pipeline_id], |r| r.get(0))?)
 }
 
@@ -360,22 +330,10 @@ pub fn create_run(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         )?
         .query_row(
-            params![
-                pipeline.id,
-                status.as_str(),
-                serde_json::to_string(&inputs)?,
-                dry_run,
-                tx.now,
-                started,
-                finished
-            ],
+            params![pipeline.id, status.as_str(), serde_json::to_string(&inputs)?, dry_run, tx.now, started, finished],
             |r| r.get(0),
         )?;
-    let step_status = if dry_run {
-        StepStatus::Skipped
-    } else {
-        StepStatus::Pending
-    };
+    let step_status = if dry_run { StepStatus::Skipped } else { StepStatus::Pending };
     for (idx, (step, task)) in pipeline.steps.iter().zip(rendered).enumerate() {
         tx.prepare_cached(
             "INSERT INTO pipeline_run_steps (pipeline_run_id, idx, step_id, crew_id, agent_id, task, status)
@@ -392,26 +350,16 @@ pub fn create_run(
         ])?;
     }
     counters::pipeline_run_moved(tx, None, status)?;
-    let run =
-        run_by_id(tx, id)?.ok_or_else(|| DomainError::Internal("pipeline run vanished".into()))?;
+    let run = run_by_id(tx, id)?.ok_or_else(|| DomainError::Internal("pipeline run vanished".into()))?;
     run.publish(tx, "info")?;
     Ok(run)
 }
 
 /// Moves a pipeline run to `to` (with a reason for failures, cancels and
 /// interruptions).
-pub fn move_run(
-    tx: &mut Tx<'_>,
-    run: RunRow,
-    to: PipelineRunStatus,
-    reason: Option<String>,
-) -> Result<RunRow> {
+pub fn move_run(tx: &mut Tx<'_>, run: RunRow, to: PipelineRunStatus, reason: Option<String>) -> Result<RunRow> {
     run.status.check_transition(to)?;
-    let started = if to == PipelineRunStatus::Running {
-        Some(tx.now)
-    } else {
-        run.started_at
-    };
+    let started = if to == PipelineRunStatus::Running { Some(tx.now) } else { run.started_at };
     let finished = to.is_terminal().then_some(tx.now);
     let changed = tx
         .prepare_cached(
@@ -420,10 +368,7 @@ pub fn move_run(
         )?
         .execute(params![run.id, run.status.as_str(), to.as_str(), started, finished, reason])?;
     if changed != 1 {
-        return Err(DomainError::conflict(format!(
-            "pipeline run {} changed concurrently",
-            run.public_id()
-        )));
+        return Err(DomainError::conflict(format!("pipeline run {} changed concurrently", run.public_id())));
     }
     counters::pipeline_run_moved(tx, Some(run.status), to)?;
     if to.is_terminal() {
@@ -433,8 +378,7 @@ pub fn move_run(
         )?
         .execute([run.id])?;
     }
-    let next = run_by_id(tx, run.id)?
-        .ok_or_else(|| DomainError::Internal("pipeline run vanished".into()))?;
+    let next = run_by_id(tx, run.id)?.ok_or_else(|| DomainError::Internal("pipeline run vanished".into()))?;
     let severity = match to {
         PipelineRunStatus::Failed | PipelineRunStatus::Interrupted => "warning",
         _ => "info",
@@ -459,14 +403,7 @@ pub fn update_step(
              output = COALESCE(?6, output)
          WHERE pipeline_run_id = ?1 AND idx = ?2",
     )?
-    .execute(params![
-        run_id,
-        idx,
-        status.as_str(),
-        task,
-        assignment_id,
-        output
-    ])?;
+    .execute(params![run_id, idx, status.as_str(), task, assignment_id, output])?;
     Ok(())
 }
 
@@ -478,9 +415,7 @@ pub fn next_queued(conn: &Connection, pipeline_id: i64) -> Result<Option<RunRow>
         )?
         .query_row([pipeline_id], |r| r.get(0)),
     )?;
-    id.map(|id| run_by_id(conn, id))
-        .transpose()
-        .map(Option::flatten)
+    id.map(|id| run_by_id(conn, id)).transpose().map(Option::flatten)
 }
 
 /// Runs in one of `statuses`, oldest first.
@@ -520,8 +455,5 @@ pub fn list_runs(conn: &Connection, f: &RunFilter, page: PageRequest) -> Result<
     for run in &mut rows {
         load_steps(conn, run)?;
     }
-    Ok(page::build(
-        rows.into_iter().map(|r| (r.id, r.to_api())).collect(),
-        page.limit,
-    ))
+    Ok(page::build(rows.into_iter().map(|r| (r.id, r.to_api())).collect(), page.limit))
 }

@@ -14,17 +14,13 @@ pub struct Query {
 impl Query {
     /// `select` ends in a FROM/JOIN clause; conditions are ANDed after it.
     pub fn new(select: &str) -> Query {
-        Query {
-            sql: format!("{select} WHERE 1 = 1"),
-            args: Vec::new(),
-        }
+        Query { sql: format!("{select} WHERE 1 = 1"), args: Vec::new() }
     }
 
     /// Adds `AND <lhs>?n` with `value` bound to `?n` (`lhs` like `"s.id < "`).
     pub fn and(&mut self, lhs: &str, value: impl Into<SqlValue>) -> &mut Query {
         self.args.push(value.into());
-        self.sql
-            .push_str(&format!(" AND {lhs}?{}", self.args.len()));
+        self.sql.push_str(&format!(" AND {lhs}?{}", self.args.len()));
         self
     }
 
@@ -37,8 +33,7 @@ impl Query {
         map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>> {
         self.args.push(limit.into());
-        self.sql
-            .push_str(&format!(" ORDER BY {order} LIMIT ?{}", self.args.len()));
+        self.sql.push_str(&format!(" ORDER BY {order} LIMIT ?{}", self.args.len()));
         Ok(conn
             .prepare_cached(&self.sql)?
             .query_map(params_from_iter(self.args), map)?

@@ -21,40 +21,28 @@ pub struct Drift {
 type Counts = BTreeMap<(String, String), i64>;
 
 fn grouped(conn: &Connection, sql: &str) -> Result<Vec<(String, i64)>> {
-    Ok(conn
-        .prepare(sql)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?)
+    Ok(conn.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
 }
 
 fn expected_counters(conn: &Connection) -> Result<Counts> {
     let mut out = Counts::new();
-    for (status, n) in grouped(
-        conn,
-        "SELECT status, COUNT(*) FROM assignments GROUP BY status",
-    )? {
+    for (status, n) in grouped(conn, "SELECT status, COUNT(*) FROM assignments GROUP BY status")? {
         out.insert((ASSIGNMENTS.into(), status), n);
     }
-    for (status, n) in grouped(
-        conn,
-        "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status",
-    )? {
+    for (status, n) in grouped(conn, "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status")? {
         out.insert((PIPELINE_RUNS.into(), status), n);
     }
     // Every run has had its `started`; terminal runs one terminal event.
     for (status, n) in grouped(conn, "SELECT status, COUNT(*) FROM runs GROUP BY status")? {
-        *out.entry((RUN_EVENTS.into(), RunStatus::Running.event().into()))
-            .or_default() += n;
+        *out.entry((RUN_EVENTS.into(), RunStatus::Running.event().into())).or_default() += n;
         if let Some(s) = RunStatus::parse(&status).filter(|s| s.is_terminal()) {
-            *out.entry((RUN_EVENTS.into(), s.event().into()))
-                .or_default() += n;
+            *out.entry((RUN_EVENTS.into(), s.event().into())).or_default() += n;
         }
     }
-    let (depth, crews): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COUNT(DISTINCT crew_id) FROM assignments WHERE status = 'queued'",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (depth, crews): (i64, i64) =
+        conn.query_row("SELECT COUNT(*), COUNT(DISTINCT crew_id) FROM assignments WHERE status = 'queued'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     out.insert((QUEUE.into(), QUEUE_DEPTH.into()), depth);
     out.insert((QUEUE.into(), QUEUE_CREWS.into()), crews);
     Ok(out)
@@ -76,10 +64,7 @@ fn differing<K: Ord + Clone, V: Default + PartialEq + Copy>(
     let keys: std::collections::BTreeSet<&K> = stored.keys().chain(recounted.keys()).collect();
     keys.into_iter()
         .filter_map(|k| {
-            let (s, r) = (
-                stored.get(k).copied().unwrap_or_default(),
-                recounted.get(k).copied().unwrap_or_default(),
-            );
+            let (s, r) = (stored.get(k).copied().unwrap_or_default(), recounted.get(k).copied().unwrap_or_default());
             (s != r).then(|| (k.clone(), s, r))
         })
         .collect()
@@ -90,10 +75,7 @@ fn keyed<K: rusqlite::types::FromSql + Ord, V>(
     sql: &str,
     value: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<V>,
 ) -> Result<BTreeMap<K, V>> {
-    Ok(conn
-        .prepare(sql)?
-        .query_map([], |r| Ok((r.get(0)?, value(r)?)))?
-        .collect::<rusqlite::Result<_>>()?)
+    Ok(conn.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, value(r)?)))?.collect::<rusqlite::Result<_>>()?)
 }
 
 fn pair(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64)> {
@@ -105,14 +87,8 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut drift = Vec::new();
 
-    for ((family, label), stored, recounted) in
-        differing(&stored_counters(&tx)?, &expected_counters(&tx)?)
-    {
-        drift.push(Drift {
-            counter: format!("{family}/{label}"),
-            stored,
-            recounted,
-        });
+    for ((family, label), stored, recounted) in differing(&stored_counters(&tx)?, &expected_counters(&tx)?) {
+        drift.push(Drift { counter: format!("{family}/{label}"), stored, recounted });
         tx.execute(
             "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (family, label) DO UPDATE SET value = excluded.value",
@@ -120,11 +96,7 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
         )?;
     }
 
-    let stored = keyed(
-        &tx,
-        "SELECT crew_id, queued, running FROM crew_counts",
-        pair,
-    )?;
+    let stored = keyed(&tx, "SELECT crew_id, queued, running FROM crew_counts", pair)?;
     let recounted = keyed(
         &tx,
         "SELECT crew_id, SUM(status = 'queued'), SUM(status = 'running') FROM assignments
@@ -132,16 +104,8 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
         pair,
     )?;
     for (crew, s, r) in differing::<i64, _>(&stored, &recounted) {
-        drift.push(Drift {
-            counter: format!("crew_counts/{crew}/queued"),
-            stored: s.0,
-            recounted: r.0,
-        });
-        drift.push(Drift {
-            counter: format!("crew_counts/{crew}/running"),
-            stored: s.1,
-            recounted: r.1,
-        });
+        drift.push(Drift { counter: format!("crew_counts/{crew}/queued"), stored: s.0, recounted: r.0 });
+        drift.push(Drift { counter: format!("crew_counts/{crew}/running"), stored: s.1, recounted: r.1 });
         tx.execute(
             "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
              ON CONFLICT (crew_id) DO UPDATE SET queued = excluded.queued, running = excluded.running",
@@ -150,22 +114,11 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
     }
 
     let stored = keyed(&tx, "SELECT label, calls, cost_nanos FROM llm_series", pair)?;
-    let recounted = keyed(
-        &tx,
-        "SELECT series, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT) FROM llm_calls GROUP BY series",
-        pair,
-    )?;
+    let recounted =
+        keyed(&tx, "SELECT series, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT) FROM llm_calls GROUP BY series", pair)?;
     for (label, s, r) in differing::<String, _>(&stored, &recounted) {
-        drift.push(Drift {
-            counter: format!("llm_series/{label}/calls"),
-            stored: s.0,
-            recounted: r.0,
-        });
-        drift.push(Drift {
-            counter: format!("llm_series/{label}/cost_nanos"),
-            stored: s.1,
-            recounted: r.1,
-        });
+        drift.push(Drift { counter: format!("llm_series/{label}/calls"), stored: s.0, recounted: r.0 });
+        drift.push(Drift { counter: format!("llm_series/{label}/cost_nanos"), stored: s.1, recounted: r.1 });
         tx.execute(
             "INSERT INTO llm_series (label, position, calls, cost_nanos)
              VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), ?2, ?3)

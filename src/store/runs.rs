@@ -28,16 +28,12 @@ pub struct RunRow {
     pub pid: Option<i64>,
 }
 
-const SELECT: &str =
-    "SELECT r.pk, r.id, r.crew_id, c.slug, r.agent_id, a.slug, r.assignment_id, r.trigger,
+const SELECT: &str = "SELECT r.pk, r.id, r.crew_id, c.slug, r.agent_id, a.slug, r.assignment_id, r.trigger,
         r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code, r.pid
      FROM runs r LEFT JOIN crews c ON c.id = r.crew_id LEFT JOIN agents a ON a.id = r.agent_id";
 
 fn named(id: Option<i64>, slug: Option<String>) -> Option<Named> {
-    Some(Named {
-        id: id?,
-        slug: slug?,
-    })
+    Some(Named { id: id?, slug: slug? })
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
@@ -67,9 +63,7 @@ impl RunRow {
             status: self.status.as_str().to_string(),
             crew: self.crew.as_ref().map(|c| c.slug.clone()),
             agent: self.agent.as_ref().map(|a| a.slug.clone()),
-            assignment_id: self
-                .assignment_id
-                .map(|id| ids::format(Kind::Assignment, id)),
+            assignment_id: self.assignment_id.map(|id| ids::format(Kind::Assignment, id)),
             trigger: self.trigger.clone(),
             started_at: time::rfc3339(self.started_at),
             finished_at: time::rfc3339_opt(self.finished_at),
@@ -82,10 +76,7 @@ impl RunRow {
         let mut payload = serde_json::Map::new();
         payload.insert("status".into(), self.status.as_str().into());
         if let Some(a) = self.assignment_id {
-            payload.insert(
-                "assignment_id".into(),
-                ids::format(Kind::Assignment, a).into(),
-            );
+            payload.insert("assignment_id".into(), ids::format(Kind::Assignment, a).into());
         }
         if let Some(e) = &self.error {
             payload.insert("error".into(), e.clone().into());
@@ -116,10 +107,7 @@ impl RunRow {
 }
 
 pub fn by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>> {
-    optional(
-        conn.prepare_cached(&format!("{SELECT} WHERE r.id = ?1"))?
-            .query_row([id], from_row),
-    )
+    optional(conn.prepare_cached(&format!("{SELECT} WHERE r.id = ?1"))?.query_row([id], from_row))
 }
 
 pub fn get(conn: &Connection, id: &str) -> Result<RunRow> {
@@ -196,24 +184,11 @@ pub fn finish(
         )?
         .execute(params![run.pk, status.as_str(), tx.now, error, exit_code])?;
     if changed != 1 {
-        return Err(DomainError::conflict(format!(
-            "run {} is no longer running",
-            run.id
-        )));
+        return Err(DomainError::conflict(format!("run {} is no longer running", run.id)));
     }
-    let run = RunRow {
-        status,
-        finished_at: Some(tx.now),
-        error,
-        exit_code,
-        ..run
-    };
+    let run = RunRow { status, finished_at: Some(tx.now), error, exit_code, ..run };
     counters::run_event(tx, status.event())?;
-    let severity = if status == RunStatus::Completed {
-        "info"
-    } else {
-        "warning"
-    };
+    let severity = if status == RunStatus::Completed { "info" } else { "warning" };
     let summary = match &run.error {
         Some(e) => format!("run {}: {e}", status.as_str()),
         None => format!("run {}", status.as_str()),
@@ -224,20 +199,13 @@ pub fn finish(
 
 /// A terminal report from a run's owner. Idempotent: once terminal, any
 /// report returns the first outcome and writes nothing.
-pub fn report(
-    tx: &mut Tx<'_>,
-    id: &str,
-    status: RunStatus,
-    error: Option<String>,
-) -> Result<RunRow> {
+pub fn report(tx: &mut Tx<'_>, id: &str, status: RunStatus, error: Option<String>) -> Result<RunRow> {
     let run = get(tx, id)?;
     if run.status.is_terminal() {
         return Ok(run);
     }
     if run.managed {
-        return Err(DomainError::conflict(format!(
-            "run {id} is executed by crewshipd; cancel its assignment instead"
-        )));
+        return Err(DomainError::conflict(format!("run {id} is executed by crewshipd; cancel its assignment instead")));
     }
     finish(tx, run, status, error, None)
 }
@@ -258,18 +226,13 @@ pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {
 }
 
 pub fn output(conn: &Connection, pk: i64) -> Result<Option<String>> {
-    optional(
-        conn.prepare_cached("SELECT output FROM run_outputs WHERE run_pk = ?1")?
-            .query_row([pk], |r| r.get(0)),
-    )
+    optional(conn.prepare_cached("SELECT output FROM run_outputs WHERE run_pk = ?1")?.query_row([pk], |r| r.get(0)))
 }
 
 /// Runs crewshipd started that are still marked running.
 pub fn running_managed(conn: &Connection) -> Result<Vec<RunRow>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "{SELECT} WHERE r.status = 'running' AND r.managed = 1"
-        ))?
+        .prepare_cached(&format!("{SELECT} WHERE r.status = 'running' AND r.managed = 1"))?
         .query_map([], from_row)?
         .collect::<rusqlite::Result<_>>()?)
 }

@@ -24,9 +24,7 @@ pub struct Queue {
 pub fn queue(conn: &Connection) -> Result<Queue> {
     let get = |label: &str| -> Result<i64> {
         Ok(conn
-            .prepare_cached(
-                "SELECT COALESCE((SELECT value FROM counters WHERE family = ?1 AND label = ?2), 0)",
-            )?
+            .prepare_cached("SELECT COALESCE((SELECT value FROM counters WHERE family = ?1 AND label = ?2), 0)")?
             .query_row([QUEUE, label], |r| r.get(0))?)
     };
     Ok(Queue {

@@ -15,10 +15,7 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Hub {
-        Hub {
-            connections: AtomicI64::new(0),
-            closing: watch::channel(false).0,
-        }
+        Hub { connections: AtomicI64::new(0), closing: watch::channel(false).0 }
     }
 }
 

@@ -41,8 +41,7 @@ pub async fn handler(
     headers: HeaderMap,
 ) -> Response {
     let client = app.config.trusted_proxies.client_ip(peer, &headers);
-    let authed =
-        clientip::is_loopback(client) || bearer::matches(&headers, app.config.api_token.as_deref());
+    let authed = clientip::is_loopback(client) || bearer::matches(&headers, app.config.api_token.as_deref());
     ws.on_upgrade(move |socket| session(app, socket, authed))
 }
 
@@ -51,25 +50,18 @@ fn text(v: serde_json::Value) -> Message {
 }
 
 async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    };
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
     let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
 /// A browser's alternative to the header: `{"type":"auth","token":…}` as
 /// the first frame, within the configured time.
 async fn first_frame_auth(app: &App, socket: &mut WebSocket) -> bool {
-    let Ok(Some(Ok(Message::Text(t)))) =
-        tokio::time::timeout(app.config.ws_auth_timeout, socket.recv()).await
-    else {
+    let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(app.config.ws_auth_timeout, socket.recv()).await else {
         return false;
     };
     match serde_json::from_str::<ClientFrame>(&t) {
-        Ok(ClientFrame::Auth { token }) => {
-            bearer::token_eq(&token, app.config.api_token.as_deref())
-        }
+        Ok(ClientFrame::Auth { token }) => bearer::token_eq(&token, app.config.api_token.as_deref()),
         _ => false,
     }
 }
@@ -93,11 +85,7 @@ async fn session(app: AppState, mut socket: WebSocket, authed: bool) {
         if !first_frame_auth(&app, &mut socket).await {
             return close(socket, POLICY, "authentication required").await;
         }
-        if socket
-            .send(text(json!({ "type": "auth_ok" })))
-            .await
-            .is_err()
-        {
+        if socket.send(text(json!({ "type": "auth_ok" }))).await.is_err() {
             return;
         }
     }
@@ -166,12 +154,7 @@ mod tests {
 
     #[test]
     fn routing_prefers_the_event_channel() {
-        let e = Event::new(
-            "assignment.queued",
-            Channel::Assignments,
-            Some("alpha".into()),
-            &json!({}),
-        );
+        let e = Event::new("assignment.queued", Channel::Assignments, Some("alpha".into()), &json!({}));
         let mut subs = BTreeSet::new();
         assert_eq!(route(&subs, &e), None);
         subs.insert("crew:alpha".to_string());

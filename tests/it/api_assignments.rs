@@ -47,12 +47,8 @@ async fn failing_command_fails_the_assignment() {
 async fn missing_program_fails_cleanly() {
     let d = Daemon::start().await;
     d.ok("/api/v1/crews", json!({"slug": "alpha", "name": "A"}), 201).await;
-    d.ok(
-        "/api/v1/crews/alpha/agents",
-        json!({"slug": "ghost", "name": "G", "command": ["/definitely/not/here"]}),
-        201,
-    )
-    .await;
+    d.ok("/api/v1/crews/alpha/agents", json!({"slug": "ghost", "name": "G", "command": ["/definitely/not/here"]}), 201)
+        .await;
     let done = d.run_to_end("alpha", "ghost", "t").await;
     assert_eq!(done["status"], "failed");
     assert!(done["error_message"].as_str().unwrap().contains("cannot start"), "{done}");

@@ -43,7 +43,8 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
         "invalid_type",
     );
     assert_error(
-        &d.post("/api/v1/llm-calls", json!({"provider": "a", "model": "m", "input_tokens": 1.5, "output_tokens": 1})).await,
+        &d.post("/api/v1/llm-calls", json!({"provider": "a", "model": "m", "input_tokens": 1.5, "output_tokens": 1}))
+            .await,
         400,
         "invalid_type",
     );
@@ -92,8 +93,16 @@ async fn bad_input_gets_4xx_and_writes_nothing() {
     ] {
         assert_error(&d.post("/api/v1/llm-calls", body.clone()).await, 422, "invalid");
     }
-    assert_error(&d.post("/api/v1/journal", json!({"entry_type": "run.completed", "summary": "x"})).await, 422, "invalid");
-    assert_error(&d.post("/api/v1/journal", json!({"entry_type": "note", "summary": "x", "severity": "loud"})).await, 422, "invalid");
+    assert_error(
+        &d.post("/api/v1/journal", json!({"entry_type": "run.completed", "summary": "x"})).await,
+        422,
+        "invalid",
+    );
+    assert_error(
+        &d.post("/api/v1/journal", json!({"entry_type": "note", "summary": "x", "severity": "loud"})).await,
+        422,
+        "invalid",
+    );
     assert_error(&d.post("/api/v1/runs", json!({"agent": "worker"})).await, 422, "invalid");
     for q in ["limit=0", "limit=501", "limit=x", "cursor=%21%21", "status=sleeping", "crew=nowhere"] {
         assert_error(&d.get(&format!("/api/v1/assignments?{q}")).await, 422, "invalid");

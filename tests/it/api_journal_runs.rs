@@ -28,7 +28,8 @@ async fn reported_runs_count_once() {
     assert_eq!(sample(&page, "crewshipd_agent_run_events_total", Some(("event", "failed"))), Some(1.0));
     assert_eq!(sample(&page, "crewshipd_agent_run_events_total", Some(("event", "completed"))), Some(0.0));
     let entries = d.get(&format!("/api/v1/journal?trace_id={id}")).await.body;
-    let types: Vec<&str> = entries["items"].as_array().unwrap().iter().map(|e| e["entry_type"].as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        entries["items"].as_array().unwrap().iter().map(|e| e["entry_type"].as_str().unwrap()).collect();
     assert_eq!(types, vec!["run.failed", "run.started"]);
 
     // A run with neither crew nor agent is fine; an agent id implies its crew.
@@ -39,7 +40,8 @@ async fn reported_runs_count_once() {
 
     // Runs crewshipd executes are its own to report.
     let done = d.run_to_end("alpha", "worker", "t").await;
-    let managed = d.patch(&format!("/api/v1/runs/{}", done["run_id"].as_str().unwrap()), json!({"status": "failed"})).await;
+    let managed =
+        d.patch(&format!("/api/v1/runs/{}", done["run_id"].as_str().unwrap()), json!({"status": "failed"})).await;
     assert_eq!(managed.status, 200, "terminal already: the first outcome comes back");
     assert_eq!(managed.body["status"], "completed");
 }
@@ -61,7 +63,8 @@ async fn journal_filters_and_pages() {
         assert_eq!(e["payload"]["i"], i);
     }
     let alpha = d.get("/api/v1/journal?type=note.deploy&crew=alpha").await.body;
-    let summaries: Vec<&str> = alpha["items"].as_array().unwrap().iter().map(|e| e["summary"].as_str().unwrap()).collect();
+    let summaries: Vec<&str> =
+        alpha["items"].as_array().unwrap().iter().map(|e| e["summary"].as_str().unwrap()).collect();
     assert_eq!(summaries, vec!["n4", "n2", "n0"], "newest first");
     let prefixed = d.get("/api/v1/journal?type=note.*").await.body;
     assert_eq!(prefixed["items"].as_array().unwrap().len(), 5);

@@ -9,8 +9,9 @@ async fn calls_are_priced_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let card = dir.path().join("rates.json");
     std::fs::write(&card, r#"{"models":[{"provider":"acme","model":"rocket","input":2.0,"output":4.0}]}"#).unwrap();
-    let d = Daemon::start_with(&[("CREWSHIP_RATE_CARD", card.to_str().unwrap()), ("CREWSHIP_METRICS_CACHE_TTL", "1ms")])
-        .await;
+    let d =
+        Daemon::start_with(&[("CREWSHIP_RATE_CARD", card.to_str().unwrap()), ("CREWSHIP_METRICS_CACHE_TTL", "1ms")])
+            .await;
     d.crew_with_agent("alpha", 1, "true").await;
 
     let priced = d
@@ -24,11 +25,19 @@ async fn calls_are_priced_and_reported() {
     assert_eq!(priced["cost_usd"], 4.5);
     assert_eq!(priced["provider"], "anthropic");
     let overridden = d
-        .ok("/api/v1/llm-calls", json!({"provider": "acme", "model": "rocket-2", "input_tokens": 500_000, "output_tokens": 250_000}), 201)
+        .ok(
+            "/api/v1/llm-calls",
+            json!({"provider": "acme", "model": "rocket-2", "input_tokens": 500_000, "output_tokens": 250_000}),
+            201,
+        )
         .await;
     assert_eq!(overridden["cost_usd"], 2.0);
     let given = d
-        .ok("/api/v1/llm-calls", json!({"provider": "ANTHROPIC", "model": "x", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.25}), 201)
+        .ok(
+            "/api/v1/llm-calls",
+            json!({"provider": "ANTHROPIC", "model": "x", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.25}),
+            201,
+        )
         .await;
     assert_eq!(given["cost_usd"], 0.25);
     let flat = d
@@ -40,7 +49,11 @@ async fn calls_are_priced_and_reported() {
         .await;
     assert_eq!(flat["cost_usd"], 0.0);
     let unknown = d
-        .ok("/api/v1/llm-calls", json!({"provider": "openai", "model": "mystery", "input_tokens": 9, "output_tokens": 9}), 201)
+        .ok(
+            "/api/v1/llm-calls",
+            json!({"provider": "openai", "model": "mystery", "input_tokens": 9, "output_tokens": 9}),
+            201,
+        )
         .await;
     assert_eq!((unknown["cost_usd"].as_f64(), unknown["priced"].as_bool()), (Some(0.0), Some(false)));
 

@@ -10,7 +10,9 @@ async fn await_pipeline_run(d: &Daemon, ws: &mut crate::common::ws::Client, id: 
         return current;
     }
     ws.next_matching(|f| {
-        f["channel"] == "pipeline_runs" && f["data"]["id"] == id && statuses.contains(&f["data"]["status"].as_str().unwrap_or_default())
+        f["channel"] == "pipeline_runs"
+            && f["data"]["id"] == id
+            && statuses.contains(&f["data"]["status"].as_str().unwrap_or_default())
     })
     .await;
     d.get(&format!("/api/v1/pipeline-runs/{id}")).await.body
@@ -57,7 +59,10 @@ async fn pipeline_validation() {
         assert_eq!(r.status, 422, "{steps}: {}", r.text);
     }
     d.ok("/api/v1/pipelines", json!({"slug": "pp", "name": "P", "steps": [step("a", "x")]}), 201).await;
-    assert_eq!(d.post("/api/v1/pipelines", json!({"slug": "pp", "name": "P", "steps": [step("a", "x")]})).await.status, 409);
+    assert_eq!(
+        d.post("/api/v1/pipelines", json!({"slug": "pp", "name": "P", "steps": [step("a", "x")]})).await.status,
+        409
+    );
     let missing_input = d.post("/api/v1/pipelines/pp/runs", json!({"inputs": {}})).await;
     assert_eq!(missing_input.status, 201, "the step uses no inputs");
     let p2 = json!({"slug": "p2", "name": "P", "steps": [step("a", "{{inputs.topic}}")]});

@@ -9,12 +9,7 @@ use crate::common::{Daemon, PATIENCE, sample};
 const HOUR_MS: i64 = 3_600_000;
 
 async fn journal(d: &Daemon, query: &str) -> Vec<Value> {
-    d.get(&format!("/api/v1/journal?limit=500{query}"))
-        .await
-        .body["items"]
-        .as_array()
-        .unwrap()
-        .clone()
+    d.get(&format!("/api/v1/journal?limit=500{query}")).await.body["items"].as_array().unwrap().clone()
 }
 
 #[tokio::test]
@@ -56,57 +51,26 @@ async fn old_entries_move_then_expire_and_counters_never_drop() {
     let expired = format!("&trace_id={}", runs[0]["run_id"].as_str().unwrap());
     // The sweep is periodic with no event to await; poll its visible effect.
     while !journal(&d, &expired).await.is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "retention never deleted the oldest entries"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "retention never deleted the oldest entries");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let archived = journal(
-        &d,
-        &format!("&trace_id={}", runs[1]["run_id"].as_str().unwrap()),
-    )
-    .await;
+    let archived = journal(&d, &format!("&trace_id={}", runs[1]["run_id"].as_str().unwrap())).await;
     assert!(!archived.is_empty());
-    assert!(
-        archived.iter().all(|e| e["archived"] == true),
-        "{archived:?}"
-    );
-    let types: Vec<&str> = archived
-        .iter()
-        .map(|e| e["entry_type"].as_str().unwrap())
-        .collect();
+    assert!(archived.iter().all(|e| e["archived"] == true), "{archived:?}");
+    let types: Vec<&str> = archived.iter().map(|e| e["entry_type"].as_str().unwrap()).collect();
     assert!(types.contains(&"run.started") && types.contains(&"run.completed"));
-    let recent = journal(
-        &d,
-        &format!("&trace_id={}", runs[2]["run_id"].as_str().unwrap()),
-    )
-    .await;
+    let recent = journal(&d, &format!("&trace_id={}", runs[2]["run_id"].as_str().unwrap())).await;
     assert!(!recent.is_empty() && recent.iter().all(|e| e["archived"] == false));
     // One history, newest first, across both tables.
     let all = journal(&d, "").await;
     assert!(all.len() < total + 10 && all.len() > archived.len());
-    let ids: Vec<i64> = all
-        .iter()
-        .map(|e| e["id"].as_str().unwrap()[4..].parse().unwrap())
-        .collect();
+    let ids: Vec<i64> = all.iter().map(|e| e["id"].as_str().unwrap()[4..].parse().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
     // Counters are running totals: archiving and pruning change nothing.
     let page = d.metrics().await;
     for event in ["started", "completed"] {
-        let before = sample(
-            &events_before,
-            "crewshipd_agent_run_events_total",
-            Some(("event", event)),
-        );
-        assert_eq!(
-            sample(
-                &page,
-                "crewshipd_agent_run_events_total",
-                Some(("event", event))
-            ),
-            before
-        );
+        let before = sample(&events_before, "crewshipd_agent_run_events_total", Some(("event", event)));
+        assert_eq!(sample(&page, "crewshipd_agent_run_events_total", Some(("event", event))), before);
         assert_eq!(before, Some(3.0));
     }
 }

@@ -49,20 +49,11 @@ async fn apply(
     bad: &str,
     n: usize,
 ) {
-    let crew = |i: usize| {
-        crews
-            .get(i % crews.len().max(1))
-            .cloned()
-            .unwrap_or_else(|| "none".into())
-    };
+    let crew = |i: usize| crews.get(i % crews.len().max(1)).cloned().unwrap_or_else(|| "none".into());
     match op {
         Op::Crew => {
             let slug = format!("crew-{n}");
-            d.post(
-                "/api/v1/crews",
-                json!({"slug": slug, "name": "c", "max_concurrent_agents": 2}),
-            )
-            .await;
+            d.post("/api/v1/crews", json!({"slug": slug, "name": "c", "max_concurrent_agents": 2})).await;
             crews.push(slug);
         }
         Op::Agent { crew: c, fails } => {
@@ -74,20 +65,9 @@ async fn apply(
             .await;
         }
         Op::Assign { crew: c, agent } => {
-            let agents = d
-                .get(&format!("/api/v1/crews/{}/agents", crew(*c)))
-                .await
-                .body;
-            if let Some(a) = agents["items"]
-                .as_array()
-                .and_then(|a| a.get(*agent % a.len().max(1)))
-            {
-                let r = d
-                    .post(
-                        "/api/v1/assignments",
-                        json!({"crew": crew(*c), "agent": a["id"], "task": "t"}),
-                    )
-                    .await;
+            let agents = d.get(&format!("/api/v1/crews/{}/agents", crew(*c))).await.body;
+            if let Some(a) = agents["items"].as_array().and_then(|a| a.get(*agent % a.len().max(1))) {
+                let r = d.post("/api/v1/assignments", json!({"crew": crew(*c), "agent": a["id"], "task": "t"})).await;
                 if let Some(id) = r.body["id"].as_str() {
                     assignments.push(id.to_string());
                 }
@@ -95,57 +75,30 @@ async fn apply(
         }
         Op::Cancel { assignment } => {
             if let Some(id) = assignments.get(*assignment % assignments.len().max(1)) {
-                d.post(&format!("/api/v1/assignments/{id}/cancel"), json!({}))
-                    .await;
+                d.post(&format!("/api/v1/assignments/{id}/cancel"), json!({})).await;
             }
         }
         Op::DeleteCrew { crew: c } => {
             d.delete(&format!("/api/v1/crews/{}", crew(*c))).await;
         }
         Op::DeleteAgent { crew: c, agent } => {
-            let agents = d
-                .get(&format!("/api/v1/crews/{}/agents", crew(*c)))
-                .await
-                .body;
-            if let Some(a) = agents["items"]
-                .as_array()
-                .and_then(|a| a.get(*agent % a.len().max(1)))
-            {
-                d.delete(&format!(
-                    "/api/v1/crews/{}/agents/{}",
-                    crew(*c),
-                    a["id"].as_str().unwrap()
-                ))
-                .await;
+            let agents = d.get(&format!("/api/v1/crews/{}/agents", crew(*c))).await.body;
+            if let Some(a) = agents["items"].as_array().and_then(|a| a.get(*agent % a.len().max(1))) {
+                d.delete(&format!("/api/v1/crews/{}/agents/{}", crew(*c), a["id"].as_str().unwrap())).await;
             }
         }
         Op::Budget { crew: c, max } => {
-            d.patch(
-                &format!("/api/v1/crews/{}", crew(*c)),
-                json!({"max_concurrent_agents": max}),
-            )
-            .await;
+            d.patch(&format!("/api/v1/crews/{}", crew(*c)), json!({"max_concurrent_agents": max})).await;
         }
         Op::ReportedRun { status } => {
-            let run = d
-                .post("/api/v1/runs", json!({"trigger": "prop"}))
-                .await
-                .body;
+            let run = d.post("/api/v1/runs", json!({"trigger": "prop"})).await.body;
             let status = ["completed", "failed", "cancelled", "timeout", "running"][*status];
             if status != "running" {
-                d.patch(
-                    &format!("/api/v1/runs/{}", run["id"].as_str().unwrap()),
-                    json!({"status": status}),
-                )
-                .await;
+                d.patch(&format!("/api/v1/runs/{}", run["id"].as_str().unwrap()), json!({"status": status})).await;
             }
         }
         Op::LlmCall { provider, cents } => {
-            let name = if provider % 3 == 0 {
-                format!("Provider-{provider}")
-            } else {
-                format!("provider-{provider}")
-            };
+            let name = if provider % 3 == 0 { format!("Provider-{provider}") } else { format!("provider-{provider}") };
             d.post(
                 "/api/v1/llm-calls",
                 json!({"provider": name, "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": f64::from(*cents) / 100.0}),
@@ -153,31 +106,16 @@ async fn apply(
             .await;
         }
         Op::Pipeline { crew: c, dry } => {
-            let agents = d
-                .get(&format!("/api/v1/crews/{}/agents", crew(*c)))
-                .await
-                .body;
+            let agents = d.get(&format!("/api/v1/crews/{}/agents", crew(*c))).await.body;
             if let Some(a) = agents["items"].as_array().and_then(|a| a.first()) {
                 let slug = format!("pipe-{n}");
                 let steps = json!([{"id": "s", "crew": crew(*c), "agent": a["id"], "task": "x"}]);
-                d.post(
-                    "/api/v1/pipelines",
-                    json!({"slug": slug, "name": "p", "steps": steps}),
-                )
-                .await;
-                d.post(
-                    &format!("/api/v1/pipelines/{slug}/runs"),
-                    json!({"dry_run": dry}),
-                )
-                .await;
+                d.post("/api/v1/pipelines", json!({"slug": slug, "name": "p", "steps": steps})).await;
+                d.post(&format!("/api/v1/pipelines/{slug}/runs"), json!({"dry_run": dry})).await;
             }
         }
         Op::Note => {
-            d.post(
-                "/api/v1/journal",
-                json!({"entry_type": "note", "summary": "n"}),
-            )
-            .await;
+            d.post("/api/v1/journal", json!({"entry_type": "note", "summary": "n"})).await;
         }
     }
 }
@@ -210,8 +148,12 @@ async fn startup_check_repairs_a_corrupted_counter() {
     let d = Daemon::start().await;
     d.crew_with_agent("alpha", 1, "true").await;
     d.run_to_end("alpha", "worker", "t").await;
-    d.ok("/api/v1/llm-calls", json!({"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 1.5}), 201)
-        .await;
+    d.ok(
+        "/api/v1/llm-calls",
+        json!({"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 1.5}),
+        201,
+    )
+    .await;
     let (_, dir) = d.terminate().await;
     let conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
     conn.execute_batch(
@@ -225,48 +167,13 @@ async fn startup_check_repairs_a_corrupted_counter() {
 
     let d = Daemon::start_in(dir, &[]).await;
     let page = d.metrics().await;
-    assert_eq!(
-        sample(
-            &page,
-            "crewshipd_assignments",
-            Some(("status", "completed"))
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &page,
-            "crewshipd_agent_run_events_total",
-            Some(("event", "started"))
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(&page, "crewshipd_llm_calls_total", Some(("provider", "p"))),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(
-            &page,
-            "crewshipd_llm_cost_usd_total",
-            Some(("provider", "p"))
-        ),
-        Some(1.5)
-    );
-    assert_eq!(
-        sample(&page, "crewshipd_assignment_queue_depth_max", None),
-        Some(0.0)
-    );
+    assert_eq!(sample(&page, "crewshipd_assignments", Some(("status", "completed"))), Some(1.0));
+    assert_eq!(sample(&page, "crewshipd_agent_run_events_total", Some(("event", "started"))), Some(1.0));
+    assert_eq!(sample(&page, "crewshipd_llm_calls_total", Some(("provider", "p"))), Some(1.0));
+    assert_eq!(sample(&page, "crewshipd_llm_cost_usd_total", Some(("provider", "p"))), Some(1.5));
+    assert_eq!(sample(&page, "crewshipd_assignment_queue_depth_max", None), Some(0.0));
     let log = d.log();
-    for counter in [
-        "assignments/completed",
-        "run_events/started",
-        "llm_series/p/calls",
-        "crew_counts/1/queued",
-    ] {
-        assert!(
-            log.contains("counter drift repaired") && log.contains(counter),
-            "{counter} not reported:\n{log}"
-        );
+    for counter in ["assignments/completed", "run_events/started", "llm_series/p/calls", "crew_counts/1/queued"] {
+        assert!(log.contains("counter drift repaired") && log.contains(counter), "{counter} not reported:\n{log}");
     }
 }

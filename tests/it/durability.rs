@@ -27,26 +27,23 @@ async fn restart_keeps_all_data() {
     let d = Daemon::start().await;
     d.crew_with_agent("alpha", 1, "echo out").await;
     let done = d.run_to_end("alpha", "worker", "t").await;
-    d.ok("/api/v1/llm-calls", json!({"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 2}), 201)
-        .await;
+    d.ok(
+        "/api/v1/llm-calls",
+        json!({"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 2}),
+        201,
+    )
+    .await;
     let before = snapshot(&d).await;
     let d = d.restart().await;
     assert_eq!(snapshot(&d).await, before);
-    let out = d
-        .get(&format!(
-            "/api/v1/runs/{}/output",
-            done["run_id"].as_str().unwrap()
-        ))
-        .await
-        .text;
+    let out = d.get(&format!("/api/v1/runs/{}/output", done["run_id"].as_str().unwrap())).await.text;
     assert_eq!(out.trim(), "out");
 }
 
 #[tokio::test]
 async fn kill_nine_loses_no_acknowledged_write() {
     let d = Daemon::start().await;
-    d.ok("/api/v1/crews", json!({"slug": "alpha", "name": "A"}), 201)
-        .await;
+    d.ok("/api/v1/crews", json!({"slug": "alpha", "name": "A"}), 201).await;
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let base = d.base.clone();
     // Writers post journal entries and LLM calls as fast as they can.
@@ -87,31 +84,15 @@ async fn kill_nine_loses_no_acknowledged_write() {
             None => "/api/v1/journal?type=note&limit=500".to_string(),
         };
         let page = d.get(&path).await.body;
-        stored.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["summary"].as_str().unwrap().to_string()),
-        );
+        stored.extend(page["items"].as_array().unwrap().iter().map(|e| e["summary"].as_str().unwrap().to_string()));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_string()),
             None => break,
         }
     }
     let spend = d.get("/api/v1/paymaster/spend?group_by=model").await.body;
-    stored.extend(
-        spend["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["key"].as_str().unwrap().to_string()),
-    );
+    stored.extend(spend["rows"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap().to_string()));
     let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost: {lost:?}",
-        lost.len()
-    );
+    assert!(lost.is_empty(), "{} acknowledged writes lost: {lost:?}", lost.len());
     assert!(acked.len() >= 400);
 }

@@ -59,10 +59,12 @@ async fn kill_nine_mid_run_requeues_and_reruns() {
     let journal = d.get(&format!("/api/v1/journal?trace_id={old_run}&type=run.cancelled")).await.body;
     assert_eq!(journal["items"].as_array().unwrap().len(), 1);
     // The old process did not survive its daemon.
-    assert!(!std::path::Path::new(&format!("/proc/{old_pid}")).exists() || {
-        let stat = std::fs::read_to_string(format!("/proc/{old_pid}/stat")).unwrap_or_default();
-        stat.contains(") Z")
-    });
+    assert!(
+        !std::path::Path::new(&format!("/proc/{old_pid}")).exists() || {
+            let stat = std::fs::read_to_string(format!("/proc/{old_pid}/stat")).unwrap_or_default();
+            stat.contains(") Z")
+        }
+    );
     // Work queued behind it keeps its place and runs too.
     let b = d.await_assignment(&mut ws, waiting["id"].as_str().unwrap(), &["completed"]).await;
     assert_eq!(b["attempts"], 1);

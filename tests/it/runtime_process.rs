@@ -52,7 +52,11 @@ async fn a_timeout_kills_the_whole_process_group() {
 async fn a_finished_run_leaves_no_stragglers() {
     let d = Daemon::start().await;
     let pidfile = d.data_dir().join("bg.pid");
-    let agent = script(d.data_dir(), "bg.sh", &format!("sleep 300 >/dev/null 2>&1 & echo $! > {}; echo done", pidfile.display()));
+    let agent = script(
+        d.data_dir(),
+        "bg.sh",
+        &format!("sleep 300 >/dev/null 2>&1 & echo $! > {}; echo done", pidfile.display()),
+    );
     d.ok("/api/v1/crews", json!({"slug": "tk", "name": "T"}), 201).await;
     d.ok("/api/v1/crews/tk/agents", json!({"slug": "wk", "name": "W", "command": [agent]}), 201).await;
     let done = d.run_to_end("tk", "wk", "x").await;
@@ -71,8 +75,12 @@ async fn output_is_bounded_to_its_tail_and_env_is_set() {
          echo \"ids $CREWSHIP_ASSIGNMENT_ID $CREWSHIP_RUN_ID $CREWSHIP_CREW $CREWSHIP_AGENT $EXTRA token=${CREWSHIP_API_TOKEN:-none}\"",
     );
     d.ok("/api/v1/crews", json!({"slug": "tk", "name": "T"}), 201).await;
-    d.ok("/api/v1/crews/tk/agents", json!({"slug": "wk", "name": "W", "command": [agent], "env": {"EXTRA": "xtra"}}), 201)
-        .await;
+    d.ok(
+        "/api/v1/crews/tk/agents",
+        json!({"slug": "wk", "name": "W", "command": [agent], "env": {"EXTRA": "xtra"}}),
+        201,
+    )
+    .await;
     let done = d.run_to_end("tk", "wk", "x").await;
     let run_id = done["run_id"].as_str().unwrap();
     let out = d.get(&format!("/api/v1/runs/{run_id}/output")).await.text;

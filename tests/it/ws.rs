@@ -18,21 +18,14 @@ async fn ws_connections(d: &Daemon) -> f64 {
 async fn gauge_reaches(d: &Daemon, n: f64) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while ws_connections(d).await != n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "ws_connections never reached {n}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "ws_connections never reached {n}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 #[tokio::test]
 async fn auth_by_header_first_frame_or_loopback() {
-    let d = Daemon::start_with(&[
-        ("CREWSHIP_API_TOKEN", "tok"),
-        ("CREWSHIP_WS_AUTH_TIMEOUT", "300ms"),
-    ])
-    .await;
+    let d = Daemon::start_with(&[("CREWSHIP_API_TOKEN", "tok"), ("CREWSHIP_WS_AUTH_TIMEOUT", "300ms")]).await;
     // Loopback needs nothing.
     let mut local = d.ws().await;
     local.subscribe(&["journal"]).await;
@@ -51,18 +44,11 @@ async fn auth_by_header_first_frame_or_loopback() {
     let mut silent = Client::connect(&d.base, &[REMOTE]).await;
     assert_eq!(silent.next().await.unwrap()["closed"], 1008);
     let mut subscribing = Client::connect(&d.base, &[REMOTE]).await;
-    subscribing
-        .send(json!({"type": "subscribe", "channels": ["journal"]}))
-        .await;
+    subscribing.send(json!({"type": "subscribe", "channels": ["journal"]})).await;
     assert_eq!(subscribing.next().await.unwrap()["closed"], 1008);
     // Only the three authenticated sessions count.
     assert_eq!(ws_connections(&d).await, 3.0);
-    d.ok(
-        "/api/v1/journal",
-        json!({"entry_type": "note", "summary": "hello"}),
-        201,
-    )
-    .await;
+    d.ok("/api/v1/journal", json!({"entry_type": "note", "summary": "hello"}), 201).await;
     for c in [&mut local, &mut header, &mut frame] {
         let e = c.next_matching(|f| f["type"] == "journal.entry").await;
         assert_eq!(e["data"]["summary"], "hello");
@@ -81,8 +67,7 @@ async fn channels_and_event_order() {
     let mut all = d.ws().await;
     all.subscribe(&["assignments", "runs"]).await;
     let mut bad = d.ws().await;
-    bad.send(json!({"type": "subscribe", "channels": ["nonsense"]}))
-        .await;
+    bad.send(json!({"type": "subscribe", "channels": ["nonsense"]})).await;
     assert_eq!(bad.next().await.unwrap()["type"], "error");
     bad.send(json!({"type": "ping"})).await;
     assert_eq!(bad.next().await.unwrap()["type"], "pong");
@@ -93,9 +78,7 @@ async fn channels_and_event_order() {
     let run_id = a["run_id"].clone();
     let mut seen = Vec::new();
     while seen.last().map(String::as_str) != Some("assignment.completed") {
-        let f = all
-            .next_matching(|f| f["data"]["id"] == a["id"] || f["data"]["id"] == run_id)
-            .await;
+        let f = all.next_matching(|f| f["data"]["id"] == a["id"] || f["data"]["id"] == run_id).await;
         seen.push(f["type"].as_str().unwrap().to_string());
     }
     assert_eq!(
@@ -113,21 +96,15 @@ async fn channels_and_event_order() {
     let first = crew.next().await.unwrap();
     assert_eq!(first["channel"], "crew:beta");
     assert_eq!(first["data"]["crew"], "beta", "{first}");
-    let done = crew
-        .next_matching(|f| f["type"] == "assignment.completed")
-        .await;
+    let done = crew.next_matching(|f| f["type"] == "assignment.completed").await;
     assert_eq!(done["data"]["id"], b["id"]);
     // Unsubscribed: nothing more arrives; a ping proves the line is live.
-    crew.send(json!({"type": "unsubscribe", "channels": ["crew:beta"]}))
-        .await;
+    crew.send(json!({"type": "unsubscribe", "channels": ["crew:beta"]})).await;
     crew.next_matching(|f| f["type"] == "subscribed").await;
     d.run_to_end("beta", "worker", "c").await;
     crew.send(json!({"type": "ping"})).await;
     let next = crew.next().await.unwrap();
-    assert_eq!(
-        next["type"], "pong",
-        "an event arrived after unsubscribing: {next}"
-    );
+    assert_eq!(next["type"], "pong", "an event arrived after unsubscribing: {next}");
 }
 
 #[tokio::test]
@@ -148,12 +125,7 @@ async fn a_client_that_stops_reading_is_dropped_without_stalling_others() {
             let client = reqwest::Client::builder().no_proxy().build().unwrap();
             for i in 0..posts {
                 let body = json!({"entry_type": "bulk", "summary": format!("e{i}"), "payload": {"blob": payload}});
-                let r = client
-                    .post(format!("{base}/api/v1/journal"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = client.post(format!("{base}/api/v1/journal")).json(&body).send().await.unwrap();
                 assert_eq!(r.status(), 201);
             }
         })

@@ -180,9 +180,8 @@ impl Daemon {
 
     /// A crew with one agent running `script` under `sh -c`.
     pub async fn crew_with_agent(&self, slug: &str, max: i64, script: &str) -> (Value, Value) {
-        let crew = self
-            .ok("/api/v1/crews", json!({"slug": slug, "name": slug, "max_concurrent_agents": max}), 201)
-            .await;
+        let crew =
+            self.ok("/api/v1/crews", json!({"slug": slug, "name": slug, "max_concurrent_agents": max}), 201).await;
         let agent = self
             .ok(
                 &format!("/api/v1/crews/{slug}/agents"),

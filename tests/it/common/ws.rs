@@ -40,9 +40,7 @@ impl Client {
     /// (with the close code, if any, in `closed`).
     pub async fn next(&mut self) -> Option<Value> {
         loop {
-            let msg = tokio::time::timeout(PATIENCE, self.stream.next())
-                .await
-                .expect("no websocket frame in time")?;
+            let msg = tokio::time::timeout(PATIENCE, self.stream.next()).await.expect("no websocket frame in time")?;
             match msg {
                 Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("json frame")),
                 Ok(Message::Close(frame)) => {
