@@ -66,7 +66,8 @@ impl DbSnapshot {
 type Results =
     (Result<Labeled>, Result<Queue>, Result<Labeled>, Result<Labeled>, Result<Vec<(String, i64, i64)>>, Result<i64>);
 
-async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
+/// Computes a snapshot; a failed collector keeps its value from `prev`.
+pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
     let taken_at = Instant::now();
     let read = store
         .read(|conn| {

@@ -6,6 +6,7 @@ use rusqlite::{Connection, params};
 
 use super::Tx;
 use crate::domain::Result;
+use crate::domain::provider::{self, SeriesLabel};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus};
 
 pub const ASSIGNMENTS: &str = "assignments";
@@ -15,7 +16,7 @@ pub const QUEUE: &str = "queue";
 pub const QUEUE_DEPTH: &str = "depth";
 pub const QUEUE_CREWS: &str = "crews";
 
-pub fn add(conn: &Connection, family: &str, label: &str, delta: i64) -> Result<()> {
+fn add(conn: &Connection, family: &str, label: &str, delta: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (family, label) DO UPDATE SET value = value + excluded.value",
@@ -59,6 +60,9 @@ pub fn assignment_moved(tx: &Tx<'_>, crew_id: i64, from: Option<AssignmentStatus
 }
 
 pub fn pipeline_run_moved(tx: &Tx<'_>, from: Option<PipelineRunStatus>, to: PipelineRunStatus) -> Result<()> {
+    if !tx.counting() {
+        return Ok(());
+    }
     if let Some(from) = from {
         add(tx, PIPELINE_RUNS, from.as_str(), -1)?;
     }
@@ -67,7 +71,38 @@ pub fn pipeline_run_moved(tx: &Tx<'_>, from: Option<PipelineRunStatus>, to: Pipe
 
 /// One run lifecycle event (`started`, `completed`, …). Never decremented.
 pub fn run_event(tx: &Tx<'_>, event: &str) -> Result<()> {
+    if !tx.counting() {
+        return Ok(());
+    }
     add(tx, RUN_EVENTS, event, 1)
+}
+
+/// Counts one LLM call of a (normalized) provider and returns the series
+/// label it counts under: its own among the first `MAX_OWN_SERIES`
+/// providers, `other` after that.
+pub fn llm_call(tx: &Tx<'_>, provider: &str, cost_nanos: i64) -> Result<String> {
+    if !tx.counting() {
+        return Ok(provider.to_string());
+    }
+    let own: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)")?
+        .query_row([provider], |r| r.get(0))?;
+    let own_count: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> ?1")?
+        .query_row([provider::OTHER], |r| r.get(0))?;
+    let label = match provider::series_label(provider, own, own_count) {
+        SeriesLabel::Own | SeriesLabel::NewOwn => provider,
+        SeriesLabel::Other => provider::OTHER,
+    };
+    // Position orders the series by first appearance (`other` is listed last
+    // whatever its position).
+    let position = own_count + 1;
+    tx.prepare_cached(
+        "INSERT INTO llm_series (label, position, calls, cost_nanos) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (label) DO UPDATE SET calls = calls + 1, cost_nanos = cost_nanos + excluded.cost_nanos",
+    )?
+    .execute(params![label, position, cost_nanos])?;
+    Ok(label.to_string())
 }
 
 /// Running agents of a crew now (the dispatcher's budget check).

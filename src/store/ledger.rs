@@ -2,10 +2,9 @@
 
 use rusqlite::{Connection, params};
 
-use super::{Tx, optional};
+use super::{Tx, counters, optional};
 use crate::domain::ids::{self, Kind};
 use crate::domain::pricing::{self, Tokens};
-use crate::domain::provider::{self, SeriesLabel};
 use crate::domain::types::{LlmCallRecorded, SpendRow};
 use crate::domain::{DomainError, Result};
 
@@ -24,32 +23,8 @@ pub struct NewCall {
     pub run_id: Option<String>,
 }
 
-/// The series a provider's calls count under, creating its own series if
-/// it is among the first `MAX_OWN_SERIES` providers.
-fn series_for(tx: &Tx<'_>, provider: &str) -> Result<String> {
-    let own: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)")?
-        .query_row([provider], |r| r.get(0))?;
-    let own_count: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> ?1")?
-        .query_row([provider::OTHER], |r| r.get(0))?;
-    Ok(match provider::series_label(provider, own, own_count) {
-        SeriesLabel::Own => provider.to_string(),
-        SeriesLabel::NewOwn => {
-            tx.prepare_cached("INSERT INTO llm_series (label, position) VALUES (?1, ?2)")?
-                .execute(params![provider, own_count + 1])?;
-            provider.to_string()
-        }
-        SeriesLabel::Other => {
-            tx.prepare_cached("INSERT INTO llm_series (label, position) VALUES (?1, 0) ON CONFLICT DO NOTHING")?
-                .execute([provider::OTHER])?;
-            provider::OTHER.to_string()
-        }
-    })
-}
-
 pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
-    let series = series_for(tx, &call.provider)?;
+    let series = counters::llm_call(tx, &call.provider, call.cost_nanos)?;
     let t = call.tokens;
     let id: i64 = tx
         .prepare_cached(
@@ -76,8 +51,6 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
             ],
             |r| r.get(0),
         )?;
-    tx.prepare_cached("UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1")?
-        .execute(params![series, call.cost_nanos])?;
     Ok(LlmCallRecorded {
         id: ids::format(Kind::LlmCall, id),
         provider: call.provider,

@@ -56,6 +56,9 @@ pub struct Tx<'c> {
     events: Vec<Event>,
     /// One clock reading per transaction, so every row it writes agrees.
     pub now: i64,
+    /// False only in the benchmark variant that measures what counter
+    /// maintenance costs.
+    counting: bool,
 }
 
 impl<'c> Deref for Tx<'c> {
@@ -69,6 +72,10 @@ impl Tx<'_> {
     pub fn emit(&mut self, event: Event) {
         self.events.push(event);
     }
+
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
 }
 
 struct Inner {
@@ -77,6 +84,7 @@ struct Inner {
     reader_slots: Semaphore,
     events: broadcast::Sender<Arc<Event>>,
     path: PathBuf,
+    maintain_counters: bool,
 }
 
 #[derive(Clone)]
@@ -103,6 +111,12 @@ impl Store {
     /// Opens (creating if needed) the database and brings its schema up to
     /// date. Refuses a database migrated by a newer crewshipd.
     pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>) -> Result<Store> {
+        Store::open_with(path, events, true)
+    }
+
+    /// `maintain_counters: false` is for benchmarks only: it measures the
+    /// write path without its counters. Metrics of such a store are wrong.
+    pub fn open_with(path: &Path, events: broadcast::Sender<Arc<Event>>, maintain_counters: bool) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DomainError::Internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -127,6 +141,7 @@ impl Store {
                 reader_slots: Semaphore::new(READERS),
                 events,
                 path: path.to_path_buf(),
+                maintain_counters,
             }),
         })
     }
@@ -150,7 +165,8 @@ impl Store {
         let (value, events) = tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut tx = Tx { tx, events: Vec::new(), now: time::now_ms() };
+            let counting = inner.maintain_counters;
+            let mut tx = Tx { tx, events: Vec::new(), now: time::now_ms(), counting };
             let value = f(&mut tx)?;
             let Tx { tx, events, .. } = tx;
             tx.commit()?;

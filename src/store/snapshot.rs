@@ -37,10 +37,11 @@ pub fn queue(conn: &Connection) -> Result<Queue> {
     })
 }
 
-/// (label, calls, cost in nano-USD) per LLM series, in order of first use.
+/// (label, calls, cost in nano-USD) per LLM series, in order of first use,
+/// `other` last.
 pub fn llm_series(conn: &Connection) -> Result<Vec<(String, i64, i64)>> {
     Ok(conn
-        .prepare_cached("SELECT label, calls, cost_nanos FROM llm_series ORDER BY position, label")?
+        .prepare_cached("SELECT label, calls, cost_nanos FROM llm_series ORDER BY label = 'other', position, label")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,134 @@
+//! `crewship`, the operator CLI. It speaks to crewshipd only over its HTTP
+//! API, `/ws` and `/metrics`, so it works the same against a remote daemon.
+//!
+//! Each resource's file holds its subcommands and what they do; this one
+//! holds the global options and the dispatch.
+
+mod agents;
+mod args;
+mod assignments;
+mod client;
+mod crews;
+mod error;
+mod journal;
+mod prom;
+mod render;
+mod runs;
+mod spend;
+mod top;
+mod watch;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use reqwest::Url;
+use serde_json::Value;
+
+use client::Client;
+use error::Result;
+use render::View;
+
+#[derive(Parser)]
+#[command(name = "crewship", version, about = "Operator CLI for crewshipd")]
+struct Cli {
+    /// The daemon's base URL.
+    #[arg(long, global = true, env = "CREWSHIP_URL", default_value = "http://127.0.0.1:8080", value_parser = http_url)]
+    url: Url,
+    /// API token, sent as `Authorization: Bearer` (loopback needs none).
+    #[arg(long, global = true, env = "CREWSHIP_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Crews: the units that own agents and a work queue.
+    #[command(subcommand)]
+    Crews(crews::CrewsCmd),
+    /// A crew's agents: what runs for each assignment.
+    #[command(subcommand)]
+    Agents(agents::AgentsCmd),
+    /// Give an agent a task.
+    Assign(assignments::AssignArgs),
+    /// The work queue: list, show and cancel assignments.
+    #[command(subcommand)]
+    Assignments(assignments::AssignmentsCmd),
+    /// Runs: one execution each, with its captured output.
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
+    /// The journal: every change, newest first.
+    Journal(journal::JournalArgs),
+    /// LLM spend from the paymaster's ledger.
+    Spend(spend::SpendArgs),
+    /// Follow events live over the WebSocket.
+    Watch(watch::WatchArgs),
+    /// A live view of the daemon's /metrics.
+    Top(top::TopArgs),
+}
+
+/// Only plain http: the client is built without TLS.
+fn http_url(s: &str) -> std::result::Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" => Ok(url),
+        other => Err(format!("crewship speaks plain http://, not {other}://")),
+    }
+}
+
+/// What every command gets: the client, and whether to print JSON.
+pub struct Ctx {
+    client: Client,
+    json: bool,
+}
+
+impl Ctx {
+    fn show(&self, body: &Value, view: View) -> Result<()> {
+        render::show(self.json, body, view)
+    }
+}
+
+/// Parses the command line, runs the command, and reports a failure as
+/// `crewship: <message>` on stderr with its exit code.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crewship: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let ctx = Ctx { client: Client::new(cli.url, cli.token)?, json: cli.json };
+    match cli.command {
+        Command::Crews(cmd) => crews::run(&ctx, cmd).await,
+        Command::Agents(cmd) => agents::run(&ctx, cmd).await,
+        Command::Assign(args) => assignments::assign(&ctx, args).await,
+        Command::Assignments(cmd) => assignments::run(&ctx, cmd).await,
+        Command::Runs(cmd) => runs::run(&ctx, cmd).await,
+        Command::Journal(args) => journal::run(&ctx, args).await,
+        Command::Spend(args) => spend::run(&ctx, args).await,
+        Command::Watch(args) => watch::run(&ctx, args).await,
+        Command::Top(args) => top::run(&ctx, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+        assert!(http_url("https://x").is_err());
+        assert_eq!(http_url("http://h:9").unwrap().as_str(), "http://h:9/");
+    }
+}
