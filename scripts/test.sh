@@ -31,4 +31,4 @@ cargo fmt --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "==> cargo test"
-cargo test --locked --all-targets -- --test-threads="${CREWSHIP_TEST_THREADS:-4}"
+cargo test --locked -- --test-threads="${CREWSHIP_TEST_THREADS:-4}"
