@@ -1,6 +1,6 @@
 //! The domain's one error type; `api::error` maps it to HTTP in one place.
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DomainError {
     /// An id or slug that names nothing.
     #[error("{what} {key:?} not found")]

@@ -1,10 +1,12 @@
-//! The only code that speaks SQL. One writer connection (SQLite admits one
-//! writer at a time, so in-process writers queue here instead of on
-//! SQLITE_BUSY) and a small pool of WAL readers. All work runs on the
-//! blocking pool, never on the async runtime's threads.
+//! The only code that speaks SQL. One writer thread owns the only write
+//! connection (SQLite admits one writer at a time, so writers queue here
+//! instead of on SQLITE_BUSY) and commits in groups; a small pool of WAL
+//! readers serves reads on the blocking pool. Nothing runs on the async
+//! runtime's threads.
 //!
-//! `Store::write` runs a closure in one IMMEDIATE transaction; the events
-//! the closure emits are published only after the commit succeeds.
+//! `Store::write` runs a closure atomically (its own savepoint in a group
+//! transaction); it returns, and the closure's events are published, only
+//! after the commit.
 
 pub mod agents;
 pub mod assignments;
@@ -19,17 +21,19 @@ pub mod query;
 pub mod recount;
 pub mod runs;
 pub mod snapshot;
+mod writer;
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use tokio::sync::{Semaphore, broadcast};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use crate::domain::event::Event;
-use crate::domain::{DomainError, Result, time};
+use crate::domain::{DomainError, Result};
+pub use writer::Tx;
+use writer::{Job, Writer};
 
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,41 +54,12 @@ impl From<serde_json::Error> for DomainError {
     }
 }
 
-/// A write transaction plus the events it will publish once committed.
-pub struct Tx<'c> {
-    tx: Transaction<'c>,
-    events: Vec<Event>,
-    /// One clock reading per transaction, so every row it writes agrees.
-    pub now: i64,
-    /// False only in the benchmark variant that measures what counter
-    /// maintenance costs.
-    counting: bool,
-}
-
-impl<'c> Deref for Tx<'c> {
-    type Target = Transaction<'c>;
-    fn deref(&self) -> &Transaction<'c> {
-        &self.tx
-    }
-}
-
-impl Tx<'_> {
-    pub fn emit(&mut self, event: Event) {
-        self.events.push(event);
-    }
-
-    pub fn counting(&self) -> bool {
-        self.counting
-    }
-}
-
 struct Inner {
-    writer: Mutex<Connection>,
+    writer: mpsc::UnboundedSender<Job>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
     events: broadcast::Sender<Arc<Event>>,
     path: PathBuf,
-    maintain_counters: bool,
 }
 
 #[derive(Clone)]
@@ -134,14 +109,19 @@ impl Store {
             conn.set_prepared_statement_cache_capacity(64);
             readers.push(conn);
         }
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let thread = Writer { conn: writer, events: events.clone(), counting: maintain_counters };
+        std::thread::Builder::new()
+            .name("crewship-writer".into())
+            .spawn(move || thread.run(queue))
+            .map_err(|e| DomainError::Internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                writer: jobs,
                 readers: Mutex::new(readers),
                 reader_slots: Semaphore::new(READERS),
                 events,
                 path: path.to_path_buf(),
-                maintain_counters,
             }),
         })
     }
@@ -154,31 +134,29 @@ impl Store {
         self.inner.events.subscribe()
     }
 
-    /// Runs `f` in one write transaction; commits if it returns Ok, then
-    /// publishes what it emitted.
+    /// Publishes an event that records no change (a container stats sample).
+    pub fn publish(&self, event: Event) {
+        // No subscribers is fine: nobody is listening yet.
+        let _ = self.inner.events.send(Arc::new(event));
+    }
+
+    /// Runs `f` atomically in the writer; returns once its transaction has
+    /// committed (its events are published by then).
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let (value, events) = tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let counting = inner.maintain_counters;
-            let mut tx = Tx { tx, events: Vec::new(), now: time::now_ms(), counting };
-            let value = f(&mut tx)?;
-            let Tx { tx, events, .. } = tx;
-            tx.commit()?;
-            Ok::<_, DomainError>((value, events))
-        })
-        .await
-        .map_err(|e| DomainError::Internal(format!("write task: {e}")))??;
-        for event in events {
-            // No subscribers is fine: nobody is listening yet.
-            let _ = self.inner.events.send(Arc::new(event));
-        }
-        Ok(value)
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Write(Box::new(move |tx| f(tx).map(|v| Box::new(v) as _)), reply);
+        self.submit(job, answer).await
+    }
+
+    async fn submit<T: 'static>(&self, job: Job, answer: oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>) -> Result<T> {
+        let gone = || DomainError::Unavailable("the store's writer has stopped".into());
+        self.inner.writer.send(job).map_err(|_| gone())?;
+        let value = answer.await.map_err(|_| gone())??;
+        value.downcast::<T>().map(|v| *v).map_err(|_| DomainError::Internal("writer returned another type".into()))
     }
 
     /// Runs `f` on a read connection (a consistent WAL snapshot if `f`
@@ -214,13 +192,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| DomainError::Internal(format!("writer task: {e}")))?
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Raw(Box::new(move |conn| f(conn).map(|v| Box::new(v) as _)), reply);
+        self.submit(job, answer).await
     }
 
     /// Flushes the WAL into the main file; called at shutdown.

@@ -1,0 +1,155 @@
+//! The writer: one thread owns the only write connection and commits in
+//! groups. Operations queued while a transaction is open join the next one,
+//! each inside its own SAVEPOINT, so a failing operation rolls back alone
+//! while the rest share one commit. Nothing is acknowledged, and no event
+//! is published, before the commit that holds it.
+
+use std::any::Any;
+use std::ops::Deref;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::domain::event::Event;
+use crate::domain::{DomainError, Result, time};
+
+/// Operations per transaction, at most: bounds one commit's latency.
+const MAX_GROUP: usize = 256;
+
+type Value = Box<dyn Any + Send>;
+pub(super) type WriteFn = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Value> + Send>;
+pub(super) type RawFn = Box<dyn FnOnce(&mut Connection) -> Result<Value> + Send>;
+
+pub(super) enum Job {
+    /// Runs inside the group's transaction, in its own savepoint.
+    Write(WriteFn, oneshot::Sender<Result<Value>>),
+    /// Runs alone with the connection, outside any transaction.
+    Raw(RawFn, oneshot::Sender<Result<Value>>),
+}
+
+/// One operation's view of the write transaction, plus the events it will
+/// publish once committed.
+pub struct Tx<'c> {
+    conn: &'c Connection,
+    events: Vec<Event>,
+    /// One clock reading per operation, so every row it writes agrees.
+    pub now: i64,
+    /// False only in the benchmark variant that measures what counter
+    /// maintenance costs.
+    counting: bool,
+}
+
+impl Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Tx<'_> {
+    pub fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+}
+
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub events: broadcast::Sender<Arc<Event>>,
+    pub counting: bool,
+}
+
+impl Writer {
+    /// Serves jobs until every sender is gone.
+    pub fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        let mut group = Vec::new();
+        while let Some(first) = jobs.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Write(f, reply) => group.push((f, reply)),
+                    Job::Raw(f, reply) => {
+                        self.commit_group(std::mem::take(&mut group));
+                        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.conn)))
+                            .unwrap_or_else(|_| Err(DomainError::Internal("maintenance task panicked".into())));
+                        let _ = reply.send(result);
+                    }
+                }
+                if group.len() < MAX_GROUP {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            self.commit_group(std::mem::take(&mut group));
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<(WriteFn, oneshot::Sender<Result<Value>>)>) {
+        if group.is_empty() {
+            return;
+        }
+        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let e = DomainError::from(e);
+                for (_, reply) in group {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        let mut done = Vec::with_capacity(group.len());
+        let mut group = group.into_iter();
+        for (f, reply) in group.by_ref() {
+            if let Err(e) = tx.execute_batch("SAVEPOINT op") {
+                let _ = reply.send(Err(e.into()));
+                continue;
+            }
+            let mut op = Tx { conn: &tx, events: Vec::new(), now: time::now_ms(), counting: self.counting };
+            let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
+                .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
+            let events = op.events;
+            let closed = match &result {
+                Ok(_) => tx.execute_batch("RELEASE op"),
+                Err(_) => tx.execute_batch("ROLLBACK TO op; RELEASE op"),
+            };
+            if let Err(e) = closed {
+                // The transaction's state is unknown: give up the group
+                // (dropping `tx` rolls it back) rather than commit it.
+                let e = DomainError::from(e);
+                let pending = group.map(|(_, reply)| reply);
+                for reply in done.into_iter().map(|(reply, _, _)| reply).chain(std::iter::once(reply)).chain(pending) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                return;
+            }
+            match result {
+                Ok(value) => done.push((reply, value, events)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        match tx.commit() {
+            Ok(()) => {
+                for (reply, value, events) in done {
+                    for event in events {
+                        // No subscribers is fine: nobody is listening yet.
+                        let _ = self.events.send(Arc::new(event));
+                    }
+                    let _ = reply.send(Ok(value));
+                }
+            }
+            Err(e) => {
+                let e = DomainError::from(e);
+                for (reply, _, _) in done {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
