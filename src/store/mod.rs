@@ -215,3 +215,80 @@ pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db"), broadcast::channel(64).0).unwrap();
+        (dir, store)
+    }
+
+    fn note(tx: &mut Tx<'_>, summary: &str) -> Result<()> {
+        journal::append(tx, journal::NewEntry::info("note", summary)).map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn a_failing_operation_rolls_back_alone_within_its_group() {
+        let (_dir, store) = open();
+        let mut events = store.subscribe();
+        // Submitted together, these share group transactions.
+        let ops = (0..50).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |tx| {
+                        note(tx, &format!("n{i}"))?;
+                        match i % 10 {
+                            3 => Err(DomainError::invalid("refused")),
+                            7 => panic!("a bug in one operation"),
+                            _ => Ok(i),
+                        }
+                    })
+                    .await
+            }
+        });
+        let results = futures::future::join_all(ops).await;
+        for (i, r) in results.iter().enumerate() {
+            match i % 10 {
+                3 => assert!(matches!(r, Err(DomainError::Invalid(_)))),
+                7 => assert!(matches!(r, Err(DomainError::Internal(_)))),
+                _ => assert_eq!(r.as_ref().unwrap(), &i),
+            }
+        }
+        let stored: Vec<String> = store
+            .read(|c| {
+                Ok(c.prepare("SELECT summary FROM journal ORDER BY id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..50).filter(|i| i % 10 != 3 && i % 10 != 7).map(|i| format!("n{i}")).collect();
+        let mut sorted = stored.clone();
+        sorted.sort();
+        let mut expected_sorted = expected.clone();
+        expected_sorted.sort();
+        assert_eq!(sorted, expected_sorted);
+        // Exactly the committed operations published, in commit order.
+        let mut published = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            published.push(e.data["summary"].as_str().unwrap().to_string());
+        }
+        assert_eq!(published, stored);
+    }
+
+    #[tokio::test]
+    async fn maintenance_runs_between_groups() {
+        let (_dir, store) = open();
+        store.write(|tx| note(tx, "before")).await.unwrap();
+        let n: i64 = store
+            .with_writer(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        store.checkpoint().await.unwrap();
+    }
+}
