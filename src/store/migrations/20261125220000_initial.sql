@@ -89,6 +89,7 @@ CREATE TABLE journal (
 );
 CREATE INDEX journal_ts ON journal (ts);
 CREATE INDEX journal_trace ON journal (trace_id) WHERE trace_id IS NOT NULL;
+CREATE INDEX journal_crew ON journal (crew_id, id) WHERE crew_id IS NOT NULL;
 
 CREATE TABLE journal_archive (
     id INTEGER PRIMARY KEY,
@@ -104,6 +105,7 @@ CREATE TABLE journal_archive (
 );
 CREATE INDEX journal_archive_ts ON journal_archive (ts);
 CREATE INDEX journal_archive_trace ON journal_archive (trace_id) WHERE trace_id IS NOT NULL;
+CREATE INDEX journal_archive_crew ON journal_archive (crew_id, id) WHERE crew_id IS NOT NULL;
 
 CREATE TABLE pipelines (
     id INTEGER PRIMARY KEY,
