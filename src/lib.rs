@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod bearer;
+pub mod cli;
 pub mod clientip;
 pub mod config;
 pub mod containers;

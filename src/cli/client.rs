@@ -108,7 +108,7 @@ impl Client {
     }
 
     /// A JSON API call: `/api/v1/<segments>?<query>`.
-    pub async fn call(&self, method: Method, segments: &[&str], query: &Query, body: Option<&Value>) -> Result<Value> {
+    async fn call(&self, method: Method, segments: &[&str], query: &Query, body: Option<&Value>) -> Result<Value> {
         let url = self.api_url(segments, query);
         let resp = self.send(method, url.clone(), body).await?;
         resp.json().await.map_err(|e| CliError::Failed(format!("{url} did not answer with JSON: {e}")))

@@ -16,15 +16,19 @@ pub enum CliError {
     /// connection dropped mid-stream, local I/O.
     #[error("{0}")]
     Failed(String),
+    /// Whoever read stdout went away (`| head`): they have what they wanted.
+    #[error("stdout was closed")]
+    OutputClosed,
 }
 
 pub type Result<T> = std::result::Result<T, CliError>;
 
 impl CliError {
     /// 1 for API and other failures, 3 when the daemon is unreachable (2,
-    /// for usage errors, is clap's own).
+    /// for usage errors, is clap's own); a closed stdout is no failure.
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            CliError::OutputClosed => ExitCode::SUCCESS,
             CliError::Api { .. } | CliError::Failed(_) => ExitCode::from(1),
             CliError::Unreachable { .. } => ExitCode::from(3),
         }

@@ -25,11 +25,16 @@ use reqwest::Url;
 use serde_json::Value;
 
 use client::Client;
-use error::Result;
+use error::{CliError, Result};
 use render::View;
 
 #[derive(Parser)]
-#[command(name = "crewship", version, about = "Operator CLI for crewshipd")]
+#[command(
+    name = "crewship",
+    version,
+    about = "Operator CLI for crewshipd",
+    after_help = "A crew or agent may be named by its slug or its id."
+)]
 struct Cli {
     /// The daemon's base URL.
     #[arg(long, global = true, env = "CREWSHIP_URL", default_value = "http://127.0.0.1:8080", value_parser = http_url)]
@@ -80,7 +85,7 @@ fn http_url(s: &str) -> std::result::Result<Url, String> {
 }
 
 /// What every command gets: the client, and whether to print JSON.
-pub struct Ctx {
+struct Ctx {
     client: Client,
     json: bool,
 }
@@ -97,6 +102,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ CliError::OutputClosed) => e.exit_code(),
         Err(e) => {
             eprintln!("crewship: {e}");
             e.exit_code()

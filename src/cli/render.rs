@@ -35,12 +35,14 @@ pub fn show(json: bool, body: &Value, view: View) -> Result<()> {
     print(&format!("{table}\n"))
 }
 
-/// Writes to stdout, reporting a closed pipe as an error rather than a panic.
+/// Writes to stdout; a closed pipe ends the command instead of panicking
+/// as `println!` would.
 pub fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| CliError::Failed(format!("cannot write output: {e}")))
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => CliError::OutputClosed,
+        _ => CliError::Failed(format!("cannot write output: {e}")),
+    })
 }
 
 /// Columns aligned by spaces, no borders: easy to read and to grep.

@@ -16,3 +16,4 @@ mod recovery;
 mod runtime_process;
 mod runtime_queue;
 mod ws;
+mod cli;

@@ -1,0 +1,473 @@
+//! The `crewship` CLI: the real binary against a real daemon.
+
+use std::process::Stdio;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+
+use crate::common::{Daemon, PATIENCE};
+
+/// What one `crewship` invocation did.
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    /// Stdout of a run that must have succeeded.
+    fn ok(self) -> String {
+        assert_eq!(self.code, 0, "crewship failed: {}", self.stderr);
+        self.stdout
+    }
+
+    fn json(self) -> Value {
+        let out = self.ok();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+/// `crewship` aimed at `url` through CREWSHIP_URL, with nothing else from
+/// this environment leaking in.
+fn crewship_at(url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crewship"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CREWSHIP_URL", url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run_with(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Outcome {
+    cmd.args(args);
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().expect("spawn crewship");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).await.unwrap();
+    }
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("crewship {args:?} did not finish in time"))
+        .expect("wait for crewship");
+    Outcome {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+async fn crewship(d: &Daemon, args: &[&str]) -> Outcome {
+    run_with(crewship_at(&d.base), args, None).await
+}
+
+/// The one line of `text` that contains `needle`, split into its cells.
+fn line_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
+    assert_eq!(lines.len(), 1, "one line with {needle:?} in:\n{text}");
+    lines[0].split_whitespace().collect()
+}
+
+fn header(text: &str) -> Vec<&str> {
+    text.lines().next().unwrap_or_default().split_whitespace().collect()
+}
+
+/// A running `crewship` whose output is read line by line as it comes.
+struct Streaming {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    stderr: Lines<BufReader<ChildStderr>>,
+}
+
+impl Streaming {
+    fn spawn(mut cmd: Command, args: &[&str]) -> Streaming {
+        let mut child = cmd.args(args).spawn().expect("spawn crewship");
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        Streaming { child, stdout, stderr }
+    }
+
+    async fn next(lines: &mut Lines<BufReader<impl tokio::io::AsyncRead + Unpin>>) -> String {
+        tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("no output line in time")
+            .expect("read output")
+            .expect("crewship exited early")
+    }
+
+    /// Stdout lines up to and including the first that `done` accepts.
+    async fn lines_until(&mut self, done: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = Streaming::next(&mut self.stdout).await;
+            let last = done(&line);
+            seen.push(line);
+            if last {
+                return seen;
+            }
+        }
+    }
+}
+
+/// A relay in front of the daemon that makes its clients remote: it adds
+/// `X-Forwarded-For` to the first request of each connection, which the
+/// daemon believes because the relay's own address is loopback.
+async fn remote_front(d: &Daemon) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = format!("127.0.0.1:{}", d.port);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut server = TcpStream::connect(upstream).await?;
+                let mut request_line = Vec::new();
+                while !request_line.ends_with(b"\r\n") {
+                    request_line.push(client.read_u8().await?);
+                }
+                server.write_all(&request_line).await?;
+                server.write_all(b"X-Forwarded-For: 203.0.113.9\r\n").await?;
+                tokio::io::copy_bidirectional(&mut client, &mut server).await
+            });
+        }
+    });
+    front
+}
+
+#[tokio::test]
+async fn crews_as_tables_and_json() {
+    let d = Daemon::start().await;
+    let created =
+        crewship(&d, &["crews", "create", "alpha", "--name", "Alpha Team", "--max-concurrent-agents", "3"]).await.ok();
+    assert_eq!(line_with(&created, "slug"), ["slug", "alpha"]);
+    assert_eq!(line_with(&created, "max_concurrent_agents"), ["max_concurrent_agents", "3"]);
+    assert_eq!(line_with(&created, "image"), ["image", "-"]);
+    let beta = crewship(&d, &["--json", "crews", "create", "beta", "--name", "Beta"]).await.json();
+    assert_eq!((beta["slug"].as_str(), beta["max_concurrent_agents"].as_i64()), (Some("beta"), Some(2)));
+
+    let list = crewship(&d, &["crews", "list"]).await.ok();
+    assert_eq!(header(&list), ["ID", "SLUG", "NAME", "MAX_AGENTS", "RUNTIME", "IMAGE", "CREATED", "DELETED"]);
+    let alpha = line_with(&list, "alpha");
+    assert_eq!(alpha[1..6], ["alpha", "Alpha", "Team", "3", "local"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    // --json is the server's own reply.
+    let json = crewship(&d, &["crews", "list", "--json"]).await.json();
+    assert_eq!(json, d.get("/api/v1/crews").await.body);
+
+    // One page unless --all follows the cursor.
+    let page = crewship(&d, &["--json", "crews", "list", "--limit", "1"]).await.json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert!(page["next_cursor"].is_string());
+    let all = crewship(&d, &["--json", "crews", "list", "--limit", "1", "--all"]).await.json();
+    let slugs: Vec<&str> = all["items"].as_array().unwrap().iter().map(|c| c["slug"].as_str().unwrap()).collect();
+    assert_eq!((slugs.len(), all["next_cursor"].clone()), (2, Value::Null), "{all}");
+
+    let updated = crewship(&d, &["crews", "update", "alpha", "--max-concurrent-agents", "5", "--image", "img:1"]).await;
+    assert_eq!(line_with(&updated.ok(), "max_concurrent_agents"), ["max_concurrent_agents", "5"]);
+    let cleared = crewship(&d, &["--json", "crews", "update", "alpha", "--no-image"]).await.json();
+    assert_eq!((cleared["image"].clone(), cleared["max_concurrent_agents"].as_i64()), (Value::Null, Some(5)));
+    let shown = crewship(&d, &["crews", "get", beta["id"].as_str().unwrap()]).await.ok();
+    assert_eq!(line_with(&shown, "name"), ["name", "Beta"]);
+    // Nothing to change is a usage error, caught before any request.
+    assert_eq!(crewship(&d, &["crews", "update", "alpha"]).await.code, 2);
+
+    let deleted = crewship(&d, &["--json", "crews", "delete", "beta"]).await.json();
+    assert!(deleted["deleted_at"].is_string());
+    let live = crewship(&d, &["crews", "list"]).await.ok();
+    assert!(!live.contains("beta"), "{live}");
+    let history = crewship(&d, &["crews", "list", "--include-deleted"]).await.ok();
+    assert_eq!(line_with(&history, "beta").last(), deleted["deleted_at"].as_str().as_ref());
+}
+
+#[tokio::test]
+async fn agents_assignments_runs_and_journal() {
+    let d = Daemon::start().await;
+    // One at a time, so the runs' journal order is known.
+    crewship(&d, &["crews", "create", "alpha", "--name", "Alpha", "--max-concurrent-agents", "1"]).await.ok();
+    let agent = crewship(
+        &d,
+        &[
+            "--json",
+            "agents",
+            "create",
+            "alpha",
+            "echo",
+            "--name",
+            "Echo",
+            "--env",
+            "GREETING=hi there",
+            "--timeout-seconds",
+            "60",
+            "--",
+            "sh",
+            "-c",
+            "cat; echo \" $GREETING\"",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(agent["command"], json!(["sh", "-c", "cat; echo \" $GREETING\""]));
+    assert_eq!((agent["env"]["GREETING"].as_str(), agent["timeout_seconds"].as_i64()), (Some("hi there"), Some(60)));
+    let agents = crewship(&d, &["agents", "list", "alpha"]).await.ok();
+    assert_eq!(header(&agents), ["ID", "SLUG", "NAME", "ROLE", "TIMEOUT_S", "COMMAND", "DELETED"]);
+    assert!(agents.contains(r#"sh -c 'cat; echo " $GREETING"'"#), "argv as shell words:\n{agents}");
+    let shown = crewship(&d, &["agents", "get", "alpha", "echo"]).await.ok();
+    assert_eq!(line_with(&shown, "role"), ["role", "agent"]);
+
+    // The task from words, then from stdin; each runs to its end.
+    let mut ws = d.ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let first = crewship(&d, &["--json", "assign", "alpha", "echo", "tide", "tables"]).await.json();
+    assert_eq!((first["task"].as_str(), first["status"].as_str()), (Some("tide tables"), Some("pending")));
+    let piped = run_with(crewship_at(&d.base), &["--json", "assign", "alpha", "echo", "-"], Some("from stdin")).await;
+    let second = piped.json();
+    assert_eq!(second["task"], "from stdin");
+    let done = d.await_assignment(&mut ws, first["id"].as_str().unwrap(), &["completed", "failed"]).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    d.await_assignment(&mut ws, second["id"].as_str().unwrap(), &["completed", "failed"]).await;
+
+    let id = first["id"].as_str().unwrap();
+    let list = crewship(&d, &["assignments", "list", "--crew", "alpha", "--status", "completed"]).await.ok();
+    assert_eq!(header(&list), ["ID", "CREW", "AGENT", "STATUS", "ATTEMPTS", "CREATED", "FINISHED", "TASK"]);
+    let row = line_with(&list, id);
+    assert_eq!(row[..5], [id, "alpha", "echo", "completed", "1"]);
+    assert_eq!(row[row.len() - 2..], ["tide", "tables"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    let one = crewship(&d, &["--json", "assignments", "list", "--limit", "1"]).await.json();
+    assert_eq!(one["items"][0]["id"], second["id"], "newest first");
+    let shown = crewship(&d, &["assignments", "get", id]).await.ok();
+    assert_eq!(line_with(&shown, "result_summary"), ["result_summary", "tide", "tables", "hi", "there"]);
+
+    let run_id = done["run_id"].as_str().unwrap();
+    let run = crewship(&d, &["runs", "get", run_id]).await.ok();
+    assert_eq!(line_with(&run, "status"), ["status", "completed"]);
+    assert_eq!(line_with(&run, "exit_code"), ["exit_code", "0"]);
+    let output = crewship(&d, &["runs", "output", run_id]).await.ok();
+    assert_eq!(output, "tide tables hi there\n");
+
+    let journal = crewship(&d, &["journal", "--trace-id", run_id]).await.ok();
+    assert_eq!(header(&journal), ["TS", "TYPE", "SEVERITY", "CREW", "AGENT", "TRACE", "SUMMARY"]);
+    let types: Vec<&str> = journal.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(types, ["assignment.completed", "run.completed", "assignment.running", "run.started"], "{journal}");
+    let runs = crewship(&d, &["--json", "journal", "--type", "run.*", "--crew", "alpha", "--since", "1h"]).await.json();
+    let types: Vec<&str> =
+        runs["items"].as_array().unwrap().iter().map(|e| e["entry_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["run.completed", "run.started", "run.completed", "run.started"]);
+    let future = crewship(&d, &["--json", "journal", "--since", "2999-01-01T00:00:00Z"]).await.json();
+    assert_eq!(future["items"], json!([]));
+
+    // A finished assignment cannot be cancelled: the server's 409, verbatim.
+    let refused = crewship(&d, &["assignments", "cancel", id]).await;
+    let message = d.post(&format!("/api/v1/assignments/{id}/cancel"), json!({})).await.body["error"]["message"].clone();
+    assert_eq!(refused.code, 1);
+    assert_eq!(refused.stderr, format!("crewship: {} (409)\n", message.as_str().unwrap()));
+    assert_eq!(refused.stdout, "");
+}
+
+#[tokio::test]
+async fn spend_by_provider_and_model() {
+    let d = Daemon::start().await;
+    for (provider, model, cost) in
+        [("anthropic", "claude-x", 0.5), ("anthropic", "claude-y", 0.25), ("openai", "gpt-z", 1.0)]
+    {
+        let call =
+            json!({"provider": provider, "model": model, "input_tokens": 100, "output_tokens": 10, "cost_usd": cost});
+        d.ok("/api/v1/llm-calls", call, 201).await;
+    }
+    let table = crewship(&d, &["spend"]).await.ok();
+    assert_eq!(header(&table), ["KEY", "CALLS", "COST_USD", "INPUT_TOKENS", "OUTPUT_TOKENS"]);
+    assert_eq!(line_with(&table, "anthropic"), ["anthropic", "2", "0.75", "200", "20"]);
+    assert_eq!(line_with(&table, "openai"), ["openai", "1", "1.0", "100", "10"]);
+    let by_model = crewship(&d, &["--json", "spend", "--group-by", "model", "--since", "1h"]).await.json();
+    assert_eq!(by_model["rows"].as_array().unwrap().len(), 3, "{by_model}");
+    assert!(by_model["since"].is_string());
+    let later = crewship(&d, &["--json", "spend", "--since", "2999-01-01T00:00:00Z"]).await.json();
+    assert_eq!(later["rows"], json!([]));
+}
+
+#[tokio::test]
+async fn errors_exit_non_zero_with_the_servers_message() {
+    let d = Daemon::start().await;
+    let missing = crewship(&d, &["crews", "get", "nope"]).await;
+    assert_eq!((missing.code, missing.stderr.as_str()), (1, "crewship: crew \"nope\" not found (404)\n"));
+    assert_eq!(missing.stdout, "");
+
+    let invalid = crewship(&d, &["crews", "create", "x", "--name", "X"]).await;
+    assert_eq!(invalid.code, 1);
+    assert!(invalid.stderr.starts_with("crewship: slug \"x\" must be"), "{}", invalid.stderr);
+    assert!(invalid.stderr.ends_with("(422)\n"), "{}", invalid.stderr);
+
+    crewship(&d, &["crews", "create", "alpha", "--name", "A"]).await.ok();
+    let duplicate = crewship(&d, &["crews", "create", "alpha", "--name", "A"]).await;
+    assert_eq!(duplicate.code, 1);
+    assert!(duplicate.stderr.ends_with("(409)\n"), "{}", duplicate.stderr);
+    let unknown_agent = crewship(&d, &["assign", "alpha", "ghost", "work"]).await;
+    assert_eq!(unknown_agent.stderr, "crewship: unknown agent \"ghost\" in crew \"alpha\" (422)\n");
+
+    // Usage errors are clap's: exit 2, nothing sent.
+    for args in [&["assignments", "list", "--status", "bogus"][..], &["agents", "create", "alpha", "w1", "--name", "W"]]
+    {
+        let usage = crewship(&d, args).await;
+        assert_eq!(usage.code, 2, "{args:?}: {}", usage.stderr);
+    }
+    let https = run_with(crewship_at("https://127.0.0.1:1"), &["crews", "list"], None).await;
+    assert_eq!(https.code, 2, "{}", https.stderr);
+    assert_eq!(d.get("/api/v1/crews/alpha/agents/w1").await.status, 404);
+}
+
+#[tokio::test]
+async fn an_unreachable_daemon_exits_3_naming_the_url() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}");
+    for args in [&["crews", "list"][..], &["watch"], &["top", "--once"]] {
+        let out = run_with(crewship_at("http://unused.invalid"), &[&["--url", &url][..], args].concat(), None).await;
+        assert_eq!(out.code, 3, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.starts_with("crewship: cannot reach crewshipd at "), "{}", out.stderr);
+        assert!(out.stderr.contains(&format!("127.0.0.1:{port}")), "{}", out.stderr);
+        assert_eq!(out.stdout, "");
+    }
+}
+
+#[tokio::test]
+async fn remote_use_sends_the_api_token() {
+    let d = Daemon::start_with(&[("CREWSHIP_API_TOKEN", "t0ken")]).await;
+    let front = remote_front(&d).await;
+    let refused = run_with(crewship_at(&front), &["crews", "list"], None).await;
+    assert_eq!(refused.code, 1);
+    assert_eq!(refused.stderr, "crewship: remote clients need Authorization: Bearer <CREWSHIP_API_TOKEN> (401)\n");
+
+    let mut from_env = crewship_at(&front);
+    from_env.env("CREWSHIP_API_TOKEN", "t0ken");
+    let created = run_with(from_env, &["--json", "crews", "create", "alpha", "--name", "A"], None).await.json();
+    assert_eq!(created["slug"], "alpha");
+    let listed = run_with(crewship_at(&front), &["--token", "t0ken", "crews", "list"], None).await.ok();
+    assert_eq!(line_with(&listed, "alpha")[1], "alpha");
+
+    // The event stream takes the token as a header too.
+    let mut watch = Streaming::spawn(crewship_at(&front), &["watch", "--token", "t0ken", "--channel", "crew:alpha"]);
+    assert_eq!(Streaming::next(&mut watch.stderr).await, "crewship: watching crew:alpha");
+    d.patch("/api/v1/crews/alpha", json!({"name": "Renamed"})).await;
+    let lines = watch.lines_until(|l| l.contains(" crew.updated crew:alpha ")).await;
+    watch.child.kill().await.unwrap();
+    assert!(lines.last().unwrap().ends_with(" crew.updated crew:alpha alpha"), "{lines:?}");
+    let unauthenticated = run_with(crewship_at(&front), &["watch"], None).await;
+    assert_eq!(unauthenticated.code, 1);
+    assert_eq!(unauthenticated.stderr, "crewship: crewshipd closed the event stream: authentication required (1008)\n");
+}
+
+#[tokio::test]
+async fn watch_prints_an_assignment_to_its_end() {
+    let d = Daemon::start().await;
+    d.crew_with_agent("alpha", 1, "cat").await;
+    let mut watch = Streaming::spawn(crewship_at(&d.base), &["watch"]);
+    // Work created after the acknowledgement cannot be missed.
+    let ack = Streaming::next(&mut watch.stderr).await;
+    assert_eq!(ack, "crewship: watching assignments journal pipeline_runs runs");
+
+    let a = d.ok("/api/v1/assignments", json!({"crew": "alpha", "agent": "worker", "task": "ping"}), 201).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let lines = watch.lines_until(|l| l.contains(" assignment.completed ") && l.contains(&id)).await;
+    watch.child.kill().await.unwrap();
+
+    let done = d.get(&format!("/api/v1/assignments/{id}")).await.body;
+    let run_id = done["run_id"].as_str().unwrap();
+    let last = lines.last().unwrap().split_whitespace().collect::<Vec<_>>();
+    assert!(humantime::parse_rfc3339(last[0]).is_ok(), "{last:?}");
+    assert_eq!(
+        last[1..],
+        ["assignment.completed", "assignments", id.as_str(), "alpha/worker", "completed", "\"ping\""]
+    );
+    let kinds: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            (cells[1], cells[2])
+        })
+        .collect();
+    for expected in [
+        ("assignment.pending", "assignments"),
+        ("assignment.queued", "assignments"),
+        ("assignment.running", "assignments"),
+        ("run.started", "runs"),
+        ("run.completed", "runs"),
+        ("journal.entry", "journal"),
+    ] {
+        assert!(kinds.contains(&expected), "{expected:?} in {lines:#?}");
+    }
+    let run_line = lines.iter().find(|l| l.contains(" run.completed runs ")).unwrap();
+    assert!(run_line.ends_with(&format!("runs {run_id} alpha/worker completed")), "{run_line}");
+    assert!(lines.iter().any(|l| l.contains("journal.entry journal run.started info")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn watch_json_prints_raw_frames_of_the_chosen_channels() {
+    let d = Daemon::start().await;
+    d.crew_with_agent("alpha", 1, "cat").await;
+    let mut watch = Streaming::spawn(crewship_at(&d.base), &["watch", "--json", "--channel", "runs"]);
+    assert_eq!(Streaming::next(&mut watch.stderr).await, "crewship: watching runs");
+    let done = d.run_to_end("alpha", "worker", "x").await;
+    let lines = watch.lines_until(|l| l.contains("run.completed")).await;
+    watch.child.kill().await.unwrap();
+    let frames: Vec<Value> = lines.iter().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(frames.len(), 2, "only the runs channel: {lines:#?}");
+    assert_eq!((frames[0]["type"].as_str(), frames[0]["channel"].as_str()), (Some("run.started"), Some("runs")));
+    assert_eq!(frames[1]["data"]["id"], done["run_id"]);
+
+    let refused = crewship(&d, &["watch", "--channel", "nonsense"]).await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("unknown channels"), "{}", refused.stderr);
+}
+
+#[tokio::test]
+async fn top_once_shows_real_numbers() {
+    let d = Daemon::start_with(&[
+        ("CREWSHIP_METRICS_CACHE_TTL", "1ms"),
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
+        ("CREWSHIP_METRICS_TOKEN", "scrape-me"),
+    ])
+    .await;
+    d.crew_with_agent("alpha", 1, "read t; [ \"$t\" = fail ] && exit 3; echo ok").await;
+    assert_eq!(d.run_to_end("alpha", "worker", "fine").await["status"], "completed");
+    assert_eq!(d.run_to_end("alpha", "worker", "fail").await["status"], "failed");
+    let call = json!({"provider": "anthropic", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.125});
+    d.ok("/api/v1/llm-calls", call, 201).await;
+
+    // /metrics has its own token; without it this daemon hides the page.
+    let hidden = crewship(&d, &["top", "--once"]).await;
+    assert_eq!(hidden.code, 1);
+    assert!(hidden.stderr.contains("--metrics-token") && hidden.stderr.ends_with("(404)\n"), "{}", hidden.stderr);
+
+    let frame = crewship(&d, &["top", "--once", "--metrics-token", "scrape-me"]).await.ok();
+    assert!(!frame.contains('\x1b'), "no escape codes into a pipe: {frame:?}");
+    assert!(!frame.contains('?'), "every number is on the page:\n{frame}");
+    assert_eq!(frame.lines().count(), 10, "{frame}");
+    for expected in [
+        "0.1.0 on test-host",
+        "pending 0  queued 0  running 0  completed 1  failed 1  cancelled 0  other 0",
+        "depth 0  crews 0  max 0",
+        "started 2  completed 1  failed 1  cancelled 0  timeout 0  failure ratio 50.0%",
+        "anthropic  calls 1  spend $0.1250",
+        "tracked 0  reporting 0",
+        "collectors all up",
+    ] {
+        assert!(frame.contains(expected), "{expected:?} in\n{frame}");
+    }
+
+    let mut env = crewship_at(&d.base);
+    env.env("CREWSHIP_METRICS_TOKEN", "scrape-me");
+    let json = run_with(env, &["top", "--once", "--json"], None).await.json();
+    assert_eq!(json["assignments"]["completed"], 1.0);
+    assert_eq!(json["run_events"]["failed"], 1.0);
+    assert_eq!(json["run_failure_ratio"], 0.5);
+    assert_eq!(json["llm_cost_usd"]["anthropic"], 0.125);
+    assert_eq!(json["hostname"], "test-host");
+    assert!(json["uptime_seconds"].as_f64().unwrap() > 0.0 && json["memory_alloc_bytes"].as_f64().unwrap() > 0.0);
+}
