@@ -83,27 +83,27 @@ impl TrustedProxies {
         if !self.is_trusted(peer) {
             return peer;
         }
+        // Split raw bytes: one entry a client filled with odd bytes must not
+        // hide the entries a proxy appended after it.
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
             .collect::<Vec<_>>();
         if let Some(ip) = forwarded.iter().rev().filter_map(|e| parse_forwarded(e)).find(|ip| !self.is_trusted(*ip)) {
             return ip;
         }
         headers
             .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_forwarded)
+            .and_then(|v| parse_forwarded(v.as_bytes()))
             .filter(|ip| !self.is_trusted(*ip))
             .unwrap_or(peer)
     }
 }
 
 /// One forwarding entry: `ip`, `ip:port` or `[v6]:port`.
-fn parse_forwarded(entry: &str) -> Option<IpAddr> {
-    let e = entry.trim();
+fn parse_forwarded(entry: &[u8]) -> Option<IpAddr> {
+    let e = std::str::from_utf8(entry).ok()?.trim();
     if let Ok(ip) = e.parse::<IpAddr>() {
         return Some(canonical(ip));
     }
@@ -189,6 +189,18 @@ mod tests {
         assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "198.51.100.8".parse::<IpAddr>().unwrap());
         let h = headers(&[("x-forwarded-for", "127.0.0.2"), ("x-real-ip", "bad")]);
         assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn odd_bytes_skip_only_their_entry() {
+        let t = TrustedProxies::default();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\xff, 203.0.113.7").unwrap());
+        assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "203.0.113.7".parse::<IpAddr>().unwrap());
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\xfe\xff").unwrap());
+        h.append("x-real-ip", axum::http::HeaderValue::from_bytes(b"198.51.100.3").unwrap());
+        assert_eq!(t.client_ip(peer("127.0.0.1"), &h), "198.51.100.3".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -2,15 +2,27 @@
 //! index edge, so its cost does not grow with the tables it describes.
 
 use rusqlite::Connection;
+use rusqlite::types::ValueRef;
 
 use super::counters::{QUEUE, QUEUE_CREWS, QUEUE_DEPTH};
 use crate::domain::Result;
+
+/// A label as text, whatever bytes the database holds (invalid UTF-8 is
+/// replaced, never an error that would silence a family).
+fn label(r: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+    Ok(match r.get_ref(0)? {
+        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Null => String::new(),
+    })
+}
 
 /// Every (label, value) of one counter family, as stored.
 pub fn family(conn: &Connection, family: &str) -> Result<Vec<(String, i64)>> {
     Ok(conn
         .prepare_cached("SELECT label, value FROM counters WHERE family = ?1 ORDER BY label")?
-        .query_map([family], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([family], |r| Ok((label(r)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }
 
@@ -42,6 +54,6 @@ pub fn queue(conn: &Connection) -> Result<Queue> {
 pub fn llm_series(conn: &Connection) -> Result<Vec<(String, i64, i64)>> {
     Ok(conn
         .prepare_cached("SELECT label, calls, cost_nanos FROM llm_series ORDER BY label = 'other', position, label")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([], |r| Ok((label(r)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?)
 }

@@ -1,0 +1,447 @@
+//! The DB-derived block of /metrics (METRICS.md §5): one computation per
+//! cache window shared by every concurrent scraper, not poisoned by
+//! scrapers that hang up, failure isolation per collector, and counters
+//! that never go backwards.
+//!
+//! TTLs: the single-flight and hang-up tests use 60 s, far longer than the
+//! test, so "inside one window" is certain. The visibility test uses 2 s:
+//! a write and an immediate scrape take milliseconds, so the scrape lands
+//! in the window of the snapshot taken just before with a wide margin even
+//! on a loaded machine, and the test only waits out one TTL. (If it still
+//! misses the window, it says so and retries rather than asserting on
+//! timing.) The failure-isolation test uses 200 ms so each new computation
+//! is one short poll away.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::common::{Daemon, PATIENCE};
+use crate::tools::{Page, addr_of, eventually, parse_page};
+
+const COMPUTATIONS: &str = "crewshipd_metrics_snapshot_computations_total";
+
+async fn page(d: &Daemon) -> Page {
+    parse_page(&d.metrics().await)
+}
+
+async fn llm_call(d: &Daemon, provider: &str, usd: f64) {
+    d.ok(
+        "/api/v1/llm-calls",
+        json!({"provider": provider, "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": usd}),
+        201,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_scrapes_share_one_computation() {
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "60s")]).await;
+    llm_call(&d, "anthropic", 1.5).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = d.url("/metrics");
+    let scrapes = (0..500).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(&url).send().await.expect("scrape");
+            assert_eq!(r.status(), 200);
+            r.text().await.unwrap()
+        }
+    });
+    let pages =
+        tokio::time::timeout(PATIENCE * 4, futures::future::join_all(scrapes)).await.expect("500 scrapes in time");
+    for text in &pages {
+        let p = parse_page(text);
+        assert_eq!(p.must(COMPUTATIONS, None), 1.0, "more than one computation:\n{text}");
+        assert_eq!(p.must("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))), 1.5);
+    }
+    assert_eq!(page(&d).await.must(COMPUTATIONS, None), 1.0);
+}
+
+#[tokio::test]
+async fn scrapers_that_hang_up_do_not_poison_the_cache() {
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "60s")]).await;
+    // Data the snapshot must show completely.
+    llm_call(&d, "anthropic", 2.25).await;
+    llm_call(&d, "openai", 0.75).await;
+    d.crew_with_agent("c1", 1, "exit 0").await;
+    d.run_to_end("c1", "worker", "x").await;
+    let addr = addr_of(&d.base);
+
+    // The first scrapes of the daemon's life: each sends its request and
+    // hangs up at once, while the snapshot is being computed.
+    let hangups = (0..64).map(|i| async move {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n").await.expect("write");
+        if i % 2 == 0 {
+            // A reset instead of an orderly close.
+            s.set_zero_linger().ok();
+        }
+        drop(s);
+    });
+    futures::future::join_all(hangups).await;
+
+    // The next scrape is complete and correct, from a single computation.
+    let text = tokio::time::timeout(PATIENCE, d.metrics()).await.expect("a scrape after the hang-ups must not hang");
+    let p = parse_page(&text);
+    assert_eq!(p.must(COMPUTATIONS, None), 1.0, "{text}");
+    assert_eq!(p.must("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))), 2.25);
+    assert_eq!(p.must("crewshipd_llm_cost_usd_total", Some(("provider", "openai"))), 0.75);
+    assert_eq!(p.must("crewshipd_llm_calls_total", Some(("provider", "openai"))), 1.0);
+    assert_eq!(p.must("crewshipd_agent_run_events_total", Some(("event", "started"))), 1.0);
+    assert_eq!(p.must("crewshipd_agent_run_events_total", Some(("event", "completed"))), 1.0);
+    assert_eq!(p.must("crewshipd_assignments", Some(("status", "completed"))), 1.0);
+    assert_eq!(p.must("crewshipd_db_migration_version", None) as i64, crate::tools::latest_migration_version());
+    for up in p.series("crewshipd_metrics_collector_up") {
+        assert_eq!(up.value(), 1.0, "{}", up.key());
+    }
+    // And the daemon still answers everything else.
+    assert_eq!(d.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn writes_become_visible_only_after_the_ttl() {
+    const TTL: Duration = Duration::from_secs(2);
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "2s")]).await;
+    for attempt in 1..=3 {
+        let provider = format!("p{attempt}");
+        let before = tokio::time::Instant::now();
+        let first = page(&d).await;
+        let c0 = first.must(COMPUTATIONS, None);
+        assert!(first.value("crewshipd_llm_calls_total", Some(("provider", &provider))).is_none());
+        llm_call(&d, &provider, 1.0).await;
+        let second = page(&d).await;
+        if second.must(COMPUTATIONS, None) != c0 {
+            eprintln!("attempt {attempt}: the scrape after the write missed the {TTL:?} window; retrying");
+            continue;
+        }
+        // Same snapshot inside the window: the write is not visible yet.
+        assert!(
+            second.value("crewshipd_llm_calls_total", Some(("provider", &provider))).is_none(),
+            "a write became visible inside the cache window"
+        );
+        // Wait out the TTL: the next computation shows it.
+        let (d, provider) = (&d, provider.as_str());
+        let seen = eventually("the write to become visible", PATIENCE, move || async move {
+            let p = page(d).await;
+            let calls = p.value("crewshipd_llm_calls_total", Some(("provider", provider)));
+            let computations = p.must(COMPUTATIONS, None);
+            if computations == c0 {
+                assert!(calls.is_none(), "value changed without a new computation");
+            }
+            calls.map(|v| (v, computations))
+        })
+        .await;
+        assert_eq!(seen.0, 1.0);
+        assert!(seen.1 > c0, "new value without a new computation");
+        // The new snapshot cannot be younger than one TTL after the one the
+        // first scrape computed or got (taken at or after `before` minus
+        // its age; this bound only ever errs towards passing slow runs).
+        let age0 = first.must("crewshipd_metrics_snapshot_age_seconds", None);
+        let elapsed = before.elapsed().as_secs_f64() + age0;
+        assert!(
+            elapsed >= TTL.as_secs_f64(),
+            "the write was visible after {elapsed:.3}s, before the {TTL:?} TTL ran out"
+        );
+        return;
+    }
+    panic!("three times, a scrape right after a write missed a 2s cache window; the machine is too slow for this test");
+}
+
+/// Renames a table of the daemon's database from outside, as a broken
+/// disk or a botched manual migration might.
+fn rename_table(d: &Daemon, from: &str, to: &str) {
+    let conn = rusqlite::Connection::open(d.db_path()).expect("open the daemon's database");
+    conn.busy_timeout(PATIENCE).unwrap();
+    conn.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}")).unwrap_or_else(|e| panic!("rename {from}: {e}"));
+}
+
+#[tokio::test]
+async fn one_failing_collector_keeps_its_last_values_and_says_so() {
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "200ms")]).await;
+    let d = &d;
+    llm_call(d, "anthropic", 3.5).await;
+    llm_call(d, "openai", 0.5).await;
+    let good = eventually("LLM calls on the page", PATIENCE, move || async move {
+        let p = page(d).await;
+        (p.value("crewshipd_llm_calls_total", Some(("provider", "openai"))) == Some(1.0)).then_some(p)
+    })
+    .await;
+    assert_eq!(good.must("crewshipd_metrics_collector_up", Some(("collector", "llm"))), 1.0);
+    assert_eq!(good.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm"))), 0.0);
+
+    rename_table(d, "llm_series", "llm_series_x");
+
+    // Other families keep updating while the LLM collector fails.
+    d.crew_with_agent("c1", 1, "exit 0").await;
+    d.run_to_end("c1", "worker", "x").await;
+    let broken = eventually("collector_up{llm} = 0 and the new run on the page", PATIENCE, move || async move {
+        let p = page(d).await;
+        let down = p.value("crewshipd_metrics_collector_up", Some(("collector", "llm"))) == Some(0.0);
+        let run = p.value("crewshipd_agent_run_events_total", Some(("event", "completed"))) == Some(1.0);
+        (down && run).then_some(p)
+    })
+    .await;
+    // The failed family keeps its last good values, not zeros.
+    for (provider, calls, cost) in [("anthropic", 1.0, 3.5), ("openai", 1.0, 0.5)] {
+        assert_eq!(broken.must("crewshipd_llm_calls_total", Some(("provider", provider))), calls);
+        assert_eq!(broken.must("crewshipd_llm_cost_usd_total", Some(("provider", provider))), cost);
+    }
+    assert_eq!(broken.series("crewshipd_llm_calls_total").len(), 2);
+    let e1 = broken.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm")));
+    assert!(e1 >= 1.0);
+    assert_eq!(broken.must("crewshipd_assignments", Some(("status", "completed"))), 1.0);
+    for other in ["assignments", "queue", "pipeline_runs", "run_events", "migrations"] {
+        assert_eq!(broken.must("crewshipd_metrics_collector_up", Some(("collector", other))), 1.0, "{other}");
+        assert_eq!(broken.must("crewshipd_metrics_collector_errors_total", Some(("collector", other))), 0.0, "{other}");
+    }
+    // Each new computation fails again: the error counter grows.
+    eventually("errors_total{llm} to grow", PATIENCE, move || async move {
+        let p = page(d).await;
+        let e = p.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm")));
+        assert_eq!(p.must("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))), 3.5);
+        (e > e1).then_some(())
+    })
+    .await;
+    // The log says why.
+    let log = d.log();
+    assert!(
+        log.contains("llm") && log.contains("llm_series"),
+        "the log does not say which collector failed and why:\n{log}"
+    );
+
+    rename_table(d, "llm_series_x", "llm_series");
+    let healed = eventually("collector_up{llm} = 1 again", PATIENCE, move || async move {
+        let p = page(d).await;
+        (p.value("crewshipd_metrics_collector_up", Some(("collector", "llm"))) == Some(1.0)).then_some(p)
+    })
+    .await;
+    let e2 = healed.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm")));
+    assert!(e2 > e1, "the error counter went backwards");
+    assert_eq!(healed.must("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))), 3.5);
+    llm_call(d, "anthropic", 1.0).await;
+    eventually("a new LLM call on the page", PATIENCE, move || async move {
+        let p = page(d).await;
+        (p.value("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))) == Some(4.5)).then_some(())
+    })
+    .await;
+}
+
+/// The durable counters of a page: (series key, value).
+fn durable(p: &Page) -> Vec<(String, f64)> {
+    p.samples
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.name.as_str(),
+                "crewshipd_agent_run_events_total" | "crewshipd_llm_calls_total" | "crewshipd_llm_cost_usd_total"
+            )
+        })
+        .map(|s| (s.key(), s.value()))
+        .collect()
+}
+
+#[tokio::test]
+async fn counters_never_go_backwards() {
+    // Journal entries are archived and pruned within ~100 ms of being
+    // written: the counters must not follow them down.
+    let env = [
+        ("CREWSHIP_METRICS_CACHE_TTL", "100ms"),
+        ("CREWSHIP_JOURNAL_ARCHIVE_AFTER", "1ms"),
+        ("CREWSHIP_JOURNAL_RETENTION", "1ms"),
+        ("CREWSHIP_JOURNAL_ARCHIVE_INTERVAL", "100ms"),
+    ];
+    let d = Daemon::start_with(&env).await;
+    d.crew_with_agent("ok", 2, "exit 0").await;
+    d.crew_with_agent("bad", 2, "exit 1").await;
+    d.run_to_end("ok", "worker", "a").await;
+    d.run_to_end("bad", "worker", "b").await;
+    let run = d.ok("/api/v1/runs", json!({"trigger": "ext"}), 201).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    d.patch(&format!("/api/v1/runs/{id}"), json!({"status": "cancelled"})).await;
+    // A repeated terminal report counts nothing.
+    let again = d.patch(&format!("/api/v1/runs/{id}"), json!({"status": "failed"})).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    llm_call(&d, "anthropic", 1.25).await;
+    llm_call(&d, "openai", 0.5).await;
+
+    let want = vec![
+        ("crewshipd_agent_run_events_total{event=\"started\"}".to_string(), 3.0),
+        ("crewshipd_agent_run_events_total{event=\"completed\"}".to_string(), 1.0),
+        ("crewshipd_agent_run_events_total{event=\"failed\"}".to_string(), 1.0),
+        ("crewshipd_agent_run_events_total{event=\"cancelled\"}".to_string(), 1.0),
+        ("crewshipd_agent_run_events_total{event=\"timeout\"}".to_string(), 0.0),
+        ("crewshipd_llm_calls_total{provider=\"anthropic\"}".to_string(), 1.0),
+        ("crewshipd_llm_calls_total{provider=\"openai\"}".to_string(), 1.0),
+        ("crewshipd_llm_cost_usd_total{provider=\"anthropic\"}".to_string(), 1.25),
+        ("crewshipd_llm_cost_usd_total{provider=\"openai\"}".to_string(), 0.5),
+    ];
+    let dd = &d;
+    let want = &want;
+    let before = eventually("every count on the page", PATIENCE, move || async move {
+        let p = page(dd).await;
+        (durable(&p) == *want).then_some(p)
+    })
+    .await;
+    assert_eq!(durable(&before), *want);
+
+    // The journal is swept empty (archived, then pruned)...
+    eventually("the journal to be pruned", PATIENCE, move || async move {
+        let j = dd.get("/api/v1/journal?limit=500").await;
+        assert_eq!(j.status, 200, "{}", j.text);
+        j.body["items"].as_array().unwrap().is_empty().then_some(())
+    })
+    .await;
+    // ... crews and agents are deleted ...
+    assert_eq!(d.delete("/api/v1/crews/bad/agents/worker").await.status, 200);
+    assert_eq!(d.delete("/api/v1/crews/ok").await.status, 200);
+    assert_eq!(d.delete("/api/v1/crews/bad").await.status, 200);
+    // ... and the daemon restarts, cleanly and then by SIGKILL.
+    let d = d.restart().await;
+    assert_eq!(durable(&page(&d).await), *want, "after a clean restart");
+    let d = d.restart_after_kill9().await;
+    assert_eq!(durable(&page(&d).await), *want, "after kill -9");
+}
+
+#[tokio::test]
+async fn process_metrics_are_live_inside_the_cache_window() {
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "60s")]).await;
+    let first = page(&d).await;
+    assert_eq!(first.must(COMPUTATIONS, None), 1.0);
+    assert_eq!(first.must("crewshipd_ws_connections", None), 0.0);
+    let ws = d.ws().await;
+    let d = &d;
+    let during = eventually("the WebSocket counted", PATIENCE, move || async move {
+        let p = page(d).await;
+        (p.must("crewshipd_ws_connections", None) == 1.0).then_some(p)
+    })
+    .await;
+    // Same DB snapshot, live process figures.
+    assert_eq!(during.must(COMPUTATIONS, None), 1.0);
+    assert!(during.must("crewshipd_uptime_seconds", None) > first.must("crewshipd_uptime_seconds", None));
+    assert!(
+        during.must("crewshipd_metrics_snapshot_age_seconds", None)
+            > first.must("crewshipd_metrics_snapshot_age_seconds", None)
+    );
+    drop(ws);
+    eventually("the WebSocket gone", PATIENCE, move || async move {
+        (page(d).await.must("crewshipd_ws_connections", None) == 0.0).then_some(())
+    })
+    .await;
+}
+
+/// SQLite VM instructions run by `f` on `conn` (deterministic, unlike a
+/// timing): counted with a progress handler called on every instruction.
+fn vm_steps(conn: &rusqlite::Connection, f: impl FnOnce(&rusqlite::Connection)) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    unsafe extern "C" fn tick(p: *mut std::ffi::c_void) -> std::ffi::c_int {
+        // SAFETY: `p` is the AtomicU64 below, alive while the handler is set.
+        unsafe { (*(p as *const AtomicU64)).fetch_add(1, Ordering::Relaxed) };
+        0
+    }
+    let count = AtomicU64::new(0);
+    // SAFETY: the handler is removed before `count` goes out of scope, and
+    // the connection is used on this thread only.
+    unsafe {
+        rusqlite::ffi::sqlite3_progress_handler(
+            conn.handle(),
+            1,
+            Some(tick),
+            &count as *const AtomicU64 as *mut std::ffi::c_void,
+        );
+    }
+    f(conn);
+    unsafe {
+        rusqlite::ffi::sqlite3_progress_handler(conn.handle(), 0, None, std::ptr::null_mut());
+    }
+    count.load(Ordering::Relaxed)
+}
+
+/// Every read the DB-derived block makes (src/metrics/snapshot.rs
+/// `compute`), in one go.
+fn snapshot_reads(conn: &rusqlite::Connection) {
+    use crewship::store::{counters, migrations, snapshot};
+    for family in [counters::ASSIGNMENTS, counters::PIPELINE_RUNS, counters::RUN_EVENTS] {
+        snapshot::family(conn, family).unwrap();
+    }
+    snapshot::queue(conn).unwrap();
+    snapshot::llm_series(conn).unwrap();
+    migrations::current(conn).unwrap();
+}
+
+/// METRICS.md §5: the cost of the block must not grow with table sizes.
+/// Two stores with the same bounded counter rows, one of them also holding
+/// hundreds of thousands of assignments, journal and archive entries,
+/// runs, ledger rows and thousands of crews: the snapshot reads must run
+/// the same number of SQLite instructions on both.
+#[test]
+fn snapshot_cost_does_not_grow_with_table_sizes() {
+    const ROWS: i64 = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        let mut conn = rusqlite::Connection::open(dir.path().join(name)).unwrap();
+        crewship::store::migrations::apply(&mut conn).unwrap();
+        // The same bounded rows in both stores.
+        conn.execute_batch(
+            "INSERT INTO counters (family, label, value) VALUES
+                 ('assignments', 'queued', 5), ('assignments', 'running', 2),
+                 ('assignments', 'completed', 9), ('pipeline_runs', 'running', 1),
+                 ('run_events', 'started', 9), ('run_events', 'failed', 3),
+                 ('queue', 'depth', 5), ('queue', 'crews', 2);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25)
+             INSERT INTO llm_series (label, position, calls, cost_nanos)
+                 SELECT 'p' || i, i, i, i * 1000 FROM n;",
+        )
+        .unwrap();
+        conn
+    };
+    let empty = open("empty.db");
+    let big = open("big.db");
+    big.execute_batch(&format!(
+        "BEGIN;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+         INSERT INTO crews (id, slug, name, max_concurrent_agents, runtime, created_at, updated_at)
+             SELECT i, 'c' || i, 'c', 2, 'local', 0, 0 FROM n;
+         INSERT INTO agents (id, crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
+             VALUES (1, 1, 'a', 'a', 'agent', '[]', '{{}}', 60, 0, 0);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+         INSERT INTO crew_counts (crew_id, queued, running) SELECT i, i % 17, 0 FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+         INSERT INTO assignments (crew_id, agent_id, task, status, created_at, queued_at)
+             SELECT i % 5000 + 1, 1, 't',
+                    CASE i % 4 WHEN 0 THEN 'queued' WHEN 1 THEN 'completed' WHEN 2 THEN 'failed' ELSE 'running' END,
+                    i, i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+         INSERT INTO journal (ts, entry_type, severity, summary, payload)
+             SELECT i, 'run.started', 'info', 's', '{{}}' FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+         INSERT INTO journal_archive (id, ts, entry_type, severity, summary, payload, archived_at)
+             SELECT {ROWS} + i, i, 'run.failed', 'error', 's', '{{}}', i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+         INSERT INTO runs (id, managed, status, started_at) SELECT 'r' || i, 0, 'completed', i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+         INSERT INTO llm_calls (ts, provider, series, model, input_tokens, output_tokens,
+                                cached_input_tokens, cache_creation_tokens, cost_nanos, billing_mode, priced)
+             SELECT i, 'p1', 'p1', 'm', 1, 1, 0, 0, 10, 'metered', 1 FROM n;
+         COMMIT;
+         ANALYZE;"
+    ))
+    .unwrap();
+
+    // The instrument works: a real scan of the big journal is expensive.
+    let scan = vm_steps(&big, |c| {
+        c.query_row("SELECT COUNT(*) FROM journal WHERE severity = 'info'", [], |r| r.get::<_, i64>(0)).unwrap();
+    });
+    assert!(scan > ROWS as u64, "a scan of {ROWS} rows took only {scan} steps");
+
+    let on_empty = vm_steps(&empty, snapshot_reads);
+    let on_big = vm_steps(&big, snapshot_reads);
+    eprintln!("snapshot reads: {on_empty} SQLite instructions empty, {on_big} large; a journal scan: {scan}");
+    assert!(
+        on_big <= on_empty + 64,
+        "the snapshot reads ran {on_empty} SQLite instructions on an empty store and {on_big} on a large one: \
+         they read more than maintained counts"
+    );
+}

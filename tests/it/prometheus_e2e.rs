@@ -1,0 +1,543 @@
+//! A real Prometheus server scrapes the daemon the way the seed page's
+//! `prometheus.yml` says (bearer token through `authorization.credentials`,
+//! loopback access switched off so the token path is really used), and
+//! the seed page's two alert expressions are evaluated, exactly as
+//! written, against real work done through the API (METRICS.md §6).
+//!
+//! Prometheus is an external process: its HTTP API (`/-/ready`,
+//! `/api/v1/targets`, `/api/v1/query`) is polled with deadlines, which is
+//! the only synchronisation it offers.
+//!
+//! Formats: Prometheus negotiates OpenMetrics by default; that is proved
+//! through its metadata API (OpenMetrics names a counter family without
+//! `_total`). A second job pinned to `scrape_protocols: [PrometheusText0.0.4]`
+//! runs when the installed Prometheus supports it (2.49 and later). Debian
+//! bookworm ships 2.42, which does not: there the text format is proved by
+//! `promtool check metrics` on a token-authorized scrape instead, and the
+//! test says so on stderr.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::common::Daemon;
+use crate::tools::{self, eventually};
+
+const TOKEN: &str = "e2e-scrape-token-7f3a";
+/// How long Prometheus may take to start, scrape and ingest.
+const PROM_PATIENCE: Duration = Duration::from_secs(90);
+
+/// The seed page's alerts, character for character.
+const FAILURE_RATIO_ALERT: &str = "sum(rate(crewshipd_agent_run_events_total{event=\"failed\"}[10m]))\n/\nsum(rate(crewshipd_agent_run_events_total{event=\"started\"}[10m])) > 0.2";
+const SPEND_ALERT: &str = "sum(increase(crewshipd_llm_cost_usd_total[1h])) > 5";
+
+/// The alert rules exactly as docs/metrics.md prints them (the YAML block
+/// that starts with `groups:`): the seed page's two, plus the container
+/// and migration-skew recipes. Tests use the page's text so the operator
+/// docs cannot drift from what is proved here.
+fn rules() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let start =
+        doc.find("```yaml\ngroups:\n").unwrap_or_else(|| panic!("no ```yaml groups: block in {}", path.display()))
+            + "```yaml\n".len();
+    let len = doc[start..].find("```").expect("end of the rules block");
+    doc[start..start + len].to_string()
+}
+
+/// Unit tests for the rules of docs/metrics.md, evaluated by `promtool test rules`.
+const RULE_TESTS: &str = r#"rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      # 10 runs a minute; 1 of them fails for ten minutes, then 5.
+      - series: 'crewshipd_agent_run_events_total{event="started",hostname="a"}'
+        values: '0+10x40'
+      - series: 'crewshipd_agent_run_events_total{event="failed",hostname="a"}'
+        values: '0+1x10 10+5x30'
+      # 0.10 USD a minute: 6 USD an hour.
+      - series: 'crewshipd_llm_cost_usd_total{hostname="a",provider="anthropic"}'
+        values: '0+0.1x90'
+      # One of two containers stops reporting at 11m.
+      - series: 'crewshipd_containers_tracked{hostname="a"}'
+        values: '2x40'
+      - series: 'crewshipd_containers_reporting{hostname="a"}'
+        values: '2x10 1x30'
+      # Node b is upgraded at 11m; node a is not.
+      - series: 'crewshipd_db_migration_version{hostname="a"}'
+        values: '20261125220000x40'
+      - series: 'crewshipd_db_migration_version{hostname="b"}'
+        values: '20261125220000x10 20270101000000x30'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: CrewshipdAgentFailureRatio
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: CrewshipdAgentFailureRatio
+        exp_alerts:
+          - exp_labels:
+              severity: warning
+      - eval_time: 30m
+        alertname: CrewshipdLLMSpend
+        exp_alerts: []
+      - eval_time: 75m
+        alertname: CrewshipdLLMSpend
+        exp_alerts:
+          - exp_labels:
+              severity: warning
+      - eval_time: 10m
+        alertname: CrewshipdContainerNotReporting
+        exp_alerts: []
+      - eval_time: 13m
+        alertname: CrewshipdContainerNotReporting
+        exp_alerts:
+          - exp_labels:
+              severity: warning
+              hostname: a
+      - eval_time: 15m
+        alertname: CrewshipdMigrationVersionSkew
+        exp_alerts: []
+      - eval_time: 25m
+        alertname: CrewshipdMigrationVersionSkew
+        exp_alerts:
+          - exp_labels:
+              severity: warning
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Query-string encoding (RFC 3986 unreserved characters pass).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// (major, minor) of the installed Prometheus.
+async fn prometheus_version(bin: &Path) -> (u32, u32) {
+    let out = Command::new(bin).arg("--version").output().await.expect("prometheus --version");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let v = text
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in {text:?}"));
+    let mut parts = v.split(['.', '+', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+struct Prometheus {
+    child: Child,
+    base: String,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl Drop for Prometheus {
+    /// Kills the server (kill_on_drop would too; this says so explicitly).
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Prometheus {
+    /// Starts a server with `config` (and the documented rules as rules.yml beside it),
+    /// and waits until it is ready.
+    async fn start(bin: &Path, config: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        std::fs::write(dir.path().join("rules.yml"), rules()).unwrap();
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        // A port picked free may be taken before Prometheus binds it.
+        for _ in 0..3 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+            let mut child = Command::new(bin)
+                .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn prometheus");
+            let base = format!("http://127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + PROM_PATIENCE;
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+                    if log.contains("address already in use") {
+                        break;
+                    }
+                    panic!("prometheus exited with {status}:\n{log}");
+                }
+                let ready = client.get(format!("{base}/-/ready")).send().await;
+                if ready.is_ok_and(|r| r.status() == 200) {
+                    return Prometheus { child, base, dir, client };
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "prometheus not ready in time:\n{}",
+                    std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        panic!("no free port for prometheus after three tries");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    async fn api(&self, path_and_query: &str) -> Value {
+        let r = self.client.get(format!("{}{path_and_query}", self.base)).send().await.expect("prometheus api");
+        let status = r.status();
+        let body: Value = r.json().await.expect("prometheus json");
+        assert!(status == 200 && body["status"] == "success", "{path_and_query}: {status} {body}");
+        body["data"].clone()
+    }
+
+    /// An instant query: (labels, value) per result element.
+    async fn query(&self, expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+        let data = self.api(&format!("/api/v1/query?query={}", encode(expr))).await;
+        assert_eq!(data["resultType"], "vector", "{expr}: {data}");
+        data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let labels = serde_json::from_value(e["metric"].clone()).unwrap();
+                let v = e["value"][1].as_str().unwrap();
+                let v = match v {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    "NaN" => f64::NAN,
+                    v => v.parse().unwrap(),
+                };
+                (labels, v)
+            })
+            .collect()
+    }
+
+    /// The value of a query returning exactly one element, if it does.
+    async fn scalar(&self, expr: &str) -> Option<f64> {
+        let r = self.query(expr).await;
+        assert!(r.len() <= 1, "{expr} returned {r:?}");
+        r.first().map(|(_, v)| *v)
+    }
+
+    /// Waits until Prometheus reports `expr` = `want`.
+    async fn await_value(&self, expr: &str, want: f64) {
+        let mut last = None;
+        let deadline = tokio::time::Instant::now() + PROM_PATIENCE;
+        loop {
+            let v = self.scalar(expr).await;
+            if v.is_some_and(|v| (v - want).abs() < 1e-9) {
+                return;
+            }
+            last = v.or(last);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "prometheus never saw {expr} = {want} (last {last:?})\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the job's only target is up with no error.
+    async fn await_target_up(&self, job: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + PROM_PATIENCE;
+        loop {
+            let data = self.api("/api/v1/targets?state=active").await;
+            let target = data["activeTargets"].as_array().unwrap().iter().find(|t| t["labels"]["job"] == job).cloned();
+            if let Some(t) = &target
+                && t["health"] == "up"
+                && t["lastError"] == ""
+            {
+                return t.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "target of job {job} never came up: {target:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Metadata Prometheus keeps for `metric` (a family name) from `job`.
+    async fn metadata(&self, job: &str, metric: &str) -> Vec<Value> {
+        let q = format!(
+            "/api/v1/targets/metadata?match_target={}&metric={}",
+            encode(&format!("{{job=\"{job}\"}}")),
+            encode(metric)
+        );
+        self.api(&q).await.as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn scrape_config(job: &str, target: &str, extra: &str) -> String {
+    format!(
+        r#"  - job_name: {job}
+    scrape_interval: 1s
+    scrape_timeout: 1s
+{extra}    authorization:
+      credentials: "{TOKEN}"
+    static_configs:
+      - targets: ["{target}"]
+"#
+    )
+}
+
+fn config(jobs: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - rules.yml\nscrape_configs:\n{jobs}"
+    )
+}
+
+async fn llm_call(d: &Daemon, provider: &str, usd: f64) {
+    d.ok(
+        "/api/v1/llm-calls",
+        json!({"provider": provider, "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": usd}),
+        201,
+    )
+    .await;
+}
+
+/// Runs `n` assignments of `crew`'s worker to their end, concurrently.
+async fn runs(d: &Daemon, crew: &str, n: usize, want: &str) {
+    let tasks: Vec<String> = (0..n).map(|i| format!("task {i}")).collect();
+    let all = tasks.iter().map(|t| d.run_to_end(crew, "worker", t));
+    for a in futures::future::join_all(all).await {
+        assert_eq!(a["status"], want, "{a}");
+    }
+}
+
+const HOSTILE: &str = "we\"ird\\back\nline\ttab-ünï";
+
+#[tokio::test]
+async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
+    let Some(prometheus) = tools::prometheus() else { return };
+    let Some(promtool) = tools::promtool() else { return };
+    let d = Daemon::start_with(&[
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
+        ("CREWSHIP_METRICS_TOKEN", TOKEN),
+        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
+    ])
+    .await;
+    // The token path is the only way in.
+    assert_eq!(d.get("/metrics").await.status, 404);
+    let target = format!("127.0.0.1:{}", d.port);
+
+    let version = prometheus_version(&prometheus).await;
+    let text_job_supported = version >= (2, 49);
+    let prom = Prometheus::start(&prometheus, &config(&scrape_config("crewshipd", &target, ""))).await;
+    let t = prom.await_target_up("crewshipd").await;
+    let prom = &prom;
+    assert_eq!(t["scrapeUrl"], format!("http://{target}/metrics"));
+
+    // Prometheus negotiated OpenMetrics: it keeps counter metadata under
+    // the family name without _total.
+    let md = eventually("counter metadata in prometheus", PROM_PATIENCE, move || async move {
+        let md = prom.metadata("crewshipd", "crewshipd_agent_run_events").await;
+        (!md.is_empty()).then_some(md)
+    })
+    .await;
+    assert_eq!(md[0]["type"], "counter", "{md:?}");
+    assert!(
+        prom.metadata("crewshipd", "crewshipd_agent_run_events_total").await.is_empty(),
+        "metadata under the 0.0.4 name: Prometheus did not get OpenMetrics"
+    );
+
+    // The text format, to a token holder.
+    if text_job_supported {
+        let text_prom = Prometheus::start(
+            &prometheus,
+            &config(&scrape_config("crewshipd_text", &target, "    scrape_protocols: [PrometheusText0.0.4]\n")),
+        )
+        .await;
+        text_prom.await_target_up("crewshipd_text").await;
+        let text_prom = &text_prom;
+        let md = eventually("text-format counter metadata", PROM_PATIENCE, move || async move {
+            let md = text_prom.metadata("crewshipd_text", "crewshipd_agent_run_events_total").await;
+            (!md.is_empty()).then_some(md)
+        })
+        .await;
+        assert_eq!(md[0]["type"], "counter");
+    } else {
+        eprintln!(
+            "prometheus {}.{} has no scrape_protocols (2.49+): proving the 0.0.4 text format with promtool instead",
+            version.0, version.1
+        );
+    }
+    let r = d.client().get(d.url("/metrics")).header("authorization", format!("Bearer {TOKEN}")).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], tools::TEXT_CONTENT_TYPE);
+    tools::assert_promtool_clean(&promtool, &r.text().await.unwrap()).await;
+
+    // Nothing ran yet: 0/0 is no alert.
+    assert!(prom.query(FAILURE_RATIO_ALERT).await.is_empty());
+    assert!(prom.query(SPEND_ALERT).await.is_empty());
+
+    // The provider series must exist in Prometheus before the spend that
+    // should count: increase() cannot see the value a series is born with.
+    llm_call(&d, "anthropic", 0.01).await;
+    d.ok(
+        "/api/v1/llm-calls",
+        json!({"provider": HOSTILE, "model": "m", "input_tokens": 1, "output_tokens": 1, "billing_mode": "flat_rate"}),
+        201,
+    )
+    .await;
+    prom.await_value("sum(crewshipd_llm_cost_usd_total)", 0.01).await;
+    prom.await_value("sum(crewshipd_llm_calls_total)", 2.0).await;
+    let hostile = prom.query("crewshipd_llm_calls_total").await;
+    assert!(
+        hostile.iter().any(|(l, v)| l.get("provider").map(String::as_str) == Some(HOSTILE) && *v == 1.0),
+        "the hostile provider label did not survive the scrape: {hostile:?}"
+    );
+
+    // Phase A: 1 failed run of 6, and 4 USD spent.
+    d.crew_with_agent("good", 6, "echo ok; exit 0").await;
+    d.crew_with_agent("bad", 6, "echo broken >&2; exit 1").await;
+    runs(&d, "good", 5, "completed").await;
+    runs(&d, "bad", 1, "failed").await;
+    llm_call(&d, "anthropic", 2.5).await;
+    llm_call(&d, "anthropic", 1.5).await;
+    prom.await_value("crewshipd_agent_run_events_total{event=\"started\"}", 6.0).await;
+    prom.await_value("crewshipd_agent_run_events_total{event=\"failed\"}", 1.0).await;
+    prom.await_value("crewshipd_agent_run_events_total{event=\"completed\"}", 5.0).await;
+    prom.await_value("sum(crewshipd_llm_cost_usd_total)", 4.01).await;
+    // Enough samples since the provider appeared that increase()'s
+    // extrapolation stays within 10 %.
+    eventually("12 samples of the cost series", PROM_PATIENCE, move || async move {
+        let n = prom.scalar("count_over_time(crewshipd_llm_cost_usd_total{provider=\"anthropic\"}[1h])").await;
+        n.is_some_and(|n| n >= 12.0).then_some(())
+    })
+    .await;
+
+    let ratio = prom
+        .scalar(
+            "sum(rate(crewshipd_agent_run_events_total{event=\"failed\"}[10m]))\n/\nsum(rate(crewshipd_agent_run_events_total{event=\"started\"}[10m]))",
+        )
+        .await
+        .expect("a failure ratio");
+    assert!((ratio - 1.0 / 6.0).abs() < 0.03, "ratio {ratio}, want about 1/6");
+    assert!(prom.query(FAILURE_RATIO_ALERT).await.is_empty(), "1 of 6 failed must not fire");
+    let spend = prom.scalar("sum(increase(crewshipd_llm_cost_usd_total[1h]))").await.expect("spend");
+    assert!((4.0..4.5).contains(&spend), "spend {spend}, want 4 USD (+ extrapolation)");
+    assert!(prom.query(SPEND_ALERT).await.is_empty(), "4 USD must not fire");
+
+    // Phase B: 4 more failures (5 of 10) and 2 USD more (6 USD).
+    runs(&d, "bad", 4, "failed").await;
+    llm_call(&d, "anthropic", 2.0).await;
+    prom.await_value("crewshipd_agent_run_events_total{event=\"started\"}", 10.0).await;
+    prom.await_value("crewshipd_agent_run_events_total{event=\"failed\"}", 5.0).await;
+    prom.await_value("sum(crewshipd_llm_cost_usd_total)", 6.01).await;
+
+    let fired = prom.query(FAILURE_RATIO_ALERT).await;
+    assert_eq!(fired.len(), 1, "5 of 10 failed must fire: {fired:?}");
+    assert!((fired[0].1 - 0.5).abs() < 0.05, "ratio {}, want about 0.5", fired[0].1);
+    let fired = prom.query(SPEND_ALERT).await;
+    assert_eq!(fired.len(), 1, "6 USD must fire: {fired:?}");
+    assert!((6.0..6.6).contains(&fired[0].1), "spend {}, want 6 USD (+ extrapolation)", fired[0].1);
+
+    // The underlying series, with the labels Prometheus attached.
+    let failed = prom.query("crewshipd_agent_run_events_total{event=\"failed\"}").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (labels, v) = &failed[0];
+    assert_eq!(*v, 5.0);
+    assert_eq!(labels.get("hostname").map(String::as_str), Some("test-host"));
+    assert_eq!(labels.get("job").map(String::as_str), Some("crewshipd"));
+    assert_eq!(labels.get("instance"), Some(&target));
+    assert_eq!(prom.scalar("crewshipd_llm_calls_total{provider=\"anthropic\"}").await, Some(4.0));
+    assert_eq!(prom.scalar("crewshipd_llm_cost_usd_total{provider=\"anthropic\"}").await, Some(6.01));
+    assert_eq!(prom.scalar("crewshipd_db_migration_version").await, Some(tools::latest_migration_version() as f64));
+    assert_eq!(prom.scalar("crewshipd_assignments{status=\"failed\"}").await, Some(5.0));
+    // The container recipe is quiet with no containers.
+    assert_eq!(prom.scalar("crewshipd_containers_tracked - crewshipd_containers_reporting").await, Some(0.0));
+    assert!(prom.query("crewshipd_containers_tracked - crewshipd_containers_reporting > 0").await.is_empty());
+    assert_eq!(prom.scalar("up{job=\"crewshipd\"}").await, Some(1.0));
+
+    // The same rules, loaded into this Prometheus, fire too.
+    eventually("both seed alerts firing in prometheus", PROM_PATIENCE, move || async move {
+        let alerts = prom.api("/api/v1/alerts").await;
+        let firing: Vec<String> = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["state"] == "firing")
+            .map(|a| a["labels"]["alertname"].as_str().unwrap().to_string())
+            .collect();
+        (firing.contains(&"CrewshipdAgentFailureRatio".to_string())
+            && firing.contains(&"CrewshipdLLMSpend".to_string()))
+        .then_some(())
+    })
+    .await;
+    let rules = prom.api("/api/v1/rules").await;
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            assert_eq!(rule["health"], "ok", "{rule}");
+        }
+    }
+    // Still up, never an error, after all of that.
+    let t = prom.await_target_up("crewshipd").await;
+    assert_eq!(t["lastError"], "");
+}
+
+async fn promtool_in(dir: &Path, args: &[&str]) -> tools::Run {
+    let promtool: PathBuf = tools::promtool().expect("checked by the caller");
+    let out =
+        Command::new(promtool).args(args).current_dir(dir).stdin(Stdio::null()).output().await.expect("run promtool");
+    tools::Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn promtool_checks_and_unit_tests_the_alert_rules() {
+    if tools::promtool().is_none() {
+        return;
+    }
+    // The rules carry the seed expressions verbatim.
+    let rules = rules();
+    assert!(rules.contains(&format!("expr: {SPEND_ALERT}\n")), "the spend rule is not the seed expression");
+    let indented: String = FAILURE_RATIO_ALERT.lines().map(|l| format!("          {l}\n")).collect();
+    assert!(rules.contains(&indented), "the failure-ratio rule is not the seed expression");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
+    std::fs::write(dir.path().join("rules_test.yml"), RULE_TESTS).unwrap();
+    let r = promtool_in(dir.path(), &["check", "rules", "rules.yml"]).await;
+    assert_eq!(r.code, Some(0), "promtool check rules:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("SUCCESS: 4 rules found"), "{}", r.stdout);
+    let r = promtool_in(dir.path(), &["test", "rules", "rules_test.yml"]).await;
+    assert_eq!(r.code, Some(0), "promtool test rules:\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("SUCCESS"), "{}", r.stdout);
+
+    // The unit tests can fail: expecting the opposite is an error.
+    let inverted = RULE_TESTS.replacen(
+        "      - eval_time: 5m\n        alertname: CrewshipdAgentFailureRatio\n        exp_alerts: []",
+        "      - eval_time: 5m\n        alertname: CrewshipdAgentFailureRatio\n        exp_alerts:\n          - exp_labels:\n              severity: warning",
+        1,
+    );
+    assert_ne!(inverted, RULE_TESTS);
+    std::fs::write(dir.path().join("rules_test.yml"), inverted).unwrap();
+    let r = promtool_in(dir.path(), &["test", "rules", "rules_test.yml"]).await;
+    assert_ne!(r.code, Some(0), "an inverted expectation passed:\n{}", r.stdout);
+}
