@@ -17,7 +17,8 @@ pub struct App {
     pub rate_card: RateCard,
     pub runtime: Runtime,
     pub hub: Hub,
-    pub containers: containers::Registry,
+    pub containers: Arc<containers::Registry>,
+    pub crew_containers: containers::CrewContainers,
     pub metrics: Metrics,
     pub started: Instant,
 }

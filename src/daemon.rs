@@ -60,13 +60,18 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     for d in &drift {
         tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }
-    let runtime = Runtime::start(store.clone(), &config).await?;
+    let engine = containers::Engine::connect(&config.docker_host).await;
+    let runtime = Runtime::start(store.clone(), &config, engine.clone()).await?;
     let addr = SocketAddr::new(config.host, config.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr()?;
+    let registry = Arc::new(containers::Registry::new(config.stats_interval));
+    let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());
+    let collector = containers::collector::Collector::spawn(crew_containers.clone(), config.stats_interval);
     let app = Arc::new(App {
         metrics: Metrics::new(SnapshotCache::new(store.clone(), config.metrics_cache_ttl)),
-        containers: containers::Registry::new(config.stats_interval),
+        containers: registry,
+        crew_containers,
         hub: Hub::default(),
         store: store.clone(),
         rate_card,
@@ -86,6 +91,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             hub_app.hub.close_all();
         })
         .await?;
+    collector.stop().await;
     app.runtime.shutdown().await;
     store.checkpoint().await?;
     tracing::info!("crewshipd stopped");

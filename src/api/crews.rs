@@ -76,6 +76,7 @@ pub async fn create(
             Ok(crew)
         })
         .await?;
+    app.crew_containers.crew_created(&crew).await;
     Ok((StatusCode::CREATED, Json(crew.to_api())))
 }
 
@@ -134,6 +135,7 @@ pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> Api
             Ok(crew)
         })
         .await?;
+    app.crew_containers.crew_deleted(&crew).await;
     Ok(Json(crew.to_api()))
 }
 

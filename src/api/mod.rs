@@ -56,6 +56,8 @@ pub fn router(app: AppState) -> Router {
         .route("/llm-calls", post(paymaster::record))
         .route("/paymaster/spend", get(paymaster::spend))
         .route("/containers", get(containers::list))
+        .route("/crews/{crew}/container/start", post(containers::start))
+        .route("/crews/{crew}/container/stop", post(containers::stop))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(app.clone(), auth::require_api_access));

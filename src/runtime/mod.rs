@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::containers::Engine;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::assignments::{self, AssignmentRow, Changes};
@@ -99,7 +100,7 @@ pub async fn cancel_assignment(
 impl Runtime {
     /// Recovers what a previous daemon left in flight, then starts the
     /// workers. Queued work starts at once.
-    pub async fn start(store: Store, config: &Config) -> Result<Runtime> {
+    pub async fn start(store: Store, config: &Config, engine: Engine) -> Result<Runtime> {
         let recovered = recovery::recover(&store, config.max_attempts).await?;
         if recovered != recovery::Recovered::default() {
             tracing::warn!(?recovered, "recovered work left in flight by the previous daemon");
@@ -110,6 +111,7 @@ impl Runtime {
             config.cancel_grace,
             config.run_output_limit,
             config.max_attempts,
+            engine,
         ));
         let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone()));
         let (stop, stop_rx) = watch::channel(false);

@@ -1,7 +1,8 @@
 //! The process runner: one child process per claimed assignment, in its own
-//! process group so a timeout or cancel reaches every descendant.
+//! process group so a timeout or cancel reaches every descendant. Agents of
+//! docker crews run as an exec in their crew's container instead.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -13,10 +14,12 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::output::Output;
+use crate::containers::{Engine, docker, exec};
 use crate::domain::Result;
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
+use crate::store::crews::{self, CrewRow};
 use crate::store::runs;
 
 /// Secrets of the daemon that agent processes must not inherit.
@@ -53,6 +56,8 @@ pub struct Runner {
     output_limit: usize,
     max_attempts: i64,
     active: Mutex<HashMap<i64, Active>>,
+    /// Runs agents of docker crews inside their crew's container.
+    engine: Engine,
 }
 
 fn signal_group(pgid: u32, signal: libc::c_int) {
@@ -78,6 +83,16 @@ pub fn kill_orphan(pid: i64, run_id: &str) -> bool {
     true
 }
 
+/// The agent's environment: its own variables, then the run's (API.md).
+fn run_env(c: &Claimed) -> BTreeMap<String, String> {
+    let mut env = c.agent.env.clone();
+    env.insert("CREWSHIP_ASSIGNMENT_ID".into(), c.assignment.public_id());
+    env.insert("CREWSHIP_RUN_ID".into(), c.run.id.clone());
+    env.insert("CREWSHIP_CREW".into(), c.assignment.crew.slug.clone());
+    env.insert("CREWSHIP_AGENT".into(), c.assignment.agent.slug.clone());
+    env
+}
+
 async fn pump(mut from: impl AsyncRead + Unpin, into: Arc<Mutex<Output>>, is_stdout: bool) {
     let mut buf = vec![0u8; 8192];
     while let Ok(n) = from.read(&mut buf).await {
@@ -101,7 +116,14 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
 }
 
 impl Runner {
-    pub fn new(store: Store, work_dir: PathBuf, grace: Duration, output_limit: usize, max_attempts: u32) -> Runner {
+    pub fn new(
+        store: Store,
+        work_dir: PathBuf,
+        grace: Duration,
+        output_limit: usize,
+        max_attempts: u32,
+        engine: Engine,
+    ) -> Runner {
         Runner {
             store,
             work_dir,
@@ -109,6 +131,7 @@ impl Runner {
             output_limit,
             max_attempts: i64::from(max_attempts),
             active: Mutex::new(HashMap::new()),
+            engine,
         }
     }
 
@@ -180,6 +203,15 @@ impl Runner {
         let Some((program, args)) = c.agent.command.split_first() else {
             return Outcome::SpawnFailed("the agent has no command".into());
         };
+        let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
+        let crew_id = c.assignment.crew.id;
+        match self.store.read(move |conn| crews::by_id(conn, crew_id)).await {
+            Ok(Some(crew)) if crew.runtime == "docker" => {
+                return self.execute_in_container(c, &crew, output, timeout, stop).await;
+            }
+            Ok(_) => {}
+            Err(e) => return Outcome::SpawnFailed(format!("cannot read the crew: {e}")),
+        }
         let dir = self.work_dir.join(&c.assignment.crew.slug);
         if let Err(e) = std::fs::create_dir_all(&dir) {
             return Outcome::SpawnFailed(format!("cannot create working directory {}: {e}", dir.display()));
@@ -187,11 +219,7 @@ impl Runner {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&dir)
-            .envs(&c.agent.env)
-            .env("CREWSHIP_ASSIGNMENT_ID", c.assignment.public_id())
-            .env("CREWSHIP_RUN_ID", &c.run.id)
-            .env("CREWSHIP_CREW", &c.assignment.crew.slug)
-            .env("CREWSHIP_AGENT", &c.assignment.agent.slug)
+            .envs(run_env(c))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -221,7 +249,6 @@ impl Runner {
             child.stdout.take().map(|s| tokio::spawn(pump(s, output.clone(), true))),
             child.stderr.take().map(|s| tokio::spawn(pump(s, output.clone(), false))),
         ];
-        let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
         let outcome = tokio::select! {
             status = child.wait() => match status {
                 Ok(s) => Outcome::Exited(s),
@@ -250,6 +277,32 @@ impl Runner {
             let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
         }
         outcome
+    }
+
+    /// The same run, as an exec in the crew's container (see
+    /// `containers::exec`).
+    async fn execute_in_container(
+        &self,
+        c: &Claimed,
+        crew: &CrewRow,
+        output: Arc<Mutex<Output>>,
+        timeout: Duration,
+        mut stop: watch::Receiver<Option<StopReason>>,
+    ) -> Outcome {
+        let container = docker::container_name(crew);
+        let job = exec::Job {
+            container: &container,
+            run_id: &c.run.id,
+            argv: &c.agent.command,
+            env: run_env(c).into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            task: c.assignment.task.clone(),
+        };
+        match exec::run(&self.engine, job, output, timeout, self.grace, stop_requested(&mut stop)).await {
+            exec::End::Exited(code) => Outcome::Exited(ExitStatus::from_raw(((code & 0xff) << 8) as i32)),
+            exec::End::Failed(e) => Outcome::SpawnFailed(e),
+            exec::End::TimedOut => Outcome::TimedOut(timeout),
+            exec::End::Stopped(reason) => Outcome::Stopped(reason),
+        }
     }
 
     /// Records the end of a run and its assignment in one transaction.

@@ -11,6 +11,7 @@ mod api_paymaster;
 mod api_pipelines;
 mod archiving;
 mod cli;
+mod containers;
 mod counters;
 mod durability;
 mod metrics_auth;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_docker;
 pub mod ws;
 
 use std::path::{Path, PathBuf};

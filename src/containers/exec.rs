@@ -1,0 +1,198 @@
+//! Running an agent's command inside its crew's container: an exec through
+//! the Engine API with stdin, stdout and stderr attached.
+//!
+//! A timeout or cancel must still stop the process, and the engine has no
+//! "signal this exec" call. So the command runs under a shell that writes
+//! its pid to a file and then becomes the command (`exec "$@"`); stopping
+//! it is a second exec that signals that pid.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::docker::Engine;
+use crate::domain::{DomainError, Result};
+use crate::runtime::output::Output;
+
+/// How long to wait for an exec to end after SIGKILL before giving up on
+/// it (the engine may have lost it, or the pid file was not written yet).
+const KILL_WAIT: Duration = Duration::from_secs(2);
+const KILL_TRIES: usize = 3;
+
+/// What to run, where.
+pub struct Job<'a> {
+    /// The container's name or id.
+    pub container: &'a str,
+    pub run_id: &'a str,
+    pub argv: &'a [String],
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// Written to the command's stdin, which is then closed.
+    pub task: String,
+}
+
+/// How an exec ended.
+#[derive(Debug)]
+pub enum End<R> {
+    Exited(i64),
+    /// It could not start, or the engine lost it.
+    Failed(String),
+    TimedOut,
+    /// `stop` resolved first; the process was terminated.
+    Stopped(R),
+}
+
+fn pid_file(run_id: &str) -> String {
+    format!("/tmp/crewship-{run_id}.pid")
+}
+
+/// The agent's argv under a shell that records its pid and becomes it.
+fn wrapped(job: &Job<'_>) -> Vec<String> {
+    let script = format!("echo $$ > {}; exec \"$@\"", pid_file(job.run_id));
+    ["sh", "-c", &script, "sh"].into_iter().map(String::from).chain(job.argv.iter().cloned()).collect()
+}
+
+struct Started {
+    exec_id: String,
+    /// Ends when the exec's output stream does (the process exited, or the
+    /// connection to the engine broke).
+    streams: tokio::task::JoinHandle<()>,
+    feeder: tokio::task::JoinHandle<()>,
+}
+
+async fn start(engine: &Engine, job: &Job<'_>, output: Arc<Mutex<Output>>) -> Result<Started> {
+    let docker = engine.client().await?;
+    let options = CreateExecOptions {
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        tty: Some(false),
+        env: Some(job.env.clone()),
+        cmd: Some(wrapped(job)),
+        ..CreateExecOptions::default()
+    };
+    let exec_id =
+        docker.create_exec(job.container, options).await.map_err(|e| engine.error("container", job.container, e))?.id;
+    let StartExecResults::Attached { output: mut stream, mut input } =
+        docker.start_exec(&exec_id, None).await.map_err(|e| engine.error("exec", &exec_id, e))?
+    else {
+        return Err(DomainError::Internal("the engine started an attached exec detached".into()));
+    };
+    let task = job.task.clone();
+    let feeder = tokio::spawn(async move {
+        // A command that never reads its stdin is not an error.
+        let _ = input.write_all(task.as_bytes()).await;
+        let _ = input.shutdown().await;
+    });
+    let streams = tokio::spawn(async move {
+        while let Some(Ok(frame)) = stream.next().await {
+            let (bytes, is_stdout) = match frame {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => (message, true),
+                LogOutput::StdErr { message } => (message, false),
+                LogOutput::StdIn { .. } => continue,
+            };
+            output.lock().unwrap_or_else(|p| p.into_inner()).push(&bytes, is_stdout);
+        }
+    });
+    Ok(Started { exec_id, streams, feeder })
+}
+
+/// The exit code, once the engine reports the exec ended.
+async fn exit_code(engine: &Engine, exec_id: &str) -> Result<i64> {
+    let docker = engine.client().await?;
+    // The output stream may close a moment before the engine records the
+    // exit; ask again with a short back-off.
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let inspected = docker.inspect_exec(exec_id).await.map_err(|e| engine.error("exec", exec_id, e))?;
+        if inspected.running != Some(true) {
+            return inspected
+                .exit_code
+                .ok_or_else(|| DomainError::Internal(format!("exec {exec_id} ended without an exit code")));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Sends `signal` (TERM, KILL) to the job's process with a second exec.
+async fn signal(engine: &Engine, job: &Job<'_>, signal: &str) {
+    let script = format!("kill -{signal} \"$(cat {})\"", pid_file(job.run_id));
+    let options = CreateExecOptions {
+        cmd: Some(vec!["sh".to_string(), "-c".to_string(), script]),
+        ..CreateExecOptions::default()
+    };
+    let sent = async {
+        let docker = engine.client().await?;
+        let exec_id = docker
+            .create_exec(job.container, options)
+            .await
+            .map_err(|e| engine.error("container", job.container, e))?
+            .id;
+        let detached = bollard::exec::StartExecOptions { detach: true, ..Default::default() };
+        docker.start_exec(&exec_id, Some(detached)).await.map_err(|e| engine.error("exec", &exec_id, e))?;
+        Ok::<_, DomainError>(())
+    };
+    if let Err(e) = sent.await {
+        tracing::warn!(run = job.run_id, signal, error = %e, "could not signal a process in a container");
+    }
+}
+
+/// SIGKILL until `ended` resolves, a few times: the first may come before
+/// the pid file exists.
+async fn kill(engine: &Engine, job: &Job<'_>, mut ended: Pin<&mut impl Future>) {
+    for _ in 0..KILL_TRIES {
+        signal(engine, job, "KILL").await;
+        if tokio::time::timeout(KILL_WAIT, ended.as_mut()).await.is_ok() {
+            return;
+        }
+    }
+    tracing::warn!(run = job.run_id, container = job.container, "a killed process in a container did not end");
+}
+
+/// Runs `job` until it exits, `timeout` passes (then SIGKILL), or `stop`
+/// resolves (then SIGTERM, and SIGKILL after `grace`).
+pub async fn run<R>(
+    engine: &Engine,
+    job: Job<'_>,
+    output: Arc<Mutex<Output>>,
+    timeout: Duration,
+    grace: Duration,
+    stop: impl Future<Output = R>,
+) -> End<R> {
+    let started = match start(engine, &job, output).await {
+        Ok(s) => s,
+        Err(e) => return End::Failed(format!("cannot start {:?} in container {}: {e}", job.argv, job.container)),
+    };
+    let Started { exec_id, streams, feeder } = started;
+    let ended = async {
+        let _ = streams.await;
+        exit_code(engine, &exec_id).await
+    };
+    tokio::pin!(ended);
+    let end = tokio::select! {
+        code = &mut ended => match code {
+            Ok(code) => End::Exited(code),
+            Err(e) => End::Failed(format!("lost the process in container {}: {e}", job.container)),
+        },
+        _ = tokio::time::sleep(timeout) => {
+            kill(engine, &job, ended.as_mut()).await;
+            End::TimedOut
+        }
+        reason = stop => {
+            signal(engine, &job, "TERM").await;
+            if tokio::time::timeout(grace, ended.as_mut()).await.is_err() {
+                kill(engine, &job, ended.as_mut()).await;
+            }
+            End::Stopped(reason)
+        }
+    };
+    feeder.abort();
+    end
+}

@@ -1,0 +1,218 @@
+//! Crew containers over a crew's life: started when a docker crew is
+//! created (or on request), stopped on request, removed with the crew,
+//! found again by label when the daemon starts. Each change is journaled
+//! and keeps the stats collector's registry in step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::docker::{Engine, Found, container_name};
+use super::registry::Registry;
+use crate::domain::ids::{self, Kind};
+use crate::domain::{DomainError, Result};
+use crate::store::Store;
+use crate::store::crews::{self, CrewRow};
+use crate::store::journal::{self, Named, NewEntry};
+use crate::store::page::{MAX_LIMIT, PageRequest};
+
+const DOCKER: &str = "docker";
+
+/// What the container endpoints answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerState {
+    pub container_id: String,
+    pub crew: String,
+    pub name: String,
+    pub running: bool,
+}
+
+#[derive(Clone)]
+pub struct CrewContainers {
+    engine: Engine,
+    registry: Arc<Registry>,
+    store: Store,
+}
+
+fn state(crew: &CrewRow, container_id: String, running: bool) -> ContainerState {
+    ContainerState { container_id, crew: crew.slug.clone(), name: container_name(crew), running }
+}
+
+fn require_docker(crew: &CrewRow) -> Result<()> {
+    if crew.runtime == DOCKER {
+        Ok(())
+    } else {
+        Err(DomainError::conflict(format!("crew {} has runtime {}: it has no container", crew.slug, crew.runtime)))
+    }
+}
+
+impl CrewContainers {
+    pub fn new(engine: Engine, registry: Arc<Registry>, store: Store) -> CrewContainers {
+        CrewContainers { engine, registry, store }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn find(&self, crew: &CrewRow) -> Result<Option<Found>> {
+        Ok(self.engine.list(Some(&crew.public_id())).await?.into_iter().next())
+    }
+
+    /// Starts the crew's container, creating it if there is none, and
+    /// tracks it. A running one is only tracked.
+    pub async fn start(&self, crew: &CrewRow) -> Result<ContainerState> {
+        require_docker(crew)?;
+        let found = self.find(crew).await?;
+        self.bring_up(crew, found).await
+    }
+
+    async fn bring_up(&self, crew: &CrewRow, found: Option<Found>) -> Result<ContainerState> {
+        let (id, running) = match found {
+            Some(f) => (f.id, f.running),
+            None => (self.engine.create(crew).await?, false),
+        };
+        if !running {
+            self.engine.start(&id).await?;
+            let payload = json!({ "container_id": id, "name": container_name(crew), "image": crew.image });
+            self.journal(
+                crew,
+                "container.started",
+                "info",
+                format!("container of crew {} started", crew.slug),
+                payload,
+            )
+            .await;
+        }
+        self.registry.track(&id, &crew.slug);
+        Ok(state(crew, id, true))
+    }
+
+    /// Stops the crew's container and stops tracking it: a container
+    /// stopped on purpose is not one that stopped answering.
+    pub async fn stop(&self, crew: &CrewRow) -> Result<ContainerState> {
+        require_docker(crew)?;
+        let found = self.find(crew).await?.ok_or_else(|| DomainError::not_found("container", container_name(crew)))?;
+        if found.running {
+            self.engine.stop(&found.id).await?;
+            self.stopped(crew, &found.id, false).await;
+        }
+        self.registry.untrack(&found.id);
+        Ok(state(crew, found.id, false))
+    }
+
+    async fn remove(&self, crew: &CrewRow) -> Result<()> {
+        if let Some(found) = self.find(crew).await? {
+            if found.running {
+                self.engine.stop(&found.id).await?;
+            }
+            self.engine.remove(&found.id).await?;
+            self.registry.untrack(&found.id);
+            self.stopped(crew, &found.id, true).await;
+        }
+        Ok(())
+    }
+
+    /// After a crew is committed. A container that cannot start is logged
+    /// and journaled (`container.error`); the crew exists all the same.
+    pub async fn crew_created(&self, crew: &CrewRow) {
+        if crew.runtime == DOCKER
+            && let Err(e) = self.start(crew).await
+        {
+            self.failed(crew, "start", &e).await;
+        }
+    }
+
+    /// After a crew is deleted: its container goes too.
+    pub async fn crew_deleted(&self, crew: &CrewRow) {
+        if crew.runtime == DOCKER
+            && let Err(e) = self.remove(crew).await
+        {
+            self.failed(crew, "remove", &e).await;
+        }
+    }
+
+    /// At start-up: finds the containers of live docker crews again by
+    /// their labels, starts the stopped ones (creating missing ones) and
+    /// tracks them all. Errors about one crew are journaled; an engine that
+    /// cannot list containers is an error, worth trying again later.
+    pub async fn adopt(&self) -> Result<usize> {
+        let crews = self.store.read(live_docker_crews).await?;
+        if crews.is_empty() {
+            return Ok(0);
+        }
+        let mut found: HashMap<String, Found> =
+            self.engine.list(None).await?.into_iter().map(|f| (f.crew_id.clone(), f)).collect();
+        let mut adopted = 0;
+        for crew in crews {
+            match self.bring_up(&crew, found.remove(&crew.public_id())).await {
+                Ok(_) => adopted += 1,
+                Err(e) => self.failed(&crew, "start", &e).await,
+            }
+        }
+        Ok(adopted)
+    }
+
+    async fn stopped(&self, crew: &CrewRow, container_id: &str, removed: bool) {
+        let payload = json!({ "container_id": container_id, "name": container_name(crew), "removed": removed });
+        let what = if removed { "stopped and removed" } else { "stopped" };
+        self.journal(crew, "container.stopped", "info", format!("container of crew {} {what}", crew.slug), payload)
+            .await;
+    }
+
+    async fn failed(&self, crew: &CrewRow, action: &str, e: &DomainError) {
+        tracing::warn!(crew = crew.slug, action, error = %e, "crew container");
+        let payload = json!({ "name": container_name(crew), "action": action, "error": e.to_string() });
+        let summary = format!("cannot {action} the container of crew {}: {e}", crew.slug);
+        self.journal(crew, "container.error", "error", summary, payload).await;
+    }
+
+    async fn journal(
+        &self,
+        crew: &CrewRow,
+        entry_type: &str,
+        severity: &'static str,
+        summary: String,
+        payload: serde_json::Value,
+    ) {
+        let entry = NewEntry {
+            severity,
+            crew: Some(Named { id: crew.id, slug: crew.slug.clone() }),
+            payload,
+            ..NewEntry::info(entry_type, summary)
+        };
+        if let Err(e) = self.store.write(move |tx| journal::append(tx, entry).map(drop)).await {
+            tracing::error!(crew = crew.slug, entry_type, error = %e, "could not journal a container change");
+        }
+    }
+}
+
+fn live_docker_crews(conn: &rusqlite::Connection) -> Result<Vec<CrewRow>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = crews::list(conn, false, PageRequest { limit: MAX_LIMIT, after })?;
+        for crew in &page.items {
+            if crew.runtime == DOCKER
+                && let Some(row) =
+                    ids::parse(Kind::Crew, &crew.id).map(|id| crews::by_id(conn, id)).transpose()?.flatten()
+            {
+                out.push(row);
+            }
+        }
+        if page.next_cursor.is_none() {
+            return Ok(out);
+        }
+        after = page.items.last().and_then(|c| ids::parse(Kind::Crew, &c.id));
+    }
+}
