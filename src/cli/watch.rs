@@ -101,15 +101,19 @@ fn frame(ctx: &Ctx, text: &str) -> Result<()> {
         "error" => Err(CliError::Failed(format!("crewshipd refused: {}", render::cell(&frame["message"])))),
         _ if frame.get("channel").is_none() => Ok(()),
         _ if ctx.json => render::print(&format!("{text}\n")),
-        _ => render::print(&format!("{}\n", line(&frame, SystemTime::now()))),
+        _ => render::print(&format!("{}\n", line(&frame))),
     }
 }
 
-/// `<time> <type> <channel> <summary>`: the time is when the event arrived
-/// (frames carry none of their own).
-fn line(frame: &Value, at: SystemTime) -> String {
+/// `<time> <type> <channel> <summary>`: the time is when the change
+/// happened (the frame's `ts`), else when the frame arrived.
+fn line(frame: &Value) -> String {
     let kind = frame["type"].as_str().unwrap_or_default();
     let channel = frame["channel"].as_str().unwrap_or_default();
+    let at = frame["ts"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or_else(SystemTime::now);
     format!("{} {kind} {channel} {}", humantime::format_rfc3339_seconds(at), summary(kind, &frame["data"]))
 }
 
@@ -153,18 +157,15 @@ fn detail(first: &Value, second: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
     use super::*;
 
     #[test]
     fn an_event_is_one_line_of_what_happened() {
-        let frame = json!({"type": "assignment.completed", "channel": "assignments", "data": {
-            "id": "asg_1", "crew": "alpha", "agent": "wk", "status": "completed",
+        let frame = json!({"type": "assignment.completed", "channel": "assignments", "ts": "2027-01-15T08:00:00.250Z",
+            "data": {"id": "asg_1", "crew": "alpha", "agent": "wk", "status": "completed",
             "result_summary": "all\ndone", "error_message": null}});
-        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(
-            line(&frame, at),
+            line(&frame),
             r#"2027-01-15T08:00:00Z assignment.completed assignments asg_1 alpha/wk completed "all done""#
         );
         let entry = json!({"entry_type": "note", "severity": "warning", "summary": "disk", "crew": null});

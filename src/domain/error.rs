@@ -11,8 +11,9 @@ pub enum DomainError {
     /// Well-formed input that breaks a rule.
     #[error("{0}")]
     Invalid(String),
-    /// The database is busy or unreachable: worth a retry.
-    #[error("storage unavailable: {0}")]
+    /// A dependency (the database, the container engine) is busy or
+    /// unreachable: worth a retry.
+    #[error("unavailable: {0}")]
     Unavailable(String),
     /// A bug or an I/O failure the client cannot fix.
     #[error("internal error: {0}")]

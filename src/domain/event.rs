@@ -41,6 +41,8 @@ pub struct Event {
     /// The crew's slug, for `crew:<slug>` subscribers.
     pub crew: Option<String>,
     pub data: Value,
+    /// When the change happened (epoch ms).
+    pub ts: i64,
 }
 
 impl Event {
@@ -50,6 +52,12 @@ impl Event {
 
     /// An event on `channel` (None: only `crew:<slug>` subscribers see it).
     pub fn on(kind: impl Into<String>, channel: Option<Channel>, crew: Option<String>, data: &impl Serialize) -> Event {
-        Event { kind: kind.into(), channel, crew, data: serde_json::to_value(data).unwrap_or(Value::Null) }
+        Event {
+            kind: kind.into(),
+            channel,
+            crew,
+            data: serde_json::to_value(data).unwrap_or(Value::Null),
+            ts: super::time::now_ms(),
+        }
     }
 }

@@ -27,14 +27,15 @@ fn cutoff(age: Duration) -> i64 {
     time::now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// One pass: archive, then prune, batch after batch until nothing is left.
-pub async fn sweep(store: &Store, p: Policy) -> Result<Swept> {
+/// One pass: archive, then prune, batch after batch until nothing is left
+/// or a stop is asked for.
+pub async fn sweep(store: &Store, p: Policy, stop: &watch::Receiver<bool>) -> Result<Swept> {
     let mut swept = Swept::default();
     let archive_before = cutoff(p.archive_after);
     loop {
         let n = store.write(move |tx| journal::archive_batch(tx, archive_before, p.batch)).await?;
         swept.archived += n;
-        if n < p.batch {
+        if n < p.batch || *stop.borrow() {
             break;
         }
     }
@@ -42,7 +43,7 @@ pub async fn sweep(store: &Store, p: Policy) -> Result<Swept> {
     loop {
         let n = store.write(move |tx| journal::prune_batch(tx, prune_before, p.batch)).await?;
         swept.pruned += n;
-        if n < p.batch {
+        if n < p.batch || *stop.borrow() {
             break;
         }
     }
@@ -51,7 +52,7 @@ pub async fn sweep(store: &Store, p: Policy) -> Result<Swept> {
 
 pub async fn run(store: Store, policy: Policy, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        match sweep(&store, policy).await {
+        match sweep(&store, policy, &stop).await {
             Ok(s) if s != Swept::default() => {
                 tracing::info!(archived = s.archived, pruned = s.pruned, "journal sweep")
             }

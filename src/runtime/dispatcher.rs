@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{broadcast, watch};
 
 use super::runner::Runner;
 use crate::domain::Result;
@@ -48,7 +48,14 @@ async fn dispatch_batch(store: &Store) -> Result<(Vec<Claimed>, bool)> {
         .await
 }
 
-pub async fn run(store: Store, runner: Arc<Runner>, nudge: Arc<Notify>, mut events: broadcast::Receiver<Arc<Event>>) {
+/// Runs until `stop` changes; it stops only between dispatches, so work it
+/// claimed is always handed to the runner.
+pub async fn run(
+    store: Store,
+    runner: Arc<Runner>,
+    mut events: broadcast::Receiver<Arc<Event>>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         loop {
             match dispatch_batch(&store).await {
@@ -66,8 +73,8 @@ pub async fn run(store: Store, runner: Arc<Runner>, nudge: Arc<Notify>, mut even
                 }
             }
         }
-        // Sleep until something may have changed: a waking event, a lag (we
-        // missed events, so assume one), or an explicit nudge.
+        // Sleep until something may have changed: a waking event, or a lag
+        // (we missed events, so assume one).
         let mut woken = false;
         while !woken {
             tokio::select! {
@@ -76,7 +83,7 @@ pub async fn run(store: Store, runner: Arc<Runner>, nudge: Arc<Notify>, mut even
                     Err(broadcast::error::RecvError::Lagged(_)) => woken = true,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = nudge.notified() => woken = true,
+                _ = stop.changed() => return,
             }
         }
         // Coalesce a burst of events into one dispatch.

@@ -11,7 +11,7 @@ pub mod runner;
 
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
@@ -115,7 +115,6 @@ impl Runtime {
         ));
         let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone()));
         let (stop, stop_rx) = watch::channel(false);
-        let nudge = Arc::new(Notify::new());
         let events = store.subscribe();
         let policy = archiver::Policy {
             archive_after: config.journal_archive_after,
@@ -123,7 +122,7 @@ impl Runtime {
             batch: config.journal_archive_batch,
         };
         let tasks = vec![
-            tokio::spawn(dispatcher::run(store.clone(), runner.clone(), nudge, events)),
+            tokio::spawn(dispatcher::run(store.clone(), runner.clone(), events, stop_rx.clone())),
             tokio::spawn(archiver::run(store.clone(), policy, config.journal_archive_interval, stop_rx)),
         ];
         Ok(Runtime { store, runner, executor, stop, tasks: Mutex::new(tasks) })
@@ -174,8 +173,9 @@ impl Runtime {
     /// (`server_shutdown`) and their assignments return to the queue.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-            task.abort();
+        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
         }
         self.runner.stop_all(StopReason::Shutdown).await;
     }

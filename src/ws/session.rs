@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::app::{App, AppState};
 use crate::domain::event::{Channel, Event};
+use crate::domain::time;
 use crate::{bearer, clientip};
 
 /// A frame that cannot be written in this long means the client stopped
@@ -104,7 +105,7 @@ async fn session(app: AppState, mut socket: WebSocket, authed: bool) {
             },
             event = events.recv() => match event {
                 Ok(e) => match route(&subs, &e) {
-                    Some(channel) => json!({ "type": e.kind, "channel": channel, "data": e.data }),
+                    Some(channel) => json!({ "type": e.kind, "channel": channel, "ts": time::rfc3339(e.ts), "data": e.data }),
                     None => continue,
                 },
                 Err(RecvError::Lagged(_)) => return close(socket, TOO_SLOW, "too slow: events were dropped").await,

@@ -20,6 +20,20 @@ fn second_time_lucky(d: &Daemon) -> String {
     )
 }
 
+/// The pid `second_time_lucky` writes once its first attempt has marked
+/// itself: from then on, stopping it makes the next attempt the lucky one.
+async fn first_run_pid(d: &Daemon) -> i32 {
+    let path = d.data_dir().join("first.pid");
+    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
+    loop {
+        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the first attempt never started");
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn kill_nine_mid_run_requeues_and_reruns() {
     let d = Daemon::start().await;
@@ -34,15 +48,7 @@ async fn kill_nine_mid_run_requeues_and_reruns() {
     let running = d.await_assignment(&mut ws, &id, &["running"]).await;
     d.await_assignment(&mut ws, waiting["id"].as_str().unwrap(), &["queued"]).await;
     let old_run = running["run_id"].as_str().unwrap().to_string();
-    let old_pid: i32 = loop {
-        // The pid file appears once the script has started.
-        if let Ok(p) = std::fs::read_to_string(d.data_dir().join("first.pid"))
-            && let Ok(p) = p.trim().parse()
-        {
-            break p;
-        }
-        tokio::task::yield_now().await;
-    };
+    let old_pid = first_run_pid(&d).await;
     drop(ws);
 
     let d = d.restart_after_kill9().await;
@@ -133,6 +139,7 @@ async fn sigterm_stops_children_and_requeues_their_work() {
     let a = d.ok("/api/v1/assignments", json!({"crew": "rk", "agent": "wk", "task": "a"}), 201).await;
     let id = a["id"].as_str().unwrap().to_string();
     let running = d.await_assignment(&mut ws, &id, &["running"]).await;
+    first_run_pid(&d).await;
     drop(ws);
     let d = d.restart().await;
     let old = d.get(&format!("/api/v1/runs/{}", running["run_id"].as_str().unwrap())).await.body;
