@@ -107,6 +107,9 @@ pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
 
 type Flight = Shared<BoxFuture<'static, Arc<DbSnapshot>>>;
 
+/// Below Prometheus' default 10 s scrape timeout, with room to encode.
+const STALE_AFTER: Duration = Duration::from_secs(3);
+
 #[derive(Default)]
 struct State {
     current: Option<Arc<DbSnapshot>>,
@@ -135,22 +138,30 @@ impl SnapshotCache {
     }
 
     /// The current snapshot, computing a new one if it is older than the TTL.
+    /// A scrape waits at most `STALE_AFTER` for a slow computation (a
+    /// database stuck behind a lock) when an older snapshot exists: it then
+    /// gets that one, its age telling how stale it is, while the
+    /// computation goes on.
     pub async fn get(self: &Arc<Self>) -> Arc<DbSnapshot> {
-        let flight = {
+        let (flight, stale) = {
             let mut st = self.state();
             if let Some(cur) = st.current.as_ref().filter(|c| c.taken_at.elapsed() < self.ttl) {
                 return cur.clone();
             }
-            match &st.inflight {
+            let flight = match &st.inflight {
                 Some(f) => f.clone(),
                 None => {
                     let f = self.launch(st.current.clone());
                     st.inflight = Some(f.clone());
                     f
                 }
-            }
+            };
+            (flight, st.current.clone())
         };
-        flight.await
+        match stale {
+            Some(stale) => tokio::time::timeout(STALE_AFTER, flight).await.unwrap_or(stale),
+            None => flight.await,
+        }
     }
 
     fn launch(self: &Arc<Self>, prev: Option<Arc<DbSnapshot>>) -> Flight {
@@ -189,5 +200,30 @@ fn empty() -> DbSnapshot {
         run_events: Slot::default(),
         llm: Slot::default(),
         migration_version: Slot::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_computation_serves_the_last_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db"), tokio::sync::broadcast::channel(8).0).unwrap();
+        let cache = Arc::new(SnapshotCache::new(store, Duration::from_millis(10)));
+        let old = Arc::new(empty());
+        {
+            let mut st = cache.state();
+            st.current = Some(old.clone());
+            // A computation that never finishes, as behind a stuck lock.
+            st.inflight = Some(futures::future::pending().boxed().shared());
+        }
+        tokio::time::advance(Duration::from_millis(20)).await;
+        let served = cache.get().await;
+        assert!(Arc::ptr_eq(&served, &old), "the stale snapshot is served");
+        // Without any snapshot yet there is nothing to fall back on: wait.
+        cache.state().current = None;
+        assert!(tokio::time::timeout(Duration::from_secs(60), cache.get()).await.is_err());
     }
 }
