@@ -27,19 +27,10 @@ async fn page(d: &Daemon) -> Page {
     parse_page(&d.metrics().await)
 }
 
-async fn llm_call(d: &Daemon, provider: &str, usd: f64) {
-    d.ok(
-        "/api/v1/llm-calls",
-        json!({"provider": provider, "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": usd}),
-        201,
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn concurrent_scrapes_share_one_computation() {
     let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "60s")]).await;
-    llm_call(&d, "anthropic", 1.5).await;
+    d.llm_call("anthropic", 1.5).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = d.url("/metrics");
     let scrapes = (0..500).map(|_| {
@@ -64,8 +55,8 @@ async fn concurrent_scrapes_share_one_computation() {
 async fn scrapers_that_hang_up_do_not_poison_the_cache() {
     let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "60s")]).await;
     // Data the snapshot must show completely.
-    llm_call(&d, "anthropic", 2.25).await;
-    llm_call(&d, "openai", 0.75).await;
+    d.llm_call("anthropic", 2.25).await;
+    d.llm_call("openai", 0.75).await;
     d.crew_with_agent("c1", 1, "exit 0").await;
     d.run_to_end("c1", "worker", "x").await;
     let addr = addr_of(&d.base);
@@ -111,7 +102,7 @@ async fn writes_become_visible_only_after_the_ttl() {
         let first = page(&d).await;
         let c0 = first.must(COMPUTATIONS, None);
         assert!(first.value("crewshipd_llm_calls_total", Some(("provider", &provider))).is_none());
-        llm_call(&d, &provider, 1.0).await;
+        d.llm_call(&provider, 1.0).await;
         let second = page(&d).await;
         if second.must(COMPUTATIONS, None) != c0 {
             eprintln!("attempt {attempt}: the scrape after the write missed the {TTL:?} window; retrying");
@@ -162,8 +153,8 @@ fn rename_table(d: &Daemon, from: &str, to: &str) {
 async fn one_failing_collector_keeps_its_last_values_and_says_so() {
     let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "200ms")]).await;
     let d = &d;
-    llm_call(d, "anthropic", 3.5).await;
-    llm_call(d, "openai", 0.5).await;
+    d.llm_call("anthropic", 3.5).await;
+    d.llm_call("openai", 0.5).await;
     let good = eventually("LLM calls on the page", PATIENCE, move || async move {
         let p = page(d).await;
         (p.value("crewshipd_llm_calls_total", Some(("provider", "openai"))) == Some(1.0)).then_some(p)
@@ -221,7 +212,7 @@ async fn one_failing_collector_keeps_its_last_values_and_says_so() {
     let e2 = healed.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm")));
     assert!(e2 > e1, "the error counter went backwards");
     assert_eq!(healed.must("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))), 3.5);
-    llm_call(d, "anthropic", 1.0).await;
+    d.llm_call("anthropic", 1.0).await;
     eventually("a new LLM call on the page", PATIENCE, move || async move {
         let p = page(d).await;
         (p.value("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))) == Some(4.5)).then_some(())
@@ -264,8 +255,8 @@ async fn counters_never_go_backwards() {
     // A repeated terminal report counts nothing.
     let again = d.patch(&format!("/api/v1/runs/{id}"), json!({"status": "failed"})).await;
     assert_eq!(again.status, 200, "{}", again.text);
-    llm_call(&d, "anthropic", 1.25).await;
-    llm_call(&d, "openai", 0.5).await;
+    d.llm_call("anthropic", 1.25).await;
+    d.llm_call("openai", 0.5).await;
 
     let want = vec![
         ("crewshipd_agent_run_events_total{event=\"started\"}".to_string(), 3.0),

@@ -310,15 +310,6 @@ fn config(jobs: &str) -> String {
     )
 }
 
-async fn llm_call(d: &Daemon, provider: &str, usd: f64) {
-    d.ok(
-        "/api/v1/llm-calls",
-        json!({"provider": provider, "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": usd}),
-        201,
-    )
-    .await;
-}
-
 /// Runs `n` assignments of `crew`'s worker to their end, concurrently.
 async fn runs(d: &Daemon, crew: &str, n: usize, want: &str) {
     let tasks: Vec<String> = (0..n).map(|i| format!("task {i}")).collect();
@@ -395,7 +386,7 @@ async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
 
     // The provider series must exist in Prometheus before the spend that
     // should count: increase() cannot see the value a series is born with.
-    llm_call(&d, "anthropic", 0.01).await;
+    d.llm_call("anthropic", 0.01).await;
     d.ok(
         "/api/v1/llm-calls",
         json!({"provider": HOSTILE, "model": "m", "input_tokens": 1, "output_tokens": 1, "billing_mode": "flat_rate"}),
@@ -415,8 +406,8 @@ async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
     d.crew_with_agent("bad", 6, "echo broken >&2; exit 1").await;
     runs(&d, "good", 5, "completed").await;
     runs(&d, "bad", 1, "failed").await;
-    llm_call(&d, "anthropic", 2.5).await;
-    llm_call(&d, "anthropic", 1.5).await;
+    d.llm_call("anthropic", 2.5).await;
+    d.llm_call("anthropic", 1.5).await;
     prom.await_value("crewshipd_agent_run_events_total{event=\"started\"}", 6.0).await;
     prom.await_value("crewshipd_agent_run_events_total{event=\"failed\"}", 1.0).await;
     prom.await_value("crewshipd_agent_run_events_total{event=\"completed\"}", 5.0).await;
@@ -443,7 +434,7 @@ async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
 
     // Phase B: 4 more failures (5 of 10) and 2 USD more (6 USD).
     runs(&d, "bad", 4, "failed").await;
-    llm_call(&d, "anthropic", 2.0).await;
+    d.llm_call("anthropic", 2.0).await;
     prom.await_value("crewshipd_agent_run_events_total{event=\"started\"}", 10.0).await;
     prom.await_value("crewshipd_agent_run_events_total{event=\"failed\"}", 5.0).await;
     prom.await_value("sum(crewshipd_llm_cost_usd_total)", 6.01).await;

@@ -179,6 +179,12 @@ impl Daemon {
         ws::Client::connect(&self.base, &[]).await
     }
 
+    /// Records an LLM call of `provider` at a given cost.
+    pub async fn llm_call(&self, provider: &str, usd: f64) {
+        let body = json!({"provider": provider, "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": usd});
+        self.ok("/api/v1/llm-calls", body, 201).await;
+    }
+
     /// A crew with one agent running `script` under `sh -c`.
     pub async fn crew_with_agent(&self, slug: &str, max: i64, script: &str) -> (Value, Value) {
         let crew =
