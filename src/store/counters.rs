@@ -16,29 +16,43 @@ pub const QUEUE: &str = "queue";
 pub const QUEUE_DEPTH: &str = "depth";
 pub const QUEUE_CREWS: &str = "crews";
 
+// Counters are written on every state change, so each one is an UPDATE of
+// an existing row (one b-tree seek); the row is inserted only the first time.
+
 fn add(conn: &Connection, family: &str, label: &str, delta: i64) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (family, label) DO UPDATE SET value = value + excluded.value",
-    )?
-    .execute(params![family, label, delta])?;
+    let updated = conn
+        .prepare_cached("UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2")?
+        .execute(params![family, label, delta])?;
+    if updated == 0 {
+        conn.prepare_cached("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![family, label, delta])?;
+    }
     Ok(())
 }
 
-/// Adds `delta` to a crew's queued or running count; returns the new value.
+/// Adds to a crew's queued and running counts; returns the new queued count.
 fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
-             ON CONFLICT (crew_id) DO UPDATE
-                SET queued = queued + excluded.queued, running = running + excluded.running
-             RETURNING queued",
+    let updated = super::optional(
+        conn.prepare_cached(
+            "UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1 RETURNING queued",
         )?
-        .query_row(params![crew_id, queued, running], |r| r.get(0))?)
+        .query_row(params![crew_id, queued, running], |r| r.get(0)),
+    )?;
+    match updated {
+        Some(n) => Ok(n),
+        None => {
+            conn.prepare_cached("INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)")?
+                .execute(params![crew_id, queued, running])?;
+            Ok(queued)
+        }
+    }
 }
 
 /// An assignment of `crew_id` moved from `from` (None: created) to `to`.
 pub fn assignment_moved(tx: &Tx<'_>, crew_id: i64, from: Option<AssignmentStatus>, to: AssignmentStatus) -> Result<()> {
+    if !tx.counting() {
+        return Ok(());
+    }
     if let Some(from) = from {
         add(tx, ASSIGNMENTS, from.as_str(), -1)?;
     }
@@ -84,24 +98,28 @@ pub fn llm_call(tx: &Tx<'_>, provider: &str, cost_nanos: i64) -> Result<String> 
     if !tx.counting() {
         return Ok(provider.to_string());
     }
-    let own: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)")?
-        .query_row([provider], |r| r.get(0))?;
+    let bump = |label: &str| -> Result<bool> {
+        let n = tx
+            .prepare_cached("UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1")?
+            .execute(params![label, cost_nanos])?;
+        Ok(n == 1)
+    };
+    // The common case: the provider (or `other` itself) has its series.
+    if bump(provider)? {
+        return Ok(provider.to_string());
+    }
     let own_count: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> ?1")?
         .query_row([provider::OTHER], |r| r.get(0))?;
-    let label = match provider::series_label(provider, own, own_count) {
+    let label = match provider::series_label(provider, false, own_count) {
         SeriesLabel::Own | SeriesLabel::NewOwn => provider,
+        SeriesLabel::Other if bump(provider::OTHER)? => return Ok(provider::OTHER.to_string()),
         SeriesLabel::Other => provider::OTHER,
     };
     // Position orders the series by first appearance (`other` is listed last
     // whatever its position).
-    let position = own_count + 1;
-    tx.prepare_cached(
-        "INSERT INTO llm_series (label, position, calls, cost_nanos) VALUES (?1, ?2, 1, ?3)
-         ON CONFLICT (label) DO UPDATE SET calls = calls + 1, cost_nanos = cost_nanos + excluded.cost_nanos",
-    )?
-    .execute(params![label, position, cost_nanos])?;
+    tx.prepare_cached("INSERT INTO llm_series (label, position, calls, cost_nanos) VALUES (?1, ?2, 1, ?3)")?
+        .execute(params![label, own_count + 1, cost_nanos])?;
     Ok(label.to_string())
 }
 
