@@ -48,6 +48,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     pub metrics_allow_loopback: bool,
     pub metrics_cache_ttl: Duration,
+    /// How long a rendered page (process figures included) is served again.
+    pub metrics_live_window: Duration,
     pub rate_card: Option<PathBuf>,
     pub journal_archive_after: Duration,
     pub journal_retention: Duration,
@@ -212,6 +214,7 @@ impl Config {
             metrics_token,
             metrics_allow_loopback: parse_with(src.env("CREWSHIP_METRICS_ALLOW_LOOPBACK"), true, boolean)?,
             metrics_cache_ttl: parse_with(src.env("CREWSHIP_METRICS_CACHE_TTL"), Duration::from_secs(15), duration)?,
+            metrics_live_window: parse_with(src.env("CREWSHIP_METRICS_LIVE_WINDOW"), Duration::from_secs(1), duration)?,
             rate_card: src.env("CREWSHIP_RATE_CARD").map(|(v, _)| PathBuf::from(v)),
             journal_archive_after: parse_with(
                 src.env("CREWSHIP_JOURNAL_ARCHIVE_AFTER"),

@@ -69,7 +69,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());
     let collector = containers::collector::Collector::spawn(crew_containers.clone(), config.stats_interval);
     let app = Arc::new(App {
-        metrics: Metrics::new(SnapshotCache::new(store.clone(), config.metrics_cache_ttl)),
+        metrics: Metrics::new(SnapshotCache::new(store.clone(), config.metrics_cache_ttl), config.metrics_live_window),
         containers: registry,
         crew_containers,
         hub: Hub::default(),

@@ -3,6 +3,7 @@
 
 pub mod exposition;
 pub mod families;
+pub mod page;
 pub mod process;
 pub mod snapshot;
 
@@ -17,15 +18,16 @@ use crate::api::error::ApiError;
 use crate::app::{App, AppState};
 use crate::{bearer, clientip};
 use exposition::Format;
-use snapshot::SnapshotCache;
+use snapshot::{DbSnapshot, SnapshotCache};
 
 pub struct Metrics {
     pub cache: Arc<SnapshotCache>,
+    pub pages: page::Pages,
 }
 
 impl Metrics {
-    pub fn new(cache: SnapshotCache) -> Metrics {
-        Metrics { cache: Arc::new(cache) }
+    pub fn new(cache: SnapshotCache, live_window: std::time::Duration) -> Metrics {
+        Metrics { cache: Arc::new(cache), pages: page::Pages::new(live_window) }
     }
 }
 
@@ -37,9 +39,8 @@ fn authorized(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
         || bearer::matches(headers, app.config.metrics_token.as_deref())
 }
 
-/// Renders the page: live process figures plus the cached DB block.
-pub async fn render(app: &App, format: Format) -> String {
-    let db = app.metrics.cache.get().await;
+/// Renders the page: live process figures plus the DB block `db`.
+pub fn render(app: &App, db: &DbSnapshot, format: Format) -> String {
     let (tracked, reporting) = app.containers.counts();
     let live = families::Live {
         uptime_seconds: app.started.elapsed().as_secs_f64(),
@@ -51,7 +52,7 @@ pub async fn render(app: &App, format: Format) -> String {
         containers_reporting: reporting,
         snapshot_computations: app.metrics.cache.computations(),
     };
-    exposition::encode(&families::build(&live, &db), &app.config.hostname, format)
+    exposition::encode(&families::build(&live, db), &app.config.hostname, format)
 }
 
 /// Every method lands here. Unauthorized: exactly what an unknown path
@@ -71,7 +72,16 @@ pub async fn handler(
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = render(&app, format).await;
-    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+    let header_text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let format = Format::negotiate(header_text(header::ACCEPT));
+    let gzipped = page::accepts_gzip(header_text(header::ACCEPT_ENCODING));
+    let db = app.metrics.cache.get().await;
+    let body = app.metrics.pages.get(db, format, gzipped, |db| render(&app, db, format)).await;
+    let mut r = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    // Compressed here, once per page: the compression layer passes it on.
+    r.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzipped {
+        r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
 }

@@ -43,7 +43,13 @@ pub async fn handler(
 ) -> Response {
     let client = app.config.trusted_proxies.client_ip(peer, &headers);
     let authed = clientip::is_loopback(client) || bearer::matches(&headers, app.config.api_token.as_deref());
-    ws.on_upgrade(move |socket| session(app, socket, authed))
+    // Clients send only small control frames; small buffers keep an idle
+    // connection cheap (the defaults reserve 128 KiB each way).
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
+        .on_upgrade(move |socket| session(app, socket, authed))
 }
 
 fn text(v: serde_json::Value) -> Message {

@@ -436,3 +436,18 @@ fn snapshot_cost_does_not_grow_with_table_sizes() {
          they read more than maintained counts"
     );
 }
+
+#[tokio::test]
+async fn a_rendered_page_is_reused_inside_the_live_window_only() {
+    let reused = Daemon::start_with(&[("CREWSHIP_METRICS_LIVE_WINDOW", "1h")]).await;
+    let first = reused.metrics().await;
+    let _ws = reused.ws().await;
+    reused.llm_call("anthropic", 1.0).await;
+    // Same snapshot, same page: process figures included.
+    assert_eq!(reused.metrics().await, first);
+
+    let live = Daemon::start_with(&[("CREWSHIP_METRICS_LIVE_WINDOW", "0s")]).await;
+    let a = page(&live).await;
+    let b = page(&live).await;
+    assert!(b.must("crewshipd_uptime_seconds", None) > a.must("crewshipd_uptime_seconds", None));
+}
