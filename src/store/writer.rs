@@ -39,6 +39,7 @@ pub struct Tx<'c> {
     /// False only in the benchmark variant that measures what counter
     /// maintenance costs.
     counting: bool,
+    pub(super) pending: super::counters::Pending,
 }
 
 impl Deref for Tx<'_> {
@@ -109,8 +110,14 @@ impl Writer {
                 let _ = reply.send(Err(e.into()));
                 continue;
             }
-            let mut op = Tx { conn: &tx, events: Vec::new(), now: time::now_ms(), counting: self.counting };
-            let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
+            let mut op = Tx {
+                conn: &tx,
+                events: Vec::new(),
+                now: time::now_ms(),
+                counting: self.counting,
+                pending: Default::default(),
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| f(&mut op).and_then(|v| super::counters::flush(&mut op).map(|()| v))))
                 .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
             let events = op.events;
             let closed = match &result {
