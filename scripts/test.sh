@@ -5,23 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sudo_if_needed() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
+. scripts/lib.sh
 
-missing=()
-for tool in prometheus promtool; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=(prometheus)
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing Debian packages: prometheus"
-    sudo_if_needed apt-get update -qq
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    apt_install prometheus
 fi
 
 if [ ! -x .venv/bin/python ]; then
     echo "==> creating the Python venv (.venv)"
-    python3 -m venv .venv
+    # Debian's own python3 needs python3-venv for this.
+    python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
 export CREWSHIP_TEST_PYTHON="$PWD/.venv/bin/python"
