@@ -12,9 +12,10 @@ use crate::domain::event::Event;
 use crate::store::assignments::{self, Claimed};
 use crate::store::{Store, crews};
 
-/// Claims per transaction: bounds how long one dispatch holds the writer.
-const CLAIM_BATCH: usize = 256;
-const QUEUE_BATCH: i64 = 1000;
+/// Claims and queue moves per operation: bounds how long one dispatch
+/// holds the writer (and a big savepoint grows slower per statement).
+const CLAIM_BATCH: usize = 64;
+const QUEUE_BATCH: i64 = 100;
 
 /// Events after which there may be something to start.
 fn wakes(e: &Event) -> bool {

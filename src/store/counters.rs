@@ -23,6 +23,10 @@ pub const QUEUE: &str = "queue";
 pub const QUEUE_DEPTH: &str = "depth";
 pub const QUEUE_CREWS: &str = "crews";
 
+/// Providers remembered as folded into `other`: bounded, since provider
+/// names come from clients.
+const FOLDED_CACHE: usize = 10_000;
+
 /// Counter changes of one operation, not yet written.
 #[derive(Debug, Default)]
 pub struct Pending(BTreeMap<(&'static str, String), i64>);
@@ -134,27 +138,39 @@ pub fn run_event(tx: &mut Tx<'_>, event: &str) -> Result<()> {
 /// Counts one LLM call of a (normalized) provider and returns the series
 /// label it counts under: its own among the first `MAX_OWN_SERIES`
 /// providers, `other` after that.
-pub fn llm_call(tx: &Tx<'_>, provider: &str, cost_nanos: i64) -> Result<String> {
+pub fn llm_call(tx: &mut Tx<'_>, provider: &str, cost_nanos: i64) -> Result<String> {
     if !tx.counting() {
         return Ok(provider.to_string());
     }
-    let bump = |label: &str| -> Result<bool> {
+    let bump = |tx: &Tx<'_>, label: &str| -> Result<bool> {
         let n = tx
             .prepare_cached("UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1")?
             .execute(params![label, cost_nanos])?;
         Ok(n == 1)
     };
-    // The common case: the provider (or `other` itself) has its series.
-    if bump(provider)? {
+    // The common cases, one statement: the provider has its series, or is
+    // known to fold into `other` (which it then does for good).
+    let known_other = tx.folded.contains(provider);
+    if !known_other && bump(tx, provider)? {
         return Ok(provider.to_string());
+    }
+    if known_other && bump(tx, provider::OTHER)? {
+        return Ok(provider::OTHER.to_string());
     }
     let own_count: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> ?1")?
         .query_row([provider::OTHER], |r| r.get(0))?;
     let label = match provider::series_label(provider, false, own_count) {
         SeriesLabel::Own | SeriesLabel::NewOwn => provider,
-        SeriesLabel::Other if bump(provider::OTHER)? => return Ok(provider::OTHER.to_string()),
-        SeriesLabel::Other => provider::OTHER,
+        SeriesLabel::Other => {
+            if tx.folded.len() < FOLDED_CACHE {
+                tx.folded.insert(provider.to_string());
+            }
+            if bump(tx, provider::OTHER)? {
+                return Ok(provider::OTHER.to_string());
+            }
+            provider::OTHER
+        }
     };
     // Position orders the series by first appearance (`other` is listed last
     // whatever its position).

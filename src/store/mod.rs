@@ -110,7 +110,7 @@ impl Store {
             readers.push(conn);
         }
         let (jobs, queue) = mpsc::unbounded_channel();
-        let thread = Writer { conn: writer, events: events.clone(), counting: maintain_counters };
+        let thread = Writer { conn: writer, events: events.clone(), counting: maintain_counters, folded: Default::default() };
         std::thread::Builder::new()
             .name("crewship-writer".into())
             .spawn(move || thread.run(queue))
@@ -278,6 +278,26 @@ mod tests {
             published.push(e.data["summary"].as_str().unwrap().to_string());
         }
         assert_eq!(published, stored);
+    }
+
+    #[tokio::test]
+    async fn an_operation_alone_in_its_transaction_rolls_back_too() {
+        let (_dir, store) = open();
+        let refused = store
+            .write(|tx| {
+                note(tx, "half-written")?;
+                Err::<(), _>(DomainError::invalid("refused after a write"))
+            })
+            .await;
+        assert!(refused.is_err());
+        store.write(|tx| note(tx, "kept")).await.unwrap();
+        let stored: Vec<String> = store
+            .read(|c| {
+                Ok(c.prepare("SELECT summary FROM journal")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, vec!["kept".to_string()]);
     }
 
     #[tokio::test]

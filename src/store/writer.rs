@@ -5,6 +5,7 @@
 //! is published, before the commit that holds it.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct Tx<'c> {
     /// maintenance costs.
     counting: bool,
     pub(super) pending: super::counters::Pending,
+    /// Providers known to count under `other` (a decision for good).
+    pub(super) folded: &'c mut HashSet<String>,
 }
 
 impl Deref for Tx<'_> {
@@ -63,6 +66,7 @@ pub(super) struct Writer {
     pub conn: Connection,
     pub events: broadcast::Sender<Arc<Event>>,
     pub counting: bool,
+    pub folded: HashSet<String>,
 }
 
 impl Writer {
@@ -103,10 +107,15 @@ impl Writer {
                 return;
             }
         };
+        // An operation alone in its transaction needs no savepoint: the
+        // transaction itself rolls back if it fails.
+        let alone = group.len() == 1;
+        let (open, release, undo) =
+            if alone { ("", "", "") } else { ("SAVEPOINT op", "RELEASE op", "ROLLBACK TO op; RELEASE op") };
         let mut done = Vec::with_capacity(group.len());
         let mut group = group.into_iter();
         for (f, reply) in group.by_ref() {
-            if let Err(e) = tx.execute_batch("SAVEPOINT op") {
+            if let Err(e) = tx.execute_batch(open) {
                 let _ = reply.send(Err(e.into()));
                 continue;
             }
@@ -116,17 +125,19 @@ impl Writer {
                 now: time::now_ms(),
                 counting: self.counting,
                 pending: Default::default(),
+                folded: &mut self.folded,
             };
             let result = catch_unwind(AssertUnwindSafe(|| f(&mut op).and_then(|v| super::counters::flush(&mut op).map(|()| v))))
                 .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
             let events = op.events;
             let closed = match &result {
-                Ok(_) => tx.execute_batch("RELEASE op"),
-                Err(_) => tx.execute_batch("ROLLBACK TO op; RELEASE op"),
+                Ok(_) => tx.execute_batch(release),
+                Err(_) => tx.execute_batch(undo),
             };
             if let Err(e) = closed {
                 // The transaction's state is unknown: give up the group
                 // (dropping `tx` rolls it back) rather than commit it.
+                self.folded.clear();
                 let e = DomainError::from(e);
                 let pending = group.map(|(_, reply)| reply);
                 for reply in done.into_iter().map(|(reply, _, _)| reply).chain(std::iter::once(reply)).chain(pending) {
@@ -138,6 +149,10 @@ impl Writer {
                 Ok(value) => done.push((reply, value, events)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
+                    if alone {
+                        // Dropping `tx` rolls the failed operation back.
+                        return;
+                    }
                 }
             }
         }
@@ -152,6 +167,8 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // What the cache learnt may rest on rows that just rolled back.
+                self.folded.clear();
                 let e = DomainError::from(e);
                 for (reply, _, _) in done {
                     let _ = reply.send(Err(e.clone()));
