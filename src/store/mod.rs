@@ -36,6 +36,9 @@ pub use writer::Tx;
 use writer::{Job, Writer};
 
 const READERS: usize = 4;
+/// Prepared statements kept per connection: more than the store uses, so
+/// none is ever evicted and prepared again on a hot path.
+const STATEMENT_CACHE: usize = 256;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl From<rusqlite::Error> for DomainError {
@@ -78,7 +81,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;",
     )?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
@@ -106,7 +109,7 @@ impl Store {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
             )?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
-            conn.set_prepared_statement_cache_capacity(64);
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(conn);
         }
         let (jobs, queue) = mpsc::unbounded_channel();
