@@ -110,10 +110,7 @@ fn frame(ctx: &Ctx, text: &str) -> Result<()> {
 fn line(frame: &Value) -> String {
     let kind = frame["type"].as_str().unwrap_or_default();
     let channel = frame["channel"].as_str().unwrap_or_default();
-    let at = frame["ts"]
-        .as_str()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
-        .unwrap_or_else(SystemTime::now);
+    let at = frame["ts"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or_else(SystemTime::now);
     format!("{} {kind} {channel} {}", humantime::format_rfc3339_seconds(at), summary(kind, &frame["data"]))
 }
 

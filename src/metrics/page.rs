@@ -53,7 +53,13 @@ impl Pages {
 
     /// The page for `db` in `format` (gzip-compressed if `gzipped`),
     /// rendered by `render` unless a fresh one exists.
-    pub async fn get(&self, db: Arc<DbSnapshot>, format: Format, gzipped: bool, render: impl FnOnce(&DbSnapshot) -> String) -> Bytes {
+    pub async fn get(
+        &self,
+        db: Arc<DbSnapshot>,
+        format: Format,
+        gzipped: bool,
+        render: impl FnOnce(&DbSnapshot) -> String,
+    ) -> Bytes {
         let mut pages = self.pages.lock().await;
         if let Some(p) = pages.get(&(format, gzipped))
             && p.rendered.elapsed() < self.live_for

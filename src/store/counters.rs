@@ -44,16 +44,16 @@ pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
         return Ok(());
     }
     let n = changes.len();
-    let cases: String = (0..n).map(|i| format!(" WHEN family = ?{} AND label = ?{} THEN ?{}", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+    let cases: String = (0..n)
+        .map(|i| format!(" WHEN family = ?{} AND label = ?{} THEN ?{}", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+        .collect();
     let keys: Vec<String> = (0..n).map(|i| format!("(?{}, ?{})", 3 * i + 1, 3 * i + 2)).collect();
     let sql = format!(
         "UPDATE counters SET value = value + CASE{cases} END WHERE (family, label) IN (VALUES {}) RETURNING family, label",
         keys.join(", ")
     );
-    let args: Vec<rusqlite::types::Value> = changes
-        .iter()
-        .flat_map(|((f, l), d)| [f.to_string().into(), l.clone().into(), (*d).into()])
-        .collect();
+    let args: Vec<rusqlite::types::Value> =
+        changes.iter().flat_map(|((f, l), d)| [f.to_string().into(), l.clone().into(), (*d).into()]).collect();
     let updated: std::collections::HashSet<(String, String)> = tx
         .prepare_cached(&sql)?
         .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?

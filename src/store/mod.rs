@@ -113,7 +113,8 @@ impl Store {
             readers.push(conn);
         }
         let (jobs, queue) = mpsc::unbounded_channel();
-        let thread = Writer { conn: writer, events: events.clone(), counting: maintain_counters, folded: Default::default() };
+        let thread =
+            Writer { conn: writer, events: events.clone(), counting: maintain_counters, folded: Default::default() };
         std::thread::Builder::new()
             .name("crewship-writer".into())
             .spawn(move || thread.run(queue))
@@ -155,7 +156,11 @@ impl Store {
         self.submit(job, answer).await
     }
 
-    async fn submit<T: 'static>(&self, job: Job, answer: oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>) -> Result<T> {
+    async fn submit<T: 'static>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>,
+    ) -> Result<T> {
         let gone = || DomainError::Unavailable("the store's writer has stopped".into());
         self.inner.writer.send(job).map_err(|_| gone())?;
         let value = answer.await.map_err(|_| gone())??;
@@ -296,7 +301,9 @@ mod tests {
         store.write(|tx| note(tx, "kept")).await.unwrap();
         let stored: Vec<String> = store
             .read(|c| {
-                Ok(c.prepare("SELECT summary FROM journal")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
+                Ok(c.prepare("SELECT summary FROM journal")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
             })
             .await
             .unwrap();

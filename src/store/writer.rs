@@ -127,8 +127,9 @@ impl Writer {
                 pending: Default::default(),
                 folded: &mut self.folded,
             };
-            let result = catch_unwind(AssertUnwindSafe(|| f(&mut op).and_then(|v| super::counters::flush(&mut op).map(|()| v))))
-                .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
+            let result =
+                catch_unwind(AssertUnwindSafe(|| f(&mut op).and_then(|v| super::counters::flush(&mut op).map(|()| v))))
+                    .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
             let events = op.events;
             let closed = match &result {
                 Ok(_) => tx.execute_batch(release),
