@@ -34,6 +34,9 @@ pub struct CrewContainers {
     engine: Engine,
     registry: Arc<Registry>,
     store: Store,
+    /// Crews created before this (epoch ms) are found again by `adopt`;
+    /// later ones get their container from `crew_created`, never from both.
+    adopt_before: i64,
 }
 
 fn state(crew: &CrewRow, container_id: String, running: bool) -> ContainerState {
@@ -50,7 +53,7 @@ fn require_docker(crew: &CrewRow) -> Result<()> {
 
 impl CrewContainers {
     pub fn new(engine: Engine, registry: Arc<Registry>, store: Store) -> CrewContainers {
-        CrewContainers { engine, registry, store }
+        CrewContainers { engine, registry, store, adopt_before: crate::domain::time::now_ms() }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -147,7 +150,9 @@ impl CrewContainers {
     /// tracks them all. Errors about one crew are journaled; an engine that
     /// cannot list containers is an error, worth trying again later.
     pub async fn adopt(&self) -> Result<usize> {
-        let crews = self.store.read(live_docker_crews).await?;
+        let before = self.adopt_before;
+        let crews: Vec<CrewRow> =
+            self.store.read(live_docker_crews).await?.into_iter().filter(|c| c.created_at < before).collect();
         if crews.is_empty() {
             return Ok(0);
         }
