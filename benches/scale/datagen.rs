@@ -764,9 +764,7 @@ impl Gen<'_> {
     }
 
     fn write_counters(&mut self) -> Res<()> {
-        let depth: i64 = self.tally.crew_queued.values().sum();
         let crews = self.tally.crew_queued.values().filter(|n| **n > 0).count() as i64;
-        self.tally.add(counters::QUEUE, counters::QUEUE_DEPTH, depth);
         self.tally.add(counters::QUEUE, counters::QUEUE_CREWS, crews);
         let mut put = self.conn.prepare("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)")?;
         for ((family, label), value) in &self.tally.counters {

@@ -138,8 +138,8 @@ pub fn markdown(r: &Results) -> String {
          {slices} short slices each (rotating which goes first) so bursts of load from other processes hit them \
          alike; ops/s are totals over the slices (wall clock), and the process CPU time per operation is the \
          noise-resistant cross-check. A second measurement times the statements alone (writer-thread CPU clock \
-         inside the `Store::write` closures, {per_write} operations per write): what the counter statements cost \
-         without commits and hand-offs. A mechanism check adds one single-row `UPDATE` of another table to a \
+         inside the `Store::write` closures, {per_write} operations per write, each followed by the counter flush \
+         the writer runs after every operation): what the counter statements cost without commits and hand-offs. A mechanism check adds one single-row `UPDATE` of another table to a \
          journal append, with no counter code: what one more page per commit costs.\n\
          - **(c) serving**: the real `crewshipd` release binary on the big store (`CREWSHIP_METRICS_CACHE_TTL=1h`, every other setting at its default, \
          cache primed) and a minimal axum server in the bench binary returning the daemon's own bytes with its \
@@ -622,26 +622,19 @@ fn findings(o: &mut String, r: &Results) {
             let mut advice = String::new();
             if over.iter().any(|x| x.path.starts_with("assignment")) {
                 advice.push_str(
-                    "\n\n   Assignment path (as measured at this commit): creating updates one `counters` row; the \
-                     move to `queued` updates two `counters` rows (from, to), the crew's `crew_counts` row and with \
-                     it its entry in the `crew_counts_queued` index, then `queue/depth` (and `queue/crews` when a \
-                     queue starts or drains): five statements and three more pages per move commit. Suggested: \
-                     derive `queue/depth`, `queue/crews` and the deepest queue at scrape time from `crew_counts` \
-                     (one row per crew: O(crews), not O(rows)) and weigh dropping the `crew_counts_queued` index \
-                     (it serves that `MAX` and the dispatcher's `queued > 0` scan, both O(crews) without it); fold the two status updates into one statement (`UPDATE \
-                     counters SET value = value + CASE label WHEN ?from THEN -1 ELSE 1 END WHERE family = \
-                     'assignments' AND label IN (?from, ?to)`).",
+                    "\n\n   Assignment path: creating updates one `counters` row (`pending`); the move to `queued` \
+                     updates two (`pending`, `queued`; the queue depth is the `queued` count, no row of its own), \
+                     the crew's `crew_counts` row with its entry in the `crew_counts_queued` index (which serves \
+                     the deepest-queue gauge), and `queue/crews` when a queue starts or drains: up to three more \
+                     pages in the move's commit.",
                 );
             }
             if over.iter().any(|x| x.path.starts_with("LLM")) {
                 advice.push_str(
-                    "\n\n   LLM path (as measured at this commit): a call adds one page (`llm_series`) to a commit that \
-                     otherwise writes two, and a call of a provider past the series cap runs three statements (an \
-                     `UPDATE` of its own label that finds nothing, `COUNT(*)` of the series, the `UPDATE` of \
-                     `other`). Suggested: remember which providers fold into `other` (a `provider → series` row \
-                     written once, or a writer-side map filled after commit) so every call is one `UPDATE`; the \
-                     extra page per commit is the price of counting in the same transaction, and shrinks as the \
-                     writer groups commits under load.",
+                    "\n\n   LLM path: a call is one `UPDATE` of its `llm_series` row (providers folded into `other` \
+                     are remembered by the writer), but that row's page joins a commit that otherwise writes two: \
+                     the price of counting in the same transaction, which shrinks as the writer groups commits \
+                     under load.",
                 );
             }
             let journal_noise = w
@@ -676,11 +669,9 @@ fn findings(o: &mut String, r: &Results) {
             let decomposition = format!(
                 "\n\n   What costs: the counter statements themselves (statements table), and the pages they add to \
                  each commit (KiB written: a counter row lives on a B-tree page of its own). On one store, one more \
-                 single-row `UPDATE` per commit costs {mechanism} (mechanism check). The wall-clock gaps per \
-                 operation are larger than statements and page together — {gaps}. These measurements do not explain \
-                 the remainder; it shows between the two stores of the comparison (the journal rows, same code on \
-                 both stores, stay at {journal_noise}) and varies from run to run on this shared machine, so read \
-                 the percentages as upper bounds here."
+                 single-row `UPDATE` per commit costs {mechanism} (mechanism check). Wall-clock gap per \
+                 operation against the counter statements: {gaps}; the rest is those pages, and noise: the journal \
+                 rows, the same code on both stores, come out at {journal_noise}."
             );
             item(
                 o,

@@ -20,6 +20,7 @@ use crewship::domain::status::{AssignmentStatus, RunStatus};
 use crewship::store::agents::{self, AgentRow, NewAgent};
 use crewship::store::assignments::AssignmentRow;
 use crewship::store::assignments::{self, Changes};
+use crewship::store::counters;
 use crewship::store::crews::{self, CrewRow, NewCrew};
 use crewship::store::journal::{self, Named, NewEntry};
 use crewship::store::ledger::{self, NewCall};
@@ -322,6 +323,8 @@ async fn statements_only(store: &Store, kind: Kind, fx: &Arc<Fixture>, n: usize)
                         Kind::Journal | Kind::JournalPlusRow => append_journal(tx, &fx, i)?,
                         Kind::Llm => record_call(tx, &fx, i)?,
                     }
+                    // As the writer does after each operation.
+                    counters::flush(tx)?;
                 }
                 Ok(Spent { ops: PER_WRITE, wall: t.elapsed().as_secs_f64(), cpu: thread_cpu() - c, bytes: 0.0 })
             })

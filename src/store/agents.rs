@@ -155,21 +155,18 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO agents (crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
         )?
-        .query_row(
-            params![
-                crew.id,
-                new.slug,
-                new.name,
-                new.role,
-                serde_json::to_string(&new.command)?,
-                serde_json::to_string(&new.env)?,
-                new.timeout_seconds,
-                tx.now
-            ],
-            |r| r.get(0),
-        )?;
+        .insert(params![
+            crew.id,
+            new.slug,
+            new.name,
+            new.role,
+            serde_json::to_string(&new.command)?,
+            serde_json::to_string(&new.env)?,
+            new.timeout_seconds,
+            tx.now
+        ])?;
     by_id(tx, id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))
 }
 

@@ -142,11 +142,9 @@ pub fn create(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
         )?
-        .query_row(params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id], |r| {
-            r.get(0)
-        })?;
+        .insert(params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id])?;
     counters::assignment_moved(tx, crew.id, None, AssignmentStatus::Pending)?;
     let row = AssignmentRow {
         id,

@@ -3,9 +3,9 @@
 //! counts, so a count can never disagree with the rows it counts.
 //!
 //! Changes to `counters` are gathered while an operation runs and written
-//! by `flush` as one statement when it succeeds (the writer calls it before
-//! releasing the operation's savepoint): an assignment that moves touches
-//! up to four counters, and one statement costs less than four.
+//! by `flush` when it succeeds (the writer calls it before releasing the
+//! operation's savepoint), so moves that cancel out within one operation
+//! write nothing.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +20,6 @@ pub const ASSIGNMENTS: &str = "assignments";
 pub const PIPELINE_RUNS: &str = "pipeline_runs";
 pub const RUN_EVENTS: &str = "run_events";
 pub const QUEUE: &str = "queue";
-pub const QUEUE_DEPTH: &str = "depth";
 pub const QUEUE_CREWS: &str = "crews";
 
 /// Providers remembered as folded into `other`: bounded, since provider
@@ -35,31 +34,19 @@ fn add(tx: &mut Tx<'_>, family: &'static str, label: &str, delta: i64) {
     *tx.pending.0.entry((family, label.to_string())).or_default() += delta;
 }
 
-/// Writes an operation's counter changes: one UPDATE of every row it
-/// touched, then an INSERT for a row that did not exist yet (its first use).
+/// Writes an operation's counter changes, one row at a time: a plain
+/// UPDATE by primary key is the cheapest statement SQLite has (a single
+/// statement over several rows needs ephemeral tables, which cost more than
+/// the rows), with an INSERT for a row's first use.
 pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
-    let pending = std::mem::take(&mut tx.pending.0);
-    let changes: Vec<_> = pending.into_iter().filter(|(_, d)| *d != 0).collect();
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let n = changes.len();
-    let cases: String = (0..n)
-        .map(|i| format!(" WHEN family = ?{} AND label = ?{} THEN ?{}", 3 * i + 1, 3 * i + 2, 3 * i + 3))
-        .collect();
-    let keys: Vec<String> = (0..n).map(|i| format!("(?{}, ?{})", 3 * i + 1, 3 * i + 2)).collect();
-    let sql = format!(
-        "UPDATE counters SET value = value + CASE{cases} END WHERE (family, label) IN (VALUES {}) RETURNING family, label",
-        keys.join(", ")
-    );
-    let args: Vec<rusqlite::types::Value> =
-        changes.iter().flat_map(|((f, l), d)| [f.to_string().into(), l.clone().into(), (*d).into()]).collect();
-    let updated: std::collections::HashSet<(String, String)> = tx
-        .prepare_cached(&sql)?
-        .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for ((family, label), delta) in changes {
-        if !updated.contains(&(family.to_string(), label.clone())) {
+    for ((family, label), delta) in std::mem::take(&mut tx.pending.0) {
+        if delta == 0 {
+            continue;
+        }
+        let updated = tx
+            .prepare_cached("UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2")?
+            .execute(params![family, label, delta])?;
+        if updated == 0 {
             tx.prepare_cached("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)")?
                 .execute(params![family, label, delta])?;
         }
@@ -67,22 +54,23 @@ pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Adds to a crew's queued and running counts; returns the new queued count.
-fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<i64> {
-    let updated = super::optional(
-        conn.prepare_cached(
-            "UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1 RETURNING queued",
-        )?
-        .query_row(params![crew_id, queued, running], |r| r.get(0)),
-    )?;
-    match updated {
-        Some(n) => Ok(n),
-        None => {
-            conn.prepare_cached("INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)")?
-                .execute(params![crew_id, queued, running])?;
-            Ok(queued)
-        }
+/// Adds to a crew's queued and running counts; returns the new queued count
+/// when it changed (plain statements, for the reason `flush` gives).
+fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<Option<i64>> {
+    let updated = conn
+        .prepare_cached("UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1")?
+        .execute(params![crew_id, queued, running])?;
+    if updated == 0 {
+        conn.prepare_cached("INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)")?
+            .execute(params![crew_id, queued, running])?;
+        return Ok(Some(queued));
     }
+    if queued == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        conn.prepare_cached("SELECT queued FROM crew_counts WHERE crew_id = ?1")?.query_row([crew_id], |r| r.get(0))?,
+    ))
 }
 
 /// An assignment of `crew_id` moved from `from` (None: created) to `to`.
@@ -104,10 +92,11 @@ pub fn assignment_moved(
     if dq == 0 && dr == 0 {
         return Ok(());
     }
-    let queued = crew_count(tx, crew_id, dq, dr)?;
-    if dq != 0 {
-        add(tx, QUEUE, QUEUE_DEPTH, dq);
-        // The crew's queue just became non-empty, or just drained.
+    if let Some(queued) = crew_count(tx, crew_id, dq, dr)?
+        && dq != 0
+    {
+        // The crew's queue just became non-empty, or just drained. (The
+        // depth itself is the `queued` assignment count: no counter of its own.)
         if (dq == 1 && queued == 1) || (dq == -1 && queued == 0) {
             add(tx, QUEUE, QUEUE_CREWS, dq);
         }

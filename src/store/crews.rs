@@ -121,11 +121,9 @@ pub fn insert(tx: &mut Tx<'_>, new: NewCrew) -> Result<CrewRow> {
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO crews (slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         )?
-        .query_row(params![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now], |r| {
-            r.get(0)
-        })?;
+        .insert(params![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now])?;
     tx.execute("INSERT INTO crew_counts (crew_id) VALUES (?1)", [id])?;
     by_id(tx, id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))
 }

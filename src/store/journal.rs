@@ -49,21 +49,18 @@ pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO journal (ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
-        .query_row(
-            params![
-                tx.now,
-                e.entry_type,
-                e.severity,
-                e.crew.as_ref().map(|c| c.id),
-                e.agent.as_ref().map(|a| a.id),
-                e.trace_id,
-                e.summary,
-                payload
-            ],
-            |r| r.get(0),
-        )?;
+        .insert(params![
+            tx.now,
+            e.entry_type,
+            e.severity,
+            e.crew.as_ref().map(|c| c.id),
+            e.agent.as_ref().map(|a| a.id),
+            e.trace_id,
+            e.summary,
+            payload
+        ])?;
     let crew = e.crew.map(|c| c.slug);
     let entry = JournalEntry {
         id: ids::format(Kind::Journal, id),

@@ -30,27 +30,24 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
         .prepare_cached(
             "INSERT INTO llm_calls (ts, provider, series, model, input_tokens, output_tokens, cached_input_tokens,
                  cache_creation_tokens, cost_nanos, billing_mode, priced, crew_id, agent_id, run_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
-        .query_row(
-            params![
-                tx.now,
-                call.provider,
-                series,
-                call.model,
-                t.input,
-                t.output,
-                t.cached_input,
-                t.cache_creation,
-                call.cost_nanos,
-                call.billing_mode,
-                call.priced,
-                call.crew_id,
-                call.agent_id,
-                call.run_id
-            ],
-            |r| r.get(0),
-        )?;
+        .insert(params![
+            tx.now,
+            call.provider,
+            series,
+            call.model,
+            t.input,
+            t.output,
+            t.cached_input,
+            t.cache_creation,
+            call.cost_nanos,
+            call.billing_mode,
+            call.priced,
+            call.crew_id,
+            call.agent_id,
+            call.run_id
+        ])?;
     Ok(LlmCallRecorded {
         id: ids::format(Kind::LlmCall, id),
         provider: call.provider,

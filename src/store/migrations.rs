@@ -11,11 +11,14 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 20261125220000,
-    name: "initial",
-    sql: include_str!("migrations/20261125220000_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 20261125220000, name: "initial", sql: include_str!("migrations/20261125220000_initial.sql") },
+    Migration {
+        version: 20261126020000,
+        name: "queue_depth_from_assignments",
+        sql: include_str!("migrations/20261126020000_queue_depth_from_assignments.sql"),
+    },
+];
 
 pub fn latest_known() -> i64 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
@@ -75,5 +78,29 @@ mod tests {
         conn.execute("INSERT INTO schema_migrations VALUES (99990101000000, 'future', 'x')", []).unwrap();
         let err = apply(&mut conn).unwrap_err().to_string();
         assert!(err.contains("99990101000000"), "{err}");
+    }
+
+    /// A store written by a binary that knew only the first migration: the
+    /// second runs on the next start and drops the old queue-depth row.
+    #[test]
+    fn an_older_store_gets_the_missing_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        apply(&mut conn).unwrap();
+        conn.execute_batch(
+            "DELETE FROM schema_migrations WHERE version = 20261126020000;
+             INSERT INTO counters (family, label, value) VALUES ('queue', 'depth', 7), ('queue', 'crews', 2);",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        assert_eq!(current(&conn).unwrap(), 20261126020000);
+        let left: Vec<String> = conn
+            .prepare("SELECT label FROM counters WHERE family = 'queue'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(left, ["crews"]);
     }
 }

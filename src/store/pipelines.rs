@@ -115,12 +115,9 @@ pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
-        .query_row(
-            params![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now],
-            |r| r.get(0),
-        )?;
+        .insert(params![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now])?;
     pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::Internal("pipeline vanished".into()))
 }
 
@@ -327,12 +324,17 @@ pub fn create_run(
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO pipeline_runs (pipeline_id, status, inputs, dry_run, created_at, started_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
-        .query_row(
-            params![pipeline.id, status.as_str(), serde_json::to_string(&inputs)?, dry_run, tx.now, started, finished],
-            |r| r.get(0),
-        )?;
+        .insert(params![
+            pipeline.id,
+            status.as_str(),
+            serde_json::to_string(&inputs)?,
+            dry_run,
+            tx.now,
+            started,
+            finished
+        ])?;
     let step_status = if dry_run { StepStatus::Skipped } else { StepStatus::Pending };
     for (idx, (step, task)) in pipeline.steps.iter().zip(rendered).enumerate() {
         tx.prepare_cached(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
 
-use super::counters::{ASSIGNMENTS, PIPELINE_RUNS, QUEUE, QUEUE_CREWS, QUEUE_DEPTH, RUN_EVENTS};
+use super::counters::{ASSIGNMENTS, PIPELINE_RUNS, QUEUE, QUEUE_CREWS, RUN_EVENTS};
 use crate::domain::Result;
 use crate::domain::status::RunStatus;
 
@@ -39,11 +39,8 @@ fn expected_counters(conn: &Connection) -> Result<Counts> {
             *out.entry((RUN_EVENTS.into(), s.event().into())).or_default() += n;
         }
     }
-    let (depth, crews): (i64, i64) =
-        conn.query_row("SELECT COUNT(*), COUNT(DISTINCT crew_id) FROM assignments WHERE status = 'queued'", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    out.insert((QUEUE.into(), QUEUE_DEPTH.into()), depth);
+    let crews: i64 =
+        conn.query_row("SELECT COUNT(DISTINCT crew_id) FROM assignments WHERE status = 'queued'", [], |r| r.get(0))?;
     out.insert((QUEUE.into(), QUEUE_CREWS.into()), crews);
     Ok(out)
 }

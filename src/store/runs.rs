@@ -130,20 +130,17 @@ pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
     let pk: i64 = tx
         .prepare_cached(
             "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7) RETURNING pk",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
         )?
-        .query_row(
-            params![
-                id,
-                new.crew.as_ref().map(|c| c.id),
-                new.agent.as_ref().map(|a| a.id),
-                new.assignment_id,
-                new.trigger,
-                new.managed,
-                tx.now
-            ],
-            |r| r.get(0),
-        )?;
+        .insert(params![
+            id,
+            new.crew.as_ref().map(|c| c.id),
+            new.agent.as_ref().map(|a| a.id),
+            new.assignment_id,
+            new.trigger,
+            new.managed,
+            tx.now
+        ])?;
     let run = RunRow {
         pk,
         id,

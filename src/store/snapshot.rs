@@ -4,8 +4,9 @@
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-use super::counters::{QUEUE, QUEUE_CREWS, QUEUE_DEPTH};
+use super::counters::{ASSIGNMENTS, QUEUE, QUEUE_CREWS};
 use crate::domain::Result;
+use crate::domain::status::AssignmentStatus;
 
 /// A label as text, whatever bytes the database holds (invalid UTF-8 is
 /// replaced, never an error that would silence a family).
@@ -34,14 +35,15 @@ pub struct Queue {
 }
 
 pub fn queue(conn: &Connection) -> Result<Queue> {
-    let get = |label: &str| -> Result<i64> {
+    let get = |family: &str, label: &str| -> Result<i64> {
         Ok(conn
             .prepare_cached("SELECT COALESCE((SELECT value FROM counters WHERE family = ?1 AND label = ?2), 0)")?
-            .query_row([QUEUE, label], |r| r.get(0))?)
+            .query_row([family, label], |r| r.get(0))?)
     };
     Ok(Queue {
-        depth: get(QUEUE_DEPTH)?,
-        crews: get(QUEUE_CREWS)?,
+        // A crew's queue is its queued assignments (deleting a crew cancels them).
+        depth: get(ASSIGNMENTS, AssignmentStatus::Queued.as_str())?,
+        crews: get(QUEUE, QUEUE_CREWS)?,
         // MAX over an indexed column reads one index edge.
         depth_max: conn
             .prepare_cached("SELECT COALESCE(MAX(queued), 0) FROM crew_counts")?

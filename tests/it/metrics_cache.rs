@@ -380,7 +380,7 @@ fn snapshot_cost_does_not_grow_with_table_sizes() {
                  ('assignments', 'queued', 5), ('assignments', 'running', 2),
                  ('assignments', 'completed', 9), ('pipeline_runs', 'running', 1),
                  ('run_events', 'started', 9), ('run_events', 'failed', 3),
-                 ('queue', 'depth', 5), ('queue', 'crews', 2);
+                 ('queue', 'crews', 2);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25)
              INSERT INTO llm_series (label, position, calls, cost_nanos)
                  SELECT 'p' || i, i, i, i * 1000 FROM n;",
