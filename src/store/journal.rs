@@ -153,14 +153,16 @@ pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<Jou
 }
 
 /// Moves up to `batch` live entries older than `cutoff` to the archive;
-/// returns how many moved.
+/// returns how many moved. The newest entry stays live whatever its age:
+/// SQLite gives a new row the highest live id plus one, so an empty journal
+/// would hand out ids the archive already holds.
 pub fn archive_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
     let moved: Vec<i64> = tx
         .prepare_cached(
             "INSERT INTO journal_archive
                  (id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, archived_at)
              SELECT id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, ?3
-             FROM journal WHERE ts < ?1 ORDER BY ts LIMIT ?2
+             FROM journal WHERE ts < ?1 AND id < (SELECT MAX(id) FROM journal) ORDER BY ts LIMIT ?2
              RETURNING id",
         )?
         .query_map(params![cutoff, batch as i64, tx.now], |r| r.get(0))?

@@ -74,3 +74,41 @@ async fn old_entries_move_then_expire_and_counters_never_drop() {
         assert_eq!(before, Some(3.0));
     }
 }
+
+/// A quiet journal, every entry past the archive age: the newest stays live,
+/// so entries written afterwards never reuse an archived id.
+#[tokio::test]
+async fn ids_stay_unique_when_every_entry_is_old() {
+    let env = [
+        ("CREWSHIP_JOURNAL_ARCHIVE_AFTER", "1h"),
+        ("CREWSHIP_JOURNAL_ARCHIVE_INTERVAL", "50ms"),
+        ("CREWSHIP_JOURNAL_ARCHIVE_BATCH", "2"),
+    ];
+    let d = Daemon::start_with(&env).await;
+    d.crew_with_agent("alpha", 1, "true").await;
+    d.run_to_end("alpha", "worker", "a").await;
+    let total = journal(&d, "").await.len();
+    let (_, dir) = d.terminate().await;
+    let conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
+    conn.execute("UPDATE journal SET ts = ts - ?1", [2 * HOUR_MS]).unwrap();
+    drop(conn);
+
+    let d = Daemon::start_in(dir, &env).await;
+    let live = |items: &[Value]| items.iter().filter(|e| e["archived"] == false).count();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    // The sweep is periodic with no event to await; poll its visible effect.
+    let mut items = journal(&d, "").await;
+    while items.len() > total || live(&items) > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "archiving never caught up: {items:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        items = journal(&d, "").await;
+    }
+    assert_eq!(live(&items), 1, "{items:?}");
+    let posted =
+        d.ok("/api/v1/journal", serde_json::json!({"entry_type": "agent.note", "summary": "still here"}), 201).await;
+    let all = journal(&d, "").await;
+    assert_eq!(all.len(), total + 1);
+    assert_eq!(all[0]["id"], posted["id"], "the new entry is the newest: {all:?}");
+    let ids: Vec<i64> = all.iter().map(|e| e["id"].as_str().unwrap()[4..].parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+}
