@@ -138,8 +138,8 @@ pub fn markdown(r: &Results) -> String {
          {slices} short slices each (rotating which goes first) so bursts of load from other processes hit them \
          alike; ops/s are totals over the slices (wall clock), and the process CPU time per operation is the \
          noise-resistant cross-check. A second measurement times the statements alone (writer-thread CPU clock \
-         inside the `Store::write` closures, {per_write} operations per write, each followed by the counter flush \
-         the writer runs after every operation): what the counter statements cost without commits and hand-offs. A mechanism check adds one single-row `UPDATE` of another table to a \
+         inside the `Store::write` closures, {per_write} operations per write, then the counter rows, which the \
+         writer writes once per transaction): what the counter statements cost without commits and hand-offs. A mechanism check adds one single-row `UPDATE` of another table to a \
          journal append, with no counter code: what one more page per commit costs.\n\
          - **(c) serving**: the real `crewshipd` release binary on the big store (`CREWSHIP_METRICS_CACHE_TTL=1h`, every other setting at its default, \
          cache primed) and a minimal axum server in the bench binary returning the daemon's own bytes with its \

@@ -323,9 +323,9 @@ async fn statements_only(store: &Store, kind: Kind, fx: &Arc<Fixture>, n: usize)
                         Kind::Journal | Kind::JournalPlusRow => append_journal(tx, &fx, i)?,
                         Kind::Llm => record_call(tx, &fx, i)?,
                     }
-                    // As the writer does after each operation.
-                    counters::flush(tx)?;
                 }
+                // As the writer does before each commit.
+                counters::flush(tx)?;
                 Ok(Spent { ops: PER_WRITE, wall: t.elapsed().as_secs_f64(), cpu: thread_cpu() - c, bytes: 0.0 })
             })
             .await?;

@@ -2,10 +2,10 @@
 //! `llm_series`. Each function runs inside the transaction of the write it
 //! counts, so a count can never disagree with the rows it counts.
 //!
-//! Changes to `counters` are gathered while an operation runs and written
-//! by `flush` when it succeeds (the writer calls it before releasing the
-//! operation's savepoint), so moves that cancel out within one operation
-//! write nothing.
+//! Changes to `counters` are gathered while operations run and written once
+//! per transaction, just before its commit (`write`): the operations of a
+//! group share the rows, and moves that cancel out write nothing. A failed
+//! operation's changes go with its savepoint.
 
 use std::collections::BTreeMap;
 
@@ -30,32 +30,48 @@ const FOLDED_CACHE: usize = 10_000;
 #[derive(Debug, Default)]
 pub struct Pending(BTreeMap<(&'static str, String), i64>);
 
+impl Pending {
+    pub(super) fn merge(&mut self, other: Pending) {
+        for (key, delta) in other.0 {
+            *self.0.entry(key).or_default() += delta;
+        }
+    }
+}
+
 fn add(tx: &mut Tx<'_>, family: &'static str, label: &str, delta: i64) {
     *tx.pending.0.entry((family, label.to_string())).or_default() += delta;
 }
 
-/// Writes an operation's counter changes, one row at a time: a plain
-/// UPDATE by primary key is the cheapest statement SQLite has (a single
-/// statement over several rows needs ephemeral tables, which cost more than
-/// the rows), with an INSERT for a row's first use.
-pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
-    for ((family, label), delta) in std::mem::take(&mut tx.pending.0) {
+/// Writes counter changes, one row at a time: a plain UPDATE by primary key
+/// is the cheapest statement SQLite has (a single statement over several
+/// rows needs ephemeral tables, which cost more than the rows), with an
+/// INSERT for a row's first use.
+pub(super) fn write(conn: &Connection, pending: Pending) -> Result<()> {
+    for ((family, label), delta) in pending.0 {
         if delta == 0 {
             continue;
         }
-        let updated = tx
+        let updated = conn
             .prepare_cached("UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2")?
             .execute(params![family, label, delta])?;
         if updated == 0 {
-            tx.prepare_cached("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)")?
+            conn.prepare_cached("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)")?
                 .execute(params![family, label, delta])?;
         }
     }
     Ok(())
 }
 
+/// Writes what an operation has gathered so far at once, as the writer
+/// would at commit (for the benchmark that times statements alone).
+pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
+    let pending = std::mem::take(&mut tx.pending);
+    write(tx, pending)
+}
+
 /// Adds to a crew's queued and running counts; returns the new queued count
-/// when it changed (plain statements, for the reason `flush` gives).
+/// when it changed (plain statements, for the reason `write` gives). Written
+/// at once, not at commit: the dispatcher's budget check reads it.
 fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<Option<i64>> {
     let updated = conn
         .prepare_cached("UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1")?

@@ -113,6 +113,7 @@ impl Writer {
         let (open, release, undo) =
             if alone { ("", "", "") } else { ("SAVEPOINT op", "RELEASE op", "ROLLBACK TO op; RELEASE op") };
         let mut done = Vec::with_capacity(group.len());
+        let mut counted = super::counters::Pending::default();
         let mut group = group.into_iter();
         for (f, reply) in group.by_ref() {
             if let Err(e) = tx.execute_batch(open) {
@@ -127,10 +128,9 @@ impl Writer {
                 pending: Default::default(),
                 folded: &mut self.folded,
             };
-            let result =
-                catch_unwind(AssertUnwindSafe(|| f(&mut op).and_then(|v| super::counters::flush(&mut op).map(|()| v))))
-                    .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
-            let events = op.events;
+            let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
+                .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
+            let (events, pending) = (op.events, op.pending);
             let closed = match &result {
                 Ok(_) => tx.execute_batch(release),
                 Err(_) => tx.execute_batch(undo),
@@ -147,7 +147,10 @@ impl Writer {
                 return;
             }
             match result {
-                Ok(value) => done.push((reply, value, events)),
+                Ok(value) => {
+                    counted.merge(pending);
+                    done.push((reply, value, events));
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     if alone {
@@ -157,7 +160,7 @@ impl Writer {
                 }
             }
         }
-        match tx.commit() {
+        match super::counters::write(&tx, counted).and_then(|()| tx.commit().map_err(DomainError::from)) {
             Ok(()) => {
                 for (reply, value, events) in done {
                     for event in events {
@@ -170,7 +173,6 @@ impl Writer {
             Err(e) => {
                 // What the cache learnt may rest on rows that just rolled back.
                 self.folded.clear();
-                let e = DomainError::from(e);
                 for (reply, _, _) in done {
                     let _ = reply.send(Err(e.clone()));
                 }
