@@ -60,10 +60,12 @@ pub fn render(app: &App, db: &DbSnapshot, format: Format) -> String {
 pub async fn handler(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
+    // The request itself, not a `HeaderMap` extractor: that one copies the
+    // headers on every scrape.
+    request: axum::extract::Request,
 ) -> Response {
-    if !authorized(&app, peer, &headers) {
+    let (method, headers) = (request.method(), request.headers());
+    if !authorized(&app, peer, headers) {
         return ApiError::no_route().into_response();
     }
     if method != Method::GET && method != Method::HEAD {
