@@ -670,8 +670,12 @@ fn findings(o: &mut String, r: &Results) {
                 "\n\n   What costs: the counter statements themselves (statements table), and the pages they add to \
                  each commit (KiB written: a counter row lives on a B-tree page of its own). On one store, one more \
                  single-row `UPDATE` per commit costs {mechanism} (mechanism check). Wall-clock gap per \
-                 operation against the counter statements: {gaps}; the rest is those pages, and noise: the journal \
-                 rows, the same code on both stores, come out at {journal_noise}."
+                 operation against the counter statements: {gaps}; the rest is those pages, the hand-offs, and \
+                 noise. One at a time, every operation is a round trip between the caller's task and the writer \
+                 thread: profiling the sequential LLM path (perf) put most of the remaining gap in waking threads \
+                 that had gone to sleep while the longer commit ran. Under load the writer groups commits and \
+                 both costs are shared. Noise: the journal rows, the same code on both stores, come out at \
+                 {journal_noise}."
             );
             item(
                 o,
