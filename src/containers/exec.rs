@@ -121,27 +121,48 @@ async fn exit_code(engine: &Engine, exec_id: &str) -> Result<i64> {
     }
 }
 
-/// Sends `signal` (TERM, KILL) to the job's process with a second exec.
-async fn signal(engine: &Engine, job: &Job<'_>, signal: &str) {
-    let script = format!("kill -{signal} \"$(cat {})\"", pid_file(job.run_id));
+/// Runs a shell script in `container`. Detached: returns once it started.
+/// Attached: returns its stdout once it ended.
+async fn script(engine: &Engine, container: &str, script: String, detach: bool) -> Result<String> {
+    let docker = engine.client().await?;
     let options = CreateExecOptions {
+        attach_stdout: Some(!detach),
         cmd: Some(vec!["sh".to_string(), "-c".to_string(), script]),
         ..CreateExecOptions::default()
     };
-    let sent = async {
-        let docker = engine.client().await?;
-        let exec_id = docker
-            .create_exec(job.container, options)
-            .await
-            .map_err(|e| engine.error("container", job.container, e))?
-            .id;
-        let detached = bollard::exec::StartExecOptions { detach: true, ..Default::default() };
-        docker.start_exec(&exec_id, Some(detached)).await.map_err(|e| engine.error("exec", &exec_id, e))?;
-        Ok::<_, DomainError>(())
-    };
-    if let Err(e) = sent.await {
+    let exec_id = docker.create_exec(container, options).await.map_err(|e| engine.error("container", container, e))?.id;
+    let start = bollard::exec::StartExecOptions { detach, ..Default::default() };
+    let started = docker.start_exec(&exec_id, Some(start)).await.map_err(|e| engine.error("exec", &exec_id, e))?;
+    let mut out = String::new();
+    if let StartExecResults::Attached { output: mut stream, .. } = started {
+        while let Some(Ok(frame)) = stream.next().await {
+            if let LogOutput::StdOut { message } = frame {
+                out.push_str(&String::from_utf8_lossy(&message));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sends `signal` (TERM, KILL) to the job's process with a second exec.
+async fn signal(engine: &Engine, job: &Job<'_>, signal: &str) {
+    let kill = format!("kill -{signal} \"$(cat {})\"", pid_file(job.run_id));
+    if let Err(e) = script(engine, job.container, kill, true).await {
         tracing::warn!(run = job.run_id, signal, error = %e, "could not signal a process in a container");
     }
+}
+
+/// Kills what a run left running in `container` when the daemon that
+/// started it died; true if there was such a process. Only a process that
+/// still carries the run's id: a restarted container reuses pids.
+pub async fn kill_left_over(engine: &Engine, container: &str, run_id: &str) -> Result<bool> {
+    let file = pid_file(run_id);
+    let kill = format!(
+        "pid=\"$(cat {file} 2>/dev/null)\" || exit 0; rm -f {file}; \
+         tr '\\000' '\\n' < \"/proc/$pid/environ\" 2>/dev/null | grep -qx 'CREWSHIP_RUN_ID={run_id}' || exit 0; \
+         kill -KILL \"$pid\" && echo killed"
+    );
+    Ok(script(engine, container, kill, false).await?.trim() == "killed")
 }
 
 /// SIGKILL until `ended` resolves, a few times: the first may come before

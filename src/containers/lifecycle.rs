@@ -18,8 +18,6 @@ use crate::store::crews::{self, CrewRow};
 use crate::store::journal::{self, Named, NewEntry};
 use crate::store::page::{MAX_LIMIT, PageRequest};
 
-const DOCKER: &str = "docker";
-
 /// What the container endpoints answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContainerState {
@@ -44,7 +42,7 @@ fn state(crew: &CrewRow, container_id: String, running: bool) -> ContainerState 
 }
 
 fn require_docker(crew: &CrewRow) -> Result<()> {
-    if crew.runtime == DOCKER {
+    if crew.runs_in_container() {
         Ok(())
     } else {
         Err(DomainError::conflict(format!("crew {} has runtime {}: it has no container", crew.slug, crew.runtime)))
@@ -129,7 +127,7 @@ impl CrewContainers {
     /// After a crew is committed. A container that cannot start is logged
     /// and journaled (`container.error`); the crew exists all the same.
     pub async fn crew_created(&self, crew: &CrewRow) {
-        if crew.runtime == DOCKER
+        if crew.runs_in_container()
             && let Err(e) = self.start(crew).await
         {
             self.failed(crew, "start", &e).await;
@@ -138,7 +136,7 @@ impl CrewContainers {
 
     /// After a crew is deleted: its container goes too.
     pub async fn crew_deleted(&self, crew: &CrewRow) {
-        if crew.runtime == DOCKER
+        if crew.runs_in_container()
             && let Err(e) = self.remove(crew).await
         {
             self.failed(crew, "remove", &e).await;
@@ -208,9 +206,8 @@ fn live_docker_crews(conn: &rusqlite::Connection) -> Result<Vec<CrewRow>> {
     loop {
         let page = crews::list(conn, false, PageRequest { limit: MAX_LIMIT, after })?;
         for crew in &page.items {
-            if crew.runtime == DOCKER
-                && let Some(row) =
-                    ids::parse(Kind::Crew, &crew.id).map(|id| crews::by_id(conn, id)).transpose()?.flatten()
+            if let Some(row) = ids::parse(Kind::Crew, &crew.id).map(|id| crews::by_id(conn, id)).transpose()?.flatten()
+                && row.runs_in_container()
             {
                 out.push(row);
             }

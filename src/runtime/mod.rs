@@ -101,7 +101,7 @@ impl Runtime {
     /// Recovers what a previous daemon left in flight, then starts the
     /// workers. Queued work starts at once.
     pub async fn start(store: Store, config: &Config, engine: Engine) -> Result<Runtime> {
-        let recovered = recovery::recover(&store, config.max_attempts).await?;
+        let recovered = recovery::recover(&store, &engine, config.max_attempts).await?;
         if recovered != recovery::Recovered::default() {
             tracing::warn!(?recovered, "recovered work left in flight by the previous daemon");
         }

@@ -5,16 +5,19 @@
 //!   them could run a step twice with outputs the run never saw), and the
 //!   work of their unfinished steps is cancelled;
 //! - runs crewshipd started that are still `running` get `run.cancelled`
-//!   with reason `server_restart`;
+//!   with reason `server_restart`, once whatever is left of their process
+//!   (here, or in the crew's container) is killed;
 //! - their assignments go back to their queue at their original position
 //!   (at-least-once), or fail after the attempt limit.
 
 use std::collections::HashSet;
 
+use crate::containers::{Engine, docker, exec};
 use crate::domain::Result;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus, StepStatus};
 use crate::store::assignments::{self, Changes};
-use crate::store::{Store, pipelines, runs};
+use crate::store::runs::RunRow;
+use crate::store::{Store, crews, pipelines, runs};
 
 pub const REASON: &str = "server_restart";
 
@@ -26,15 +29,18 @@ pub struct Recovered {
     pub pipeline_runs_interrupted: usize,
 }
 
-pub async fn recover(store: &Store, max_attempts: u32) -> Result<Recovered> {
+pub async fn recover(store: &Store, engine: &Engine, max_attempts: u32) -> Result<Recovered> {
     let max_attempts = i64::from(max_attempts);
     // Processes outlive a daemon killed with SIGKILL: stop them first, so a
     // requeued assignment never runs twice at once.
     for run in store.read(runs::running_managed).await? {
-        if let Some(pid) = run.pid
-            && super::runner::kill_orphan(pid, &run.id)
-        {
-            tracing::warn!(run = run.id, pid, "killed the process group of a run left by the previous daemon");
+        match run.pid {
+            Some(pid) => {
+                if super::runner::kill_orphan(pid, &run.id) {
+                    tracing::warn!(run = run.id, pid, "killed the process group of a run left by the previous daemon");
+                }
+            }
+            None => kill_in_container(store, engine, &run).await?,
         }
     }
     store
@@ -79,4 +85,26 @@ pub async fn recover(store: &Store, max_attempts: u32) -> Result<Recovered> {
             Ok(done)
         })
         .await
+}
+
+/// A run in a crew container has no pid on this host; its shell recorded
+/// one inside the container. An engine that cannot be reached leaves the
+/// process to the container's fate, said in the log.
+async fn kill_in_container(store: &Store, engine: &Engine, run: &RunRow) -> Result<()> {
+    let Some(crew_id) = run.crew.as_ref().map(|c| c.id) else {
+        return Ok(());
+    };
+    let Some(crew) = store.read(move |c| crews::by_id(c, crew_id)).await?.filter(|c| c.runs_in_container()) else {
+        return Ok(());
+    };
+    let container = docker::container_name(&crew);
+    match exec::kill_left_over(engine, &container, &run.id).await {
+        Ok(true) => tracing::warn!(run = run.id, container, "killed the process of a run left by the previous daemon"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            run = run.id, container, error = %e,
+            "cannot reach the container of a run left by the previous daemon; its process may still be running"
+        ),
+    }
+    Ok(())
 }

@@ -206,7 +206,7 @@ impl Runner {
         let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
         let crew_id = c.assignment.crew.id;
         match self.store.read(move |conn| crews::by_id(conn, crew_id)).await {
-            Ok(Some(crew)) if crew.runtime == "docker" => {
+            Ok(Some(crew)) if crew.runs_in_container() => {
                 return self.execute_in_container(c, &crew, output, timeout, stop).await;
             }
             Ok(_) => {}

@@ -59,6 +59,12 @@ impl CrewRow {
     pub fn is_live(&self) -> bool {
         self.deleted_at.is_none()
     }
+
+    /// Its agents run in the crew's container (runtime `docker`), not as
+    /// local processes.
+    pub fn runs_in_container(&self) -> bool {
+        self.runtime == "docker"
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::fake_docker::{self, FakeDocker};
 use crate::common::{Daemon, PATIENCE, sample};
+use crate::tools::eventually;
 
 /// A fast collector and an uncached /metrics, so changes show at once.
 async fn daemon(engine: &FakeDocker) -> Daemon {
@@ -373,4 +374,52 @@ async fn without_an_engine_local_crews_work_and_container_endpoints_answer_503()
     let local = d.post("/api/v1/crews/local/container/start", json!({})).await;
     assert_eq!(local.status, 409);
     assert_eq!(d.get("/api/v1/containers").await.body["items"], json!([]));
+}
+
+/// A daemon killed with SIGKILL leaves its agent running in the container:
+/// the next one kills it at start-up, before it requeues the work, so the
+/// assignment never runs twice at once.
+#[tokio::test]
+async fn a_run_left_in_a_container_by_a_killed_daemon_is_killed_at_start_up() {
+    let engine = FakeDocker::start().await;
+    let d = daemon(&engine).await;
+    docker_crew(&d, "eta").await;
+    let sleeper = json!(["sh", "-c", "echo started; exec sleep 60"]);
+    d.ok("/api/v1/crews/eta/agents", json!({"slug": "long", "name": "L", "command": sleeper}), 201).await;
+    let mut ws = d.ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = d.ok("/api/v1/assignments", json!({"crew": "eta", "agent": "long", "task": "x"}), 201).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let running = d.await_assignment(&mut ws, &id, &["running"]).await;
+    let old_run = running["run_id"].as_str().unwrap().to_string();
+    await_output(&d, &old_run, "started").await;
+    drop(ws);
+
+    let d = d.restart_after_kill9().await;
+    let engine = &engine;
+    let old_run = &old_run;
+    let old = eventually("the old process to end", PATIENCE, move || async move {
+        Some(exec_of_run(engine, old_run)).filter(|e| !e.running)
+    })
+    .await;
+    assert_eq!(old.exit_code, Some(128 + 9), "not ended by SIGKILL: {old:?}");
+    let dd = &d;
+    let id = &id;
+    let again = eventually("the second attempt to run", PATIENCE, move || async move {
+        let a = dd.get(&format!("/api/v1/assignments/{id}")).await.body;
+        (a["status"] == "running" && a["attempts"] == 2).then_some(a)
+    })
+    .await;
+    assert_ne!(again["run_id"], old_run.as_str());
+    let new_run = again["run_id"].as_str().unwrap();
+    let new = eventually("the second attempt's process", PATIENCE, move || async move {
+        let marker = format!("CREWSHIP_RUN_ID={new_run}");
+        engine.execs().into_iter().find(|e| e.running && e.env.contains(&marker))
+    })
+    .await;
+    let marker = format!("CREWSHIP_ASSIGNMENT_ID={id}");
+    let live: Vec<_> = engine.execs().into_iter().filter(|e| e.running && e.env.contains(&marker)).collect();
+    assert_eq!(live.iter().map(|e| &e.id).collect::<Vec<_>>(), [&new.id], "{live:?}");
+    let run = d.get(&format!("/api/v1/runs/{old_run}")).await.body;
+    assert_eq!((run["status"].as_str(), run["error"].as_str()), (Some("cancelled"), Some("server_restart")));
 }
