@@ -1,10 +1,12 @@
 //! Running an agent's command inside its crew's container: an exec through
 //! the Engine API with stdin, stdout and stderr attached.
 //!
-//! A timeout or cancel must still stop the process, and the engine has no
-//! "signal this exec" call. So the command runs under a shell that writes
-//! its pid to a file and then becomes the command (`exec "$@"`); stopping
-//! it is a second exec that signals that pid.
+//! A timeout or cancel must still stop the process and everything it
+//! started, and the engine has no "signal this exec" call. Stopping is a
+//! second exec that signals every process in the container whose
+//! environment carries the run's `CREWSHIP_RUN_ID`: the run's own process
+//! group, as it were, which survives reparenting and never matches a
+//! reused pid. (A descendant that clears its environment escapes it.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +23,7 @@ use crate::domain::{DomainError, Result};
 use crate::runtime::output::Output;
 
 /// How long to wait for an exec to end after SIGKILL before giving up on
-/// it (the engine may have lost it, or the pid file was not written yet).
+/// it (the engine may have lost it, or it had not started yet).
 const KILL_WAIT: Duration = Duration::from_secs(2);
 const KILL_TRIES: usize = 3;
 
@@ -48,14 +50,15 @@ pub enum End<R> {
     Stopped(R),
 }
 
-fn pid_file(run_id: &str) -> String {
-    format!("/tmp/crewship-{run_id}.pid")
-}
-
-/// The agent's argv under a shell that records its pid and becomes it.
-fn wrapped(job: &Job<'_>) -> Vec<String> {
-    let script = format!("echo $$ > {}; exec \"$@\"", pid_file(job.run_id));
-    ["sh", "-c", &script, "sh"].into_iter().map(String::from).chain(job.argv.iter().cloned()).collect()
+/// A script that sends `signal` to every process of run `run_id` and
+/// prints how many it reached. Run ids are hex, safe inside the script.
+fn signal_run(run_id: &str, signal: &str) -> String {
+    format!(
+        "n=0; for e in /proc/[0-9]*/environ; do \
+         grep -q 'CREWSHIP_RUN_ID={run_id}' \"$e\" 2>/dev/null || continue; \
+         p=${{e#/proc/}}; kill -{signal} \"${{p%/environ}}\" 2>/dev/null && n=$((n+1)); \
+         done; echo $n"
+    )
 }
 
 struct Started {
@@ -74,7 +77,7 @@ async fn start(engine: &Engine, job: &Job<'_>, output: Arc<Mutex<Output>>) -> Re
         attach_stderr: Some(true),
         tty: Some(false),
         env: Some(job.env.clone()),
-        cmd: Some(wrapped(job)),
+        cmd: Some(job.argv.to_vec()),
         ..CreateExecOptions::default()
     };
     let exec_id =
@@ -144,29 +147,22 @@ async fn script(engine: &Engine, container: &str, script: String, detach: bool) 
     Ok(out)
 }
 
-/// Sends `signal` (TERM, KILL) to the job's process with a second exec.
+/// Sends `signal` (TERM, KILL) to the job's processes with a second exec.
 async fn signal(engine: &Engine, job: &Job<'_>, signal: &str) {
-    let kill = format!("kill -{signal} \"$(cat {})\"", pid_file(job.run_id));
-    if let Err(e) = script(engine, job.container, kill, true).await {
+    if let Err(e) = script(engine, job.container, signal_run(job.run_id, signal), true).await {
         tracing::warn!(run = job.run_id, signal, error = %e, "could not signal a process in a container");
     }
 }
 
 /// Kills what a run left running in `container` when the daemon that
-/// started it died; true if there was such a process. Only a process that
-/// still carries the run's id: a restarted container reuses pids.
+/// started it died; true if there was such a process.
 pub async fn kill_left_over(engine: &Engine, container: &str, run_id: &str) -> Result<bool> {
-    let file = pid_file(run_id);
-    let kill = format!(
-        "pid=\"$(cat {file} 2>/dev/null)\" || exit 0; rm -f {file}; \
-         tr '\\000' '\\n' < \"/proc/$pid/environ\" 2>/dev/null | grep -qx 'CREWSHIP_RUN_ID={run_id}' || exit 0; \
-         kill -KILL \"$pid\" && echo killed"
-    );
-    Ok(script(engine, container, kill, false).await?.trim() == "killed")
+    let reached = script(engine, container, signal_run(run_id, "KILL"), false).await?;
+    Ok(reached.trim().parse::<u64>().is_ok_and(|n| n > 0))
 }
 
 /// SIGKILL until `ended` resolves, a few times: the first may come before
-/// the pid file exists.
+/// the process exists.
 async fn kill(engine: &Engine, job: &Job<'_>, mut ended: Pin<&mut impl Future>) {
     for _ in 0..KILL_TRIES {
         signal(engine, job, "KILL").await;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::fake_docker::{self, FakeDocker};
 use crate::common::{Daemon, PATIENCE, sample};
-use crate::tools::eventually;
+use crate::tools::{eventually, gone};
 
 /// A fast collector and an uncached /metrics, so changes show at once.
 async fn daemon(engine: &FakeDocker) -> Daemon {
@@ -294,9 +294,12 @@ async fn timeout_and_cancel_stop_processes_in_the_container() {
     let d = daemon(&engine).await;
     docker_crew(&d, "zeta").await;
     let sleeper = json!(["sh", "-c", "echo started; exec sleep 60"]);
+    // The fake runs execs on this host, so the grandchild's pid is readable here.
+    let pidfile = d.data_dir().join("grandchild.pid");
+    let spawner = json!(["sh", "-c", format!("sleep 60 & echo $! > {}; echo started; wait", pidfile.display())]);
     d.ok(
         "/api/v1/crews/zeta/agents",
-        json!({"slug": "slow", "name": "S", "command": sleeper, "timeout_seconds": 1}),
+        json!({"slug": "slow", "name": "S", "command": spawner, "timeout_seconds": 1}),
         201,
     )
     .await;
@@ -309,7 +312,9 @@ async fn timeout_and_cancel_stop_processes_in_the_container() {
     assert_eq!(run["status"], "timeout");
     let exec = exec_of_run(&engine, timed_out["run_id"].as_str().unwrap());
     assert!(!exec.running, "the timed-out process is still running");
-    assert!(engine.execs().iter().any(|e| e.cmd.last().is_some_and(|c| c.starts_with("kill -KILL"))));
+    assert!(engine.execs().iter().any(|e| e.cmd.last().is_some_and(|c| c.contains("kill -KILL"))));
+    let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    assert!(gone(grandchild).await, "grandchild {grandchild} survived the timeout");
 
     let mut ws = d.ws().await;
     ws.subscribe(&["assignments"]).await;

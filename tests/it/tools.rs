@@ -465,3 +465,25 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0) until its parent reaps it; look at
+    // its state instead.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Waits, with a deadline, until an OS process is gone: the kernel has no
+/// event for that, so this polls /proc.
+pub async fn gone(pid: i32) -> bool {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::time::Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

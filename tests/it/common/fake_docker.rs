@@ -122,14 +122,6 @@ impl Drop for FakeDocker {
         for id in ids {
             state.kill_execs_of(&id);
         }
-        // Execs ran on this host, so their pid files landed in its /tmp.
-        for e in &state.execs {
-            if let Some(script) = e.cmd.get(2)
-                && let Some(file) = script.split_whitespace().find(|w| w.starts_with("/tmp/crewship-"))
-            {
-                let _ = std::fs::remove_file(file.trim_end_matches(';'));
-            }
-        }
     }
 }
 
