@@ -10,8 +10,8 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerStatsResponse, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use tokio::sync::Mutex;
@@ -33,6 +33,20 @@ const STOP_TIMEOUT_SECS: i32 = 10;
 /// `crewship-<crew slug>-<crew id>`: unique per crew and readable in `docker ps`.
 pub fn container_name(crew: &CrewRow) -> String {
     format!("crewship-{}-{}", crew.slug, crew.public_id())
+}
+
+/// What `POST /images/create` wants for `image`: the name, and the tag to
+/// pull (`latest` when none is given; the engine would pull every tag). A
+/// digest reference goes whole.
+fn pull_reference(image: &str) -> (&str, Option<&str>) {
+    if image.contains('@') {
+        return (image, None);
+    }
+    let after_registry = image.rfind('/').map_or(0, |i| i + 1);
+    match image[after_registry..].rfind(':') {
+        Some(i) => (&image[..after_registry + i], Some(&image[after_registry + i + 1..])),
+        None => (image, Some("latest")),
+    }
 }
 
 /// A crew container as the engine reports it.
@@ -155,14 +169,47 @@ impl Engine {
             ..ContainerCreateBody::default()
         };
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        match docker.create_container(Some(options), body).await {
-            Ok(created) => Ok(created.id),
-            // The only 404 of create: the image is not there.
-            Err(BollardError::DockerResponseServerError { status_code: 404, message }) => {
-                Err(DomainError::invalid(format!("cannot create container {name} from image {image:?}: {message}")))
+        let mut pulled = false;
+        loop {
+            match docker.create_container(Some(options.clone()), body.clone()).await {
+                Ok(created) => return Ok(created.id),
+                // The only 404 of create: the image is not there. Pull it,
+                // as `docker run` would, and try once more.
+                Err(BollardError::DockerResponseServerError { status_code: 404, message }) => {
+                    let failed = |why: String| {
+                        DomainError::invalid(format!("cannot create container {name} from image {image:?}: {why}"))
+                    };
+                    if pulled {
+                        return Err(failed(message));
+                    }
+                    self.pull(&docker, &image)
+                        .await
+                        .map_err(|e| failed(format!("{message}; pulling it failed: {e}")))?;
+                    pulled = true;
+                }
+                Err(e) => return Err(self.error("container", &name, e)),
             }
-            Err(e) => Err(self.error("container", &name, e)),
         }
+    }
+
+    /// Pulls a public image (no registry credentials); the error says why
+    /// the engine could not.
+    async fn pull(&self, docker: &Docker, image: &str) -> std::result::Result<(), String> {
+        let (name, tag) = pull_reference(image);
+        let mut options = CreateImageOptionsBuilder::new().from_image(name);
+        if let Some(tag) = tag {
+            options = options.tag(tag);
+        }
+        let mut progress = docker.create_image(Some(options.build()), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(|e| match e {
+                BollardError::DockerStreamError { error } => error,
+                BollardError::DockerResponseServerError { message, .. } => message,
+                other => self.unreachable(other).to_string(),
+            })?;
+        }
+        tracing::info!(image, "pulled image");
+        Ok(())
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -198,5 +245,19 @@ impl Engine {
             Some(Err(e)) => Err(self.error("container", id, e)),
             None => Err(DomainError::Unavailable(format!("docker engine sent no stats for container {id}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pull_reference;
+
+    #[test]
+    fn pull_references_name_a_single_tag() {
+        assert_eq!(pull_reference("alpine"), ("alpine", Some("latest")));
+        assert_eq!(pull_reference("alpine:3.20"), ("alpine", Some("3.20")));
+        assert_eq!(pull_reference("registry.local:5000/team/tool"), ("registry.local:5000/team/tool", Some("latest")));
+        assert_eq!(pull_reference("registry.local:5000/team/tool:v2"), ("registry.local:5000/team/tool", Some("v2")));
+        assert_eq!(pull_reference("alpine@sha256:0123abcd"), ("alpine@sha256:0123abcd", None));
     }
 }

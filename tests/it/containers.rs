@@ -428,3 +428,27 @@ async fn a_run_left_in_a_container_by_a_killed_daemon_is_killed_at_start_up() {
     let run = d.get(&format!("/api/v1/runs/{old_run}")).await.body;
     assert_eq!((run["status"].as_str(), run["error"].as_str()), (Some("cancelled"), Some("server_restart")));
 }
+
+/// An image the engine does not have is pulled (one tag, `latest` when the
+/// crew names none), then the container is created; an image that cannot
+/// be pulled says so.
+#[tokio::test]
+async fn a_missing_image_is_pulled_before_the_container_is_created() {
+    let engine = FakeDocker::start().await;
+    let d = daemon(&engine).await;
+    let crew = d
+        .ok("/api/v1/crews", json!({"slug": "theta", "name": "T", "runtime": "docker", "image": "remote/tools"}), 201)
+        .await;
+    let container = engine.container_of(crew["id"].as_str().unwrap()).expect("a container after the pull");
+    assert!(container.running);
+    assert_eq!(container.image, "remote/tools");
+    let pulls: Vec<String> = engine.requests().into_iter().filter(|r| r.contains("/images/create")).collect();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert!(pulls[0].contains("fromImage=remote/tools") && pulls[0].contains("tag=latest"), "{pulls:?}");
+
+    d.ok("/api/v1/crews", json!({"slug": "iota", "name": "I", "runtime": "docker", "image": "no-such/tool:2"}), 201)
+        .await;
+    let errors = journal(&d, "container.error", "iota").await;
+    let summary = errors[0]["summary"].as_str().unwrap();
+    assert!(summary.contains("No such image") && summary.contains("pull access denied"), "{summary}");
+}

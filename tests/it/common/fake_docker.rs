@@ -75,6 +75,8 @@ struct State {
     next_id: u64,
     containers: Vec<Container>,
     execs: Vec<Exec>,
+    /// Images pulled through `POST /images/create`, as `name:tag`.
+    pulled: Vec<String>,
     /// `METHOD /path?query` of every request, in order.
     requests: Vec<String>,
 }
@@ -467,12 +469,29 @@ fn route(r: &Request, state: &mut State) -> Reply {
                 state.containers.iter().filter(|c| (all || c.running) && labelled(c, &labels)).map(summary).collect();
             Reply::Json(200, Value::Array(listed))
         }
+        ("POST", ["images", "create"]) => {
+            let name = r.query.get("fromImage").cloned().unwrap_or_default();
+            if name.starts_with("no-such/") {
+                return error(
+                    404,
+                    format!("pull access denied for {name}, repository does not exist or may require 'docker login'"),
+                );
+            }
+            let Some(tag) = r.query.get("tag") else {
+                return error(400, "the fake engine will not pull every tag of an image");
+            };
+            state.pulled.push(format!("{name}:{tag}"));
+            Reply::Json(200, json!({"status": format!("Status: Downloaded newer image for {name}:{tag}")}))
+        }
         ("POST", ["containers", "create"]) => {
             let Some(name) = r.query.get("name").cloned() else {
                 return error(400, "the fake engine wants named containers");
             };
+            // Images are there, except `no-such/…` (never) and `remote/…`
+            // (once pulled).
             let image = r.body["Image"].as_str().unwrap_or_default().to_string();
-            if image.starts_with("no-such/") {
+            let pulled = state.pulled.iter().any(|p| *p == image || format!("{image}:latest") == *p);
+            if image.starts_with("no-such/") || (image.starts_with("remote/") && !pulled) {
                 return error(404, format!("No such image: {image}"));
             }
             if state.containers.iter().any(|c| c.name == name) {
