@@ -17,6 +17,7 @@ use crate::domain::{DomainError, Result, validate};
 use crate::store::Tx;
 use crate::store::agents::{self, AgentPatch, NewAgent};
 use crate::store::assignments::{self, Owner};
+use crate::store::counters;
 use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
 use crate::store::journal::{self, Named, NewEntry};
 use crate::store::page::Page;
@@ -54,6 +55,13 @@ fn crew_changed(tx: &mut Tx<'_>, crew: &CrewRow, kind: &str, data: &impl serde::
     Ok(())
 }
 
+fn require_image(image: Option<&str>) -> Result<()> {
+    match image {
+        Some(i) if !i.trim().is_empty() => Ok(()),
+        _ => Err(DomainError::invalid("a crew with runtime docker needs an image")),
+    }
+}
+
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreateCrew>,
@@ -64,8 +72,8 @@ pub async fn create(
     validate::at_least_one("max_concurrent_agents", max)?;
     let runtime = b.runtime.unwrap_or_else(|| "local".into());
     one_of("runtime", &runtime, RUNTIMES)?;
-    if runtime == "docker" && b.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
-        return Err(DomainError::invalid("a crew with runtime docker needs an image").into());
+    if runtime == "docker" {
+        require_image(b.image.as_deref())?;
     }
     let new = NewCrew { slug: b.slug, name: b.name, max_concurrent_agents: max, runtime, image: b.image };
     let crew = app
@@ -110,14 +118,30 @@ pub async fn patch(
         validate::at_least_one("max_concurrent_agents", m)?;
     }
     let patch = CrewPatch { name: b.name, max_concurrent_agents: b.max_concurrent_agents, image: b.image };
-    let crew = app
+    let (crew, new_image) = app
         .store
         .write(move |tx| {
+            let before = crews::resolve_live(tx, &key)?;
             let crew = crews::update(tx, &key, patch)?;
+            let new_image = crew.runs_in_container() && crew.image != before.image;
+            if new_image {
+                require_image(crew.image.as_deref())?;
+                // Replacing the container would kill them.
+                let running = counters::crew_running(tx, crew.id)?;
+                if running > 0 {
+                    return Err(DomainError::conflict(format!(
+                        "crew {:?} has {running} running agent(s); change its image once they are done",
+                        crew.slug
+                    )));
+                }
+            }
             crew_changed(tx, &crew, "crew.updated", &crew.to_api())?;
-            Ok(crew)
+            Ok((crew, new_image))
         })
         .await?;
+    if new_image {
+        app.crew_containers.image_changed(&crew).await;
+    }
     Ok(Json(crew.to_api()))
 }
 

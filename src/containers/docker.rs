@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, RwLock};
 
 use crate::domain::{DomainError, Result};
 use crate::store::crews::CrewRow;
@@ -69,13 +69,15 @@ pub struct Engine {
 struct Inner {
     host: String,
     client: Mutex<Option<Docker>>,
+    gates: std::sync::Mutex<HashMap<i64, Arc<RwLock<()>>>>,
 }
 
 impl Engine {
     /// Connects to the engine at `host` (`unix://…`). An unreachable engine
     /// is a warning, not an error: crews with runtime local keep working.
     pub async fn connect(host: &str) -> Engine {
-        let engine = Engine { inner: Arc::new(Inner { host: host.to_string(), client: Mutex::new(None) }) };
+        let inner = Inner { host: host.to_string(), client: Mutex::new(None), gates: Default::default() };
+        let engine = Engine { inner: Arc::new(inner) };
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, engine.client())
             .await
             .unwrap_or_else(|_| Err(engine.unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))));
@@ -90,6 +92,13 @@ impl Engine {
             ),
         }
         engine
+    }
+
+    /// The gate of a crew's container: runs in it hold it shared, and
+    /// replacing the container holds it alone, so no run starts in a
+    /// container about to go.
+    pub fn gate(&self, crew_id: i64) -> Arc<RwLock<()>> {
+        self.inner.gates.lock().unwrap_or_else(|p| p.into_inner()).entry(crew_id).or_default().clone()
     }
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> DomainError {

@@ -134,6 +134,21 @@ impl CrewContainers {
         }
     }
 
+    /// After a docker crew's image changed: its container is replaced by
+    /// one from the new image, once runs still in the old one are done
+    /// (none, unless one started just now). Errors are journaled.
+    pub async fn image_changed(&self, crew: &CrewRow) {
+        let gate = self.engine.gate(crew.id);
+        let _alone = gate.write().await;
+        let replaced = async {
+            self.remove(crew).await?;
+            self.start(crew).await
+        };
+        if let Err(e) = replaced.await {
+            self.failed(crew, "replace", &e).await;
+        }
+    }
+
     /// After a crew is deleted: its container goes too.
     pub async fn crew_deleted(&self, crew: &CrewRow) {
         if crew.runs_in_container()

@@ -289,6 +289,8 @@ impl Runner {
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
+        let gate = self.engine.gate(crew.id);
+        let _in_container = gate.read().await;
         let container = docker::container_name(crew);
         let job = exec::Job {
             container: &container,

@@ -452,3 +452,38 @@ async fn a_missing_image_is_pulled_before_the_container_is_created() {
     let summary = errors[0]["summary"].as_str().unwrap();
     assert!(summary.contains("No such image") && summary.contains("pull access denied"), "{summary}");
 }
+
+/// A new image replaces the crew's container; while agents run in it, the
+/// change is refused (it would kill them) and nothing changes.
+#[tokio::test]
+async fn a_new_image_replaces_the_container_once_no_agent_runs() {
+    let engine = FakeDocker::start().await;
+    let d = daemon(&engine).await;
+    let crew_id = docker_crew(&d, "kappa").await["id"].as_str().unwrap().to_string();
+    let old = engine.container_of(&crew_id).unwrap();
+    d.ok("/api/v1/crews/kappa/agents", json!({"slug": "long", "name": "L", "command": ["sleep", "60"]}), 201).await;
+    let mut ws = d.ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = d.ok("/api/v1/assignments", json!({"crew": "kappa", "agent": "long", "task": "x"}), 201).await;
+    let id = a["id"].as_str().unwrap();
+    d.await_assignment(&mut ws, id, &["running"]).await;
+
+    let refused = d.patch("/api/v1/crews/kappa", json!({"image": "alpine:3.21"})).await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("1 running agent"), "{}", refused.text);
+    assert_eq!(d.get("/api/v1/crews/kappa").await.body["image"], "alpine:3.20");
+    let blank = d.patch("/api/v1/crews/kappa", json!({"image": " "})).await;
+    assert_eq!(blank.status, 422, "{}", blank.text);
+
+    d.post(&format!("/api/v1/assignments/{id}/cancel"), json!({})).await;
+    d.await_assignment(&mut ws, id, &["cancelled"]).await;
+    let patched = d.patch("/api/v1/crews/kappa", json!({"image": "alpine:3.21"})).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["image"], "alpine:3.21");
+    let new = engine.container_of(&crew_id).unwrap();
+    assert_ne!(new.id, old.id);
+    assert_eq!(new.image, "alpine:3.21");
+    assert!(new.running);
+    assert_eq!(engine.containers().len(), 1, "the old container stayed: {:?}", engine.containers());
+    assert_eq!(journal(&d, "container.started", "kappa").await.len(), 2);
+}
