@@ -13,13 +13,16 @@
 use std::collections::HashSet;
 
 use crate::containers::{Engine, docker, exec};
-use crate::domain::Result;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus, StepStatus};
+use crate::domain::{DomainError, Result};
 use crate::store::assignments::{self, Changes};
 use crate::store::runs::RunRow;
 use crate::store::{Store, crews, pipelines, runs};
 
 pub const REASON: &str = "server_restart";
+
+/// How long start-up waits for the engine to kill one run's processes.
+const ENGINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovered {
@@ -33,14 +36,14 @@ pub async fn recover(store: &Store, engine: &Engine, max_attempts: u32) -> Resul
     let max_attempts = i64::from(max_attempts);
     // Processes outlive a daemon killed with SIGKILL: stop them first, so a
     // requeued assignment never runs twice at once.
+    let mut engine_answers = true;
     for run in store.read(runs::running_managed).await? {
         match run.pid {
-            Some(pid) => {
-                if super::runner::kill_orphan(pid, &run.id) {
-                    tracing::warn!(run = run.id, pid, "killed the process group of a run left by the previous daemon");
-                }
+            Some(pid) if super::runner::kill_orphan(pid, &run.id) => {
+                tracing::warn!(run = run.id, pid, "killed the process group of a run left by the previous daemon");
             }
-            None => kill_in_container(store, engine, &run).await?,
+            None if engine_answers => engine_answers = kill_in_container(store, engine, &run).await?,
+            _ => {}
         }
     }
     store
@@ -87,24 +90,32 @@ pub async fn recover(store: &Store, engine: &Engine, max_attempts: u32) -> Resul
         .await
 }
 
-/// A run in a crew container has no pid on this host; its shell recorded
-/// one inside the container. An engine that cannot be reached leaves the
-/// process to the container's fate, said in the log.
-async fn kill_in_container(store: &Store, engine: &Engine, run: &RunRow) -> Result<()> {
+/// A run in a crew container has no pid on this host: its processes are
+/// found in the container. Returns false if the engine did not answer, so
+/// start-up asks it no more (it waits for no engine); what such runs left
+/// is up to their containers, said in the log.
+async fn kill_in_container(store: &Store, engine: &Engine, run: &RunRow) -> Result<bool> {
     let Some(crew_id) = run.crew.as_ref().map(|c| c.id) else {
-        return Ok(());
+        return Ok(true);
     };
     let Some(crew) = store.read(move |c| crews::by_id(c, crew_id)).await?.filter(|c| c.runs_in_container()) else {
-        return Ok(());
+        return Ok(true);
     };
     let container = docker::container_name(&crew);
-    match exec::kill_left_over(engine, &container, &run.id).await {
+    let killed = tokio::time::timeout(ENGINE_WAIT, exec::kill_left_over(engine, &container, &run.id))
+        .await
+        .unwrap_or_else(|_| Err(DomainError::Unavailable(format!("no answer within {ENGINE_WAIT:?}"))));
+    match killed {
         Ok(true) => tracing::warn!(run = run.id, container, "killed the process of a run left by the previous daemon"),
         Ok(false) => {}
-        Err(e) => tracing::warn!(
-            run = run.id, container, error = %e,
-            "cannot reach the container of a run left by the previous daemon; its process may still be running"
-        ),
+        Err(e) => {
+            tracing::warn!(
+                run = run.id, container, error = %e,
+                "cannot reach the container of a run left by the previous daemon; its processes, and those of \
+                 any other run left in a container, may still be running"
+            );
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }

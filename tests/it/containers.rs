@@ -487,3 +487,27 @@ async fn a_new_image_replaces_the_container_once_no_agent_runs() {
     assert_eq!(engine.containers().len(), 1, "the old container stayed: {:?}", engine.containers());
     assert_eq!(journal(&d, "container.started", "kappa").await.len(), 2);
 }
+
+/// The same crash, but the engine is gone when the daemon comes back:
+/// start-up does not wait for it, says what it could not do, and settles
+/// the run all the same.
+#[tokio::test]
+async fn recovery_without_the_engine_says_so_and_goes_on() {
+    let engine = FakeDocker::start().await;
+    let d = daemon(&engine).await;
+    docker_crew(&d, "lambda").await;
+    d.ok("/api/v1/crews/lambda/agents", json!({"slug": "long", "name": "L", "command": ["sleep", "60"]}), 201).await;
+    let mut ws = d.ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = d.ok("/api/v1/assignments", json!({"crew": "lambda", "agent": "long", "task": "x"}), 201).await;
+    let running = d.await_assignment(&mut ws, a["id"].as_str().unwrap(), &["running"]).await;
+    drop(ws);
+
+    let dir = d.kill9().await;
+    let nowhere = tempfile::tempdir().unwrap();
+    let host = format!("unix://{}", nowhere.path().join("docker.sock").display());
+    let d = Daemon::start_in(dir, &[("DOCKER_HOST", &host)]).await;
+    assert!(d.log().contains("cannot reach the container of a run left by the previous daemon"), "{}", d.log());
+    let run = d.get(&format!("/api/v1/runs/{}", running["run_id"].as_str().unwrap())).await.body;
+    assert_eq!((run["status"].as_str(), run["error"].as_str()), (Some("cancelled"), Some("server_restart")));
+}
