@@ -137,7 +137,8 @@ pub fn markdown(r: &Results) -> String {
          {inflight} in flight (the writer commits queued operations in groups). The variants alternate in \
          {slices} short slices each (rotating which goes first) so bursts of load from other processes hit them \
          alike; ops/s are totals over the slices (wall clock), and the process CPU time per operation is the \
-         noise-resistant cross-check. A second measurement times the statements alone (writer-thread CPU clock \
+         noise-resistant cross-check. All paths are measured in {write_rounds} rounds, one after the other; each \
+         figure of the table is the median over the rounds, and the rounds' overheads are listed. A second measurement times the statements alone (writer-thread CPU clock \
          inside the `Store::write` closures, {per_write} operations per write, then the counter rows, which the \
          writer writes once per transaction): what the counter statements cost without commits and hand-offs. A mechanism check adds one single-row `UPDATE` of another table to a \
          journal append, with no counter code: what one more page per commit costs.\n\
@@ -156,6 +157,7 @@ pub fn markdown(r: &Results) -> String {
         rounds = r.snapshot.as_ref().map_or(0, |s| s.naive_total.n),
         inflight = r.writes.as_ref().map_or(0, |w| w.in_flight),
         slices = r.writes.as_ref().map_or(0, |w| w.slices),
+        write_rounds = r.writes.as_ref().map_or(0, |w| w.rounds),
         per_write = r.writes.as_ref().map_or(0, |w| w.per_write),
     );
 
@@ -304,19 +306,20 @@ pub fn markdown(r: &Results) -> String {
         );
         let _ = writeln!(
             o,
-            "| write path | mode | ops per variant | with counters | without | overhead (wall) | paired median | CPU µs/op with / without | overhead (CPU) | KiB written/op with / without | target ≤ {WRITE_TARGET_PCT:.0} % |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "| write path | mode | ops per variant | with counters | without | overhead (wall) | rounds | paired median | CPU µs/op with / without | overhead (CPU) | KiB written/op with / without | target ≤ {WRITE_TARGET_PCT:.0} % |\n\
+             |---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"
         );
         for x in &w.results {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} ops/s | {} ops/s | **{:+.1} %** | {:+.1} % | {:.0} / {:.0} | {:+.1} % | {:.1} / {:.1} | {} |",
+                "| {} | {} | {} | {} ops/s | {} ops/s | **{:+.1} %** | {} | {:+.1} % | {:.0} / {:.0} | {:+.1} % | {:.1} / {:.1} | {} |",
                 x.path,
                 x.mode,
                 thousands(x.ops_per_variant as f64),
                 thousands(x.with_ops),
                 thousands(x.without_ops),
                 x.overhead_pct,
+                x.rounds.iter().map(|p| format!("{p:+.1}")).collect::<Vec<_>>().join(", "),
                 x.paired_median_pct,
                 x.with_cpu_us,
                 x.without_cpu_us,

@@ -32,7 +32,10 @@ use crate::Res;
 use crate::stats::median;
 
 /// Slices per variant; the variants alternate, rotating which goes first.
-const SLICES: usize = 40;
+const SLICES: usize = 16;
+/// Whole passes over every path; figures are medians over them, so one
+/// burst of load from another process cannot decide a verdict.
+const ROUNDS: usize = 3;
 const CREWS: usize = 16;
 const IN_FLIGHT: usize = 32;
 /// Operations per slice of the statements-only measurement.
@@ -378,6 +381,31 @@ pub struct PathResult {
     /// Bytes written per operation (WAL frames, checkpoints), KiB.
     pub with_kib: f64,
     pub without_kib: f64,
+    /// The wall-clock overhead of each round, in %.
+    pub rounds: Vec<f64>,
+}
+
+impl PathResult {
+    /// One path over several rounds: each figure the median of the
+    /// rounds', operations summed, each round's overhead kept.
+    fn median_of(rounds: &[PathResult]) -> PathResult {
+        let m = |f: fn(&PathResult) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
+        PathResult {
+            path: rounds[0].path.clone(),
+            mode: rounds[0].mode.clone(),
+            ops_per_variant: rounds.iter().map(|r| r.ops_per_variant).sum(),
+            with_ops: m(|r| r.with_ops),
+            without_ops: m(|r| r.without_ops),
+            overhead_pct: m(|r| r.overhead_pct),
+            paired_median_pct: m(|r| r.paired_median_pct),
+            with_cpu_us: m(|r| r.with_cpu_us),
+            without_cpu_us: m(|r| r.without_cpu_us),
+            cpu_overhead_pct: m(|r| r.cpu_overhead_pct),
+            with_kib: m(|r| r.with_kib),
+            without_kib: m(|r| r.without_kib),
+            rounds: rounds.iter().map(|r| r.overhead_pct).collect(),
+        }
+    }
 }
 
 /// A path's statements alone (writer-thread CPU inside the closures).
@@ -395,6 +423,7 @@ pub struct Statements {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub slices: usize,
+    pub rounds: usize,
     pub in_flight: usize,
     pub per_write: usize,
     pub results: Vec<PathResult>,
@@ -443,6 +472,7 @@ async fn compare(
         cpu_overhead_pct: pct(a.0.cpu_us(), b.0.cpu_us()),
         with_kib: a.0.kib(),
         without_kib: b.0.kib(),
+        rounds: Vec::new(),
     };
     println!(
         "  {} [{}]: {:.0} vs {:.0} ops/s: overhead {:+.1} % wall (paired median {:+.1} %), {:+.1} % CPU ({:.0} vs \
@@ -472,12 +502,20 @@ pub async fn run(data: &Path) -> Res<Report> {
     let stores =
         [(with.clone(), Arc::new(fixture(&with).await?)), (without.clone(), Arc::new(fixture(&without).await?))];
 
-    let mut results = Vec::new();
-    for kind in Kind::ALL {
-        for concurrent in [false, true] {
-            results.push(compare(kind, &stores, [kind, kind], concurrent).await?);
+    let mut rounds: Vec<Vec<PathResult>> = Vec::new();
+    for round in 1..=ROUNDS {
+        println!("  round {round} of {ROUNDS}");
+        let mut results = Vec::new();
+        for kind in Kind::ALL {
+            for concurrent in [false, true] {
+                results.push(compare(kind, &stores, [kind, kind], concurrent).await?);
+            }
         }
+        rounds.push(results);
     }
+    let results: Vec<PathResult> = (0..rounds[0].len())
+        .map(|i| PathResult::median_of(&rounds.iter().map(|r| r[i].clone()).collect::<Vec<_>>()))
+        .collect();
     // The mechanism check runs on one store (without counter maintenance)
     // with a one-row scratch table.
     let probe_path = data.join("writes-extra-row.db");
@@ -555,6 +593,7 @@ pub async fn run(data: &Path) -> Res<Report> {
     }
     Ok(Report {
         slices: SLICES,
+        rounds: ROUNDS,
         in_flight: IN_FLIGHT,
         per_write: PER_WRITE,
         results,
