@@ -22,7 +22,7 @@ use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
 use crate::store::journal::{self, Named, NewEntry};
 use crate::store::page::Page;
 
-const RUNTIMES: &[&str] = &["local", "docker"];
+const RUNTIMES: &[&str] = &["local", crews::CONTAINER_RUNTIME];
 const ROLES: &[&str] = &["lead", "agent"];
 
 #[derive(Deserialize)]
@@ -72,7 +72,7 @@ pub async fn create(
     validate::at_least_one("max_concurrent_agents", max)?;
     let runtime = b.runtime.unwrap_or_else(|| "local".into());
     one_of("runtime", &runtime, RUNTIMES)?;
-    if runtime == "docker" {
+    if runtime == crews::CONTAINER_RUNTIME {
         require_image(b.image.as_deref())?;
     }
     let new = NewCrew { slug: b.slug, name: b.name, max_concurrent_agents: max, runtime, image: b.image };
@@ -122,8 +122,9 @@ pub async fn patch(
         .store
         .write(move |tx| {
             let before = crews::resolve_live(tx, &key)?;
-            let crew = crews::update(tx, &key, patch)?;
-            let new_image = crew.runs_in_container() && crew.image != before.image;
+            let old_image = before.image.clone();
+            let crew = crews::update(tx, before, patch)?;
+            let new_image = crew.runs_in_container() && crew.image != old_image;
             if new_image {
                 require_image(crew.image.as_deref())?;
                 // Replacing the container would kill them.

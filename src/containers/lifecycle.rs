@@ -11,12 +11,10 @@ use serde_json::json;
 
 use super::docker::{Engine, Found, container_name};
 use super::registry::Registry;
-use crate::domain::ids::{self, Kind};
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::crews::{self, CrewRow};
 use crate::store::journal::{self, Named, NewEntry};
-use crate::store::page::{MAX_LIMIT, PageRequest};
 
 /// What the container endpoints answer.
 #[derive(Debug, Clone, Serialize)]
@@ -164,8 +162,7 @@ impl CrewContainers {
     /// cannot list containers is an error, worth trying again later.
     pub async fn adopt(&self) -> Result<usize> {
         let before = self.adopt_before;
-        let crews: Vec<CrewRow> =
-            self.store.read(live_docker_crews).await?.into_iter().filter(|c| c.created_at < before).collect();
+        let crews = self.store.read(move |c| crews::live_in_containers(c, before)).await?;
         if crews.is_empty() {
             return Ok(0);
         }
@@ -212,24 +209,5 @@ impl CrewContainers {
         if let Err(e) = self.store.write(move |tx| journal::append(tx, entry).map(drop)).await {
             tracing::error!(crew = crew.slug, entry_type, error = %e, "could not journal a container change");
         }
-    }
-}
-
-fn live_docker_crews(conn: &rusqlite::Connection) -> Result<Vec<CrewRow>> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = crews::list(conn, false, PageRequest { limit: MAX_LIMIT, after })?;
-        for crew in &page.items {
-            if let Some(row) = ids::parse(Kind::Crew, &crew.id).map(|id| crews::by_id(conn, id)).transpose()?.flatten()
-                && row.runs_in_container()
-            {
-                out.push(row);
-            }
-        }
-        if page.next_cursor.is_none() {
-            return Ok(out);
-        }
-        after = page.items.last().and_then(|c| ids::parse(Kind::Crew, &c.id));
     }
 }

@@ -63,9 +63,12 @@ impl CrewRow {
     /// Its agents run in the crew's container (runtime `docker`), not as
     /// local processes.
     pub fn runs_in_container(&self) -> bool {
-        self.runtime == "docker"
+        self.runtime == CONTAINER_RUNTIME
     }
 }
+
+/// The runtime whose agents run in the crew's container.
+pub const CONTAINER_RUNTIME: &str = "docker";
 
 #[derive(Debug, Clone)]
 pub struct NewCrew {
@@ -78,6 +81,16 @@ pub struct NewCrew {
 
 pub fn by_id(conn: &Connection, id: i64) -> Result<Option<CrewRow>> {
     optional(conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE id = ?1"))?.query_row([id], from_row))
+}
+
+/// Live crews whose agents run in containers, created before `before`.
+pub fn live_in_containers(conn: &Connection, before: i64) -> Result<Vec<CrewRow>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM crews WHERE deleted_at IS NULL AND runtime = ?1 AND created_at < ?2 ORDER BY id"
+        ))?
+        .query_map(params![CONTAINER_RUNTIME, before], from_row)?
+        .collect::<rusqlite::Result<_>>()?)
 }
 
 /// A crew named by id (live or deleted) or by the slug of a live crew.
@@ -141,8 +154,7 @@ pub struct CrewPatch {
     pub image: Option<Option<String>>,
 }
 
-pub fn update(tx: &mut Tx<'_>, key: &str, patch: CrewPatch) -> Result<CrewRow> {
-    let crew = resolve_live(tx, key)?;
+pub fn update(tx: &mut Tx<'_>, crew: CrewRow, patch: CrewPatch) -> Result<CrewRow> {
     tx.execute(
         "UPDATE crews SET name = ?2, max_concurrent_agents = ?3, image = ?4, updated_at = ?5 WHERE id = ?1",
         params![
