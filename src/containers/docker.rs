@@ -178,26 +178,22 @@ impl Engine {
             ..ContainerCreateBody::default()
         };
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let mut pulled = false;
-        loop {
-            match docker.create_container(Some(options.clone()), body.clone()).await {
-                Ok(created) => return Ok(created.id),
-                // The only 404 of create: the image is not there. Pull it,
-                // as `docker run` would, and try once more.
-                Err(BollardError::DockerResponseServerError { status_code: 404, message }) => {
-                    let failed = |why: String| {
-                        DomainError::invalid(format!("cannot create container {name} from image {image:?}: {why}"))
-                    };
-                    if pulled {
-                        return Err(failed(message));
-                    }
-                    self.pull(&docker, &image)
-                        .await
-                        .map_err(|e| failed(format!("{message}; pulling it failed: {e}")))?;
-                    pulled = true;
-                }
-                Err(e) => return Err(self.error("container", &name, e)),
+        let create = || docker.create_container(Some(options.clone()), body.clone());
+        let failed =
+            |why: String| DomainError::invalid(format!("cannot create container {name} from image {image:?}: {why}"));
+        let created = match create().await {
+            // The only 404 of create: the image is not there. Pull it, as
+            // `docker run` would, and try once more.
+            Err(BollardError::DockerResponseServerError { status_code: 404, message }) => {
+                self.pull(&docker, &image).await.map_err(|e| failed(format!("{message}; pulling it failed: {e}")))?;
+                create().await
             }
+            first => first,
+        };
+        match created {
+            Ok(created) => Ok(created.id),
+            Err(BollardError::DockerResponseServerError { status_code: 404, message }) => Err(failed(message)),
+            Err(e) => Err(self.error("container", &name, e)),
         }
     }
 

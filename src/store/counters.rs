@@ -69,18 +69,13 @@ pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
     write(tx, pending)
 }
 
-/// Adds to a crew's queued and running counts; returns the new queued count
-/// when it changed (plain statements, for the reason `write` gives). Written
-/// at once, not at commit: the dispatcher's budget check reads it.
+/// Adds to a crew's queued and running counts (its row is created with the
+/// crew); returns the new queued count when it changed (plain statements,
+/// for the reason `write` gives). Written at once, not at commit: the
+/// dispatcher's budget check reads it.
 fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<Option<i64>> {
-    let updated = conn
-        .prepare_cached("UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1")?
+    conn.prepare_cached("UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1")?
         .execute(params![crew_id, queued, running])?;
-    if updated == 0 {
-        conn.prepare_cached("INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)")?
-            .execute(params![crew_id, queued, running])?;
-        return Ok(Some(queued));
-    }
     if queued == 0 {
         return Ok(None);
     }
@@ -108,9 +103,7 @@ pub fn assignment_moved(
     if dq == 0 && dr == 0 {
         return Ok(());
     }
-    if let Some(queued) = crew_count(tx, crew_id, dq, dr)?
-        && dq != 0
-    {
+    if let Some(queued) = crew_count(tx, crew_id, dq, dr)? {
         // The crew's queue just became non-empty, or just drained. (The
         // depth itself is the `queued` assignment count: no counter of its own.)
         if (dq == 1 && queued == 1) || (dq == -1 && queued == 0) {
