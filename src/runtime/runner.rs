@@ -19,7 +19,6 @@ use crate::domain::Result;
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
-use crate::store::crews::{self, CrewRow};
 use crate::store::runs;
 
 /// Secrets of the daemon that agent processes must not inherit.
@@ -204,13 +203,8 @@ impl Runner {
             return Outcome::SpawnFailed("the agent has no command".into());
         };
         let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
-        let crew_id = c.assignment.crew.id;
-        match self.store.read(move |conn| crews::by_id(conn, crew_id)).await {
-            Ok(Some(crew)) if crew.runs_in_container() => {
-                return self.execute_in_container(c, &crew, output, timeout, stop).await;
-            }
-            Ok(_) => {}
-            Err(e) => return Outcome::SpawnFailed(format!("cannot read the crew: {e}")),
+        if c.crew.runs_in_container() {
+            return self.execute_in_container(c, output, timeout, stop).await;
         }
         let dir = self.work_dir.join(&c.assignment.crew.slug);
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -284,14 +278,13 @@ impl Runner {
     async fn execute_in_container(
         &self,
         c: &Claimed,
-        crew: &CrewRow,
         output: Arc<Mutex<Output>>,
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
-        let gate = self.engine.gate(crew.id);
+        let gate = self.engine.gate(c.crew.id);
         let _in_container = gate.read().await;
-        let container = docker::container_name(crew);
+        let container = docker::container_name(&c.crew);
         let job = exec::Job {
             container: &container,
             run_id: &c.run.id,

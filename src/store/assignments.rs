@@ -267,6 +267,8 @@ pub fn crews_ready(conn: &Connection) -> Result<Vec<i64>> {
 /// What the runner needs to execute a claimed assignment.
 #[derive(Debug, Clone)]
 pub struct Claimed {
+    /// The crew as it was claimed from (how its agents run).
+    pub crew: CrewRow,
     pub assignment: AssignmentRow,
     pub agent: AgentRow,
     pub run: RunRow,
@@ -299,7 +301,7 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
     )?;
     let assignment =
         move_to(tx, head, AssignmentStatus::Running, Changes { run_id: Some(run.id.clone()), ..Changes::default() })?;
-    Ok(Some(Claimed { assignment, agent, run }))
+    Ok(Some(Claimed { crew: crew.clone(), assignment, agent, run }))
 }
 
 /// Puts a running assignment whose run was interrupted (daemon stop or
