@@ -238,6 +238,18 @@ mod tests {
         journal::append(tx, journal::NewEntry::info("note", summary)).map(|_| ())
     }
 
+    /// The journal's summaries, in id order.
+    async fn summaries(store: &Store) -> Vec<String> {
+        store
+            .read(|c| {
+                Ok(c.prepare("SELECT summary FROM journal ORDER BY id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_failing_operation_rolls_back_alone_within_its_group() {
         let (_dir, store) = open();
@@ -266,14 +278,7 @@ mod tests {
                 _ => assert_eq!(r.as_ref().unwrap(), &i),
             }
         }
-        let stored: Vec<String> = store
-            .read(|c| {
-                Ok(c.prepare("SELECT summary FROM journal ORDER BY id")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })
-            .await
-            .unwrap();
+        let stored = summaries(&store).await;
         let expected: Vec<String> = (0..50).filter(|i| i % 10 != 3 && i % 10 != 7).map(|i| format!("n{i}")).collect();
         let mut sorted = stored.clone();
         sorted.sort();
@@ -299,15 +304,7 @@ mod tests {
             .await;
         assert!(refused.is_err());
         store.write(|tx| note(tx, "kept")).await.unwrap();
-        let stored: Vec<String> = store
-            .read(|c| {
-                Ok(c.prepare("SELECT summary FROM journal")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })
-            .await
-            .unwrap();
-        assert_eq!(stored, vec!["kept".to_string()]);
+        assert_eq!(summaries(&store).await, vec!["kept".to_string()]);
     }
 
     #[tokio::test]
