@@ -288,6 +288,16 @@ async fn await_output(d: &Daemon, run_id: &str, text: &str) {
     }
 }
 
+/// Submits a task to `agent` of `crew` and waits until it runs; returns the
+/// running assignment and the WebSocket watching assignments.
+async fn start_running(d: &Daemon, crew: &str, agent: &str) -> (Value, crate::common::ws::Client) {
+    let mut ws = d.ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = d.ok("/api/v1/assignments", json!({"crew": crew, "agent": agent, "task": "x"}), 201).await;
+    let running = d.await_assignment(&mut ws, a["id"].as_str().unwrap(), &["running"]).await;
+    (running, ws)
+}
+
 #[tokio::test]
 async fn timeout_and_cancel_stop_processes_in_the_container() {
     let engine = FakeDocker::start().await;
@@ -316,11 +326,8 @@ async fn timeout_and_cancel_stop_processes_in_the_container() {
     let grandchild: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
     assert!(gone(grandchild).await, "grandchild {grandchild} survived the timeout");
 
-    let mut ws = d.ws().await;
-    ws.subscribe(&["assignments"]).await;
-    let a = d.ok("/api/v1/assignments", json!({"crew": "zeta", "agent": "long", "task": "x"}), 201).await;
-    let id = a["id"].as_str().unwrap();
-    let running = d.await_assignment(&mut ws, id, &["running"]).await;
+    let (running, _ws) = start_running(&d, "zeta", "long").await;
+    let id = running["id"].as_str().unwrap();
     let run_id = running["run_id"].as_str().unwrap();
     await_output(&d, run_id, "started").await;
     let cancelled = d.post(&format!("/api/v1/assignments/{id}/cancel"), json!({})).await;
@@ -391,11 +398,8 @@ async fn a_run_left_in_a_container_by_a_killed_daemon_is_killed_at_start_up() {
     docker_crew(&d, "eta").await;
     let sleeper = json!(["sh", "-c", "echo started; exec sleep 60"]);
     d.ok("/api/v1/crews/eta/agents", json!({"slug": "long", "name": "L", "command": sleeper}), 201).await;
-    let mut ws = d.ws().await;
-    ws.subscribe(&["assignments"]).await;
-    let a = d.ok("/api/v1/assignments", json!({"crew": "eta", "agent": "long", "task": "x"}), 201).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let running = d.await_assignment(&mut ws, &id, &["running"]).await;
+    let (running, ws) = start_running(&d, "eta", "long").await;
+    let id = running["id"].as_str().unwrap().to_string();
     let old_run = running["run_id"].as_str().unwrap().to_string();
     await_output(&d, &old_run, "started").await;
     drop(ws);
@@ -442,7 +446,7 @@ async fn a_missing_image_is_pulled_before_the_container_is_created() {
     let container = engine.container_of(crew["id"].as_str().unwrap()).expect("a container after the pull");
     assert!(container.running);
     assert_eq!(container.image, "remote/tools");
-    let pulls: Vec<String> = engine.requests().into_iter().filter(|r| r.contains("/images/create")).collect();
+    let pulls = requests_matching(&engine, "/images/create");
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert!(pulls[0].contains("fromImage=remote/tools") && pulls[0].contains("tag=latest"), "{pulls:?}");
 
@@ -462,11 +466,8 @@ async fn a_new_image_replaces_the_container_once_no_agent_runs() {
     let crew_id = docker_crew(&d, "kappa").await["id"].as_str().unwrap().to_string();
     let old = engine.container_of(&crew_id).unwrap();
     d.ok("/api/v1/crews/kappa/agents", json!({"slug": "long", "name": "L", "command": ["sleep", "60"]}), 201).await;
-    let mut ws = d.ws().await;
-    ws.subscribe(&["assignments"]).await;
-    let a = d.ok("/api/v1/assignments", json!({"crew": "kappa", "agent": "long", "task": "x"}), 201).await;
-    let id = a["id"].as_str().unwrap();
-    d.await_assignment(&mut ws, id, &["running"]).await;
+    let (running, mut ws) = start_running(&d, "kappa", "long").await;
+    let id = running["id"].as_str().unwrap();
 
     let refused = d.patch("/api/v1/crews/kappa", json!({"image": "alpine:3.21"})).await;
     assert_eq!(refused.status, 409, "{}", refused.text);
@@ -497,10 +498,7 @@ async fn recovery_without_the_engine_says_so_and_goes_on() {
     let d = daemon(&engine).await;
     docker_crew(&d, "lambda").await;
     d.ok("/api/v1/crews/lambda/agents", json!({"slug": "long", "name": "L", "command": ["sleep", "60"]}), 201).await;
-    let mut ws = d.ws().await;
-    ws.subscribe(&["assignments"]).await;
-    let a = d.ok("/api/v1/assignments", json!({"crew": "lambda", "agent": "long", "task": "x"}), 201).await;
-    let running = d.await_assignment(&mut ws, a["id"].as_str().unwrap(), &["running"]).await;
+    let (running, ws) = start_running(&d, "lambda", "long").await;
     drop(ws);
 
     let dir = d.kill9().await;
