@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Semaphore;
+
+use crate::api::auth::Gate;
 use crate::config::Config;
 use crate::containers;
 use crate::domain::pricing::RateCard;
@@ -21,6 +24,9 @@ pub struct App {
     pub crew_containers: containers::CrewContainers,
     pub metrics: Metrics,
     pub started: Instant,
+    pub gate: Gate,
+    /// KiB of request bodies held by requests in flight (a permit a KiB).
+    pub inflight_body: Semaphore,
 }
 
 pub type AppState = Arc<App>;

@@ -7,13 +7,18 @@ use subtle::ConstantTimeEq;
 /// scheme word is case-insensitive; the token is compared byte for byte.
 /// No configured token (or an empty one) never matches.
 pub fn matches(headers: &HeaderMap, expected: Option<&str>) -> bool {
+    tokens(headers).any(|token| token_eq(token, expected))
+}
+
+/// The bearer tokens a request carries, in header order.
+pub fn tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(axum::http::header::AUTHORIZATION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .any(|(_, token)| token_eq(token.trim_start_matches(' '), expected))
+        .map(|(_, token)| token.trim_start_matches(' '))
 }
 
 /// A presented token against the configured one, in constant time for

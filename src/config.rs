@@ -42,7 +42,17 @@ pub struct Config {
     pub port: u16,
     pub data_dir: PathBuf,
     pub database_path: PathBuf,
-    pub api_token: Option<String>,
+    /// The API token from `CREWSHIP_API_TOKEN` or `CREWSHIP_API_TOKEN_FILE`;
+    /// None: the daemon's own, kept in `<data dir>/api-token`.
+    pub api_token: Option<ConfiguredToken>,
+    /// Loopback true clients may use the API without a token.
+    pub api_allow_loopback: bool,
+    /// Origins besides the daemon's own whose browser requests are accepted
+    /// (`scheme://host[:port]`, lower case).
+    pub allowed_origins: Vec<String>,
+    /// The daemon's URL as agents are told it (`CREWSHIP_API_URL`); None:
+    /// derived from the listen address.
+    pub agent_api_url: Option<String>,
     pub trusted_proxies: TrustedProxies,
     pub hostname: String,
     pub metrics_token: Option<String>,
@@ -61,7 +71,38 @@ pub struct Config {
     pub max_attempts: u32,
     pub run_output_limit: usize,
     pub body_limit: usize,
+    /// A request's headers (and the wait for the next request on a
+    /// keep-alive connection) must arrive within this.
+    pub http_header_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub http_body_timeout: Duration,
+    /// Open connections at most (WebSocket sessions included); None:
+    /// derived from the open-file limit.
+    pub max_connections: Option<usize>,
+    /// How long shutdown waits for open requests.
+    pub shutdown_grace: Duration,
+    /// Bytes a task may have (a pipeline step's once rendered).
+    pub max_task_bytes: usize,
+    /// Steps a pipeline may have (a dry run stores every rendered task).
+    pub max_pipeline_steps: usize,
+    /// Bytes of request bodies held by requests in flight, at most.
+    pub max_inflight_body_bytes: usize,
+    /// Write operations waiting for the writer, at most.
+    pub write_queue: usize,
     pub ws_auth_timeout: Duration,
+    /// Channels one WebSocket connection may subscribe to.
+    pub ws_max_channels: usize,
+    /// Bytes queued for one WebSocket client before it is dropped.
+    pub ws_max_outbound_bytes: usize,
+    /// How often the server pings a WebSocket client; one that has sent
+    /// nothing for two intervals is dropped.
+    pub ws_ping_interval: Duration,
+    /// SQLite's `synchronous`: FULL (default) or NORMAL.
+    pub db_sync: DbSync,
+    /// Time budget of the start-up `PRAGMA quick_check` (zero: skip it).
+    pub db_check_time: Duration,
+    /// How runs' processes are contained.
+    pub run_containment: Containment,
     /// Events buffered per subscriber (WebSocket clients, workers) before a
     /// slow one counts as lagging and is dropped.
     pub event_buffer: usize,
@@ -71,6 +112,45 @@ pub struct Config {
     /// Problems worth a warning once logging is up.
     pub warnings: Vec<String>,
 }
+
+/// A token given in the environment or a file, with where it came from
+/// (named in the 401 message and in warnings).
+#[derive(Clone)]
+pub struct ConfiguredToken {
+    pub value: String,
+    pub source: String,
+}
+
+impl std::fmt::Debug for ConfiguredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConfiguredToken {{ source: {:?}, value: <redacted> }}", self.source)
+    }
+}
+
+/// SQLite's durability setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbSync {
+    /// An acknowledged write is on disk (fsync at every commit).
+    Full,
+    /// An acknowledged write survives a crash of crewshipd, not a power loss.
+    Normal,
+}
+
+/// How the processes of a run are kept together, so that all of them end
+/// with the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Containment {
+    /// A cgroup per run where cgroup v2 is writable, else process groups.
+    Auto,
+    Cgroup,
+    ProcessGroup,
+}
+
+/// The daemon's own API token, in the data directory (read by the CLI).
+pub const API_TOKEN_FILE: &str = "api-token";
+
+/// Largest `CREWSHIP_EVENT_BUFFER`: the buffer is allocated up front.
+pub const MAX_EVENT_BUFFER: usize = 1 << 20;
 
 /// A source of raw settings: a flag value if given, else the environment.
 struct Source<'a> {
@@ -133,8 +213,75 @@ fn positive<T: std::str::FromStr + PartialOrd + Default>(s: &str) -> Result<T, S
     }
 }
 
-fn token(raw: Option<(String, String)>) -> Option<String> {
-    raw.map(|(v, _)| v).filter(|v| !v.is_empty())
+/// A token as configured, trimmed; surrounding whitespace (a newline from
+/// `echo` into a file, say) is worth a warning, never a silent mismatch.
+fn trimmed_token(value: &str, source: &str, warnings: &mut Vec<String>) -> Option<String> {
+    let t = value.trim();
+    if t.len() != value.len() {
+        warnings.push(format!("{source}: the token had surrounding whitespace, which was trimmed"));
+    }
+    Some(t.to_string()).filter(|t| !t.is_empty())
+}
+
+fn read_token_file(path: &str, name: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| bad(name, path, format!("cannot read the token file: {e}")))
+}
+
+fn api_token(src: &Source<'_>, warnings: &mut Vec<String>) -> Result<Option<ConfiguredToken>, ConfigError> {
+    if let Some((path, name)) = src.env("CREWSHIP_API_TOKEN_FILE") {
+        let source = format!("the file {path} ({name})");
+        let value = trimmed_token(&read_token_file(&path, &name)?, &source, warnings)
+            .ok_or_else(|| bad(&name, &path, "the token file is empty"))?;
+        return Ok(Some(ConfiguredToken { value, source }));
+    }
+    Ok(src.env("CREWSHIP_API_TOKEN").and_then(|(v, name)| {
+        let source = format!("set by {name} in its environment");
+        Some(ConfiguredToken { value: trimmed_token(&v, &name, warnings)?, source })
+    }))
+}
+
+/// `scheme://host[:port]` entries, lower case, without a trailing slash.
+fn origins(s: &str) -> Result<Vec<String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let o = o.trim_end_matches('/').to_ascii_lowercase();
+            match o.split_once("://") {
+                Some(("http" | "https", host)) if !host.is_empty() && !host.contains('/') => Ok(o),
+                _ => Err(format!("{o:?} is not an origin like https://console.example.com")),
+            }
+        })
+        .collect()
+}
+
+fn http_url_setting(s: &str) -> Result<String, String> {
+    match s.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(s.trim_end_matches('/').to_string()),
+        _ => Err("expected an http:// or https:// URL".into()),
+    }
+}
+
+fn db_sync(s: &str) -> Result<DbSync, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "full" => Ok(DbSync::Full),
+        "normal" => Ok(DbSync::Normal),
+        _ => Err("expected full or normal".into()),
+    }
+}
+
+fn containment(s: &str) -> Result<Containment, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "auto" => Ok(Containment::Auto),
+        "cgroup" => Ok(Containment::Cgroup),
+        "process-group" => Ok(Containment::ProcessGroup),
+        _ => Err("expected auto, cgroup or process-group".into()),
+    }
+}
+
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s).map_err(|e| format!("not a log filter ({e})"))?;
+    Ok(s.to_string())
 }
 
 fn home_dir() -> PathBuf {
@@ -190,25 +337,25 @@ impl Config {
             data_dir.join("crewship.db"),
             |s| database_path(s, &data_dir),
         )?;
-        let metrics_token = match src.env("CREWSHIP_METRICS_TOKEN_FILE") {
-            Some((path, name)) => {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| bad(&name, &path, format!("cannot read the token file: {e}")))?;
-                Some(text.trim_end_matches(['\r', '\n']).to_string()).filter(|t| !t.is_empty())
-            }
-            None => token(src.env("CREWSHIP_METRICS_TOKEN")),
-        };
         let (trusted_proxies, ignored) =
             TrustedProxies::parse(&src.env("CREWSHIP_TRUSTED_PROXY_CIDRS").map(|(v, _)| v).unwrap_or_default());
-        let warnings = ignored
+        let mut warnings: Vec<String> = ignored
             .into_iter()
             .map(|e| format!("CREWSHIP_TRUSTED_PROXY_CIDRS: ignoring {e:?}, which is not an IP address or CIDR"))
             .collect();
+        let api_token = api_token(&src, &mut warnings)?;
+        let metrics_token = match src.env("CREWSHIP_METRICS_TOKEN_FILE") {
+            Some((path, name)) => trimmed_token(&read_token_file(&path, &name)?, &name, &mut warnings),
+            None => src.env("CREWSHIP_METRICS_TOKEN").and_then(|(v, name)| trimmed_token(&v, &name, &mut warnings)),
+        };
         Ok(Config {
             host,
             port,
             database_path,
-            api_token: token(src.env("CREWSHIP_API_TOKEN")),
+            api_token,
+            api_allow_loopback: parse_with(src.env("CREWSHIP_API_ALLOW_LOOPBACK"), false, boolean)?,
+            allowed_origins: parse_with(src.env("CREWSHIP_ALLOWED_ORIGINS"), Vec::new(), origins)?,
+            agent_api_url: parse_with(src.env("CREWSHIP_AGENT_API_URL"), None, |s| http_url_setting(s).map(Some))?,
             trusted_proxies,
             hostname: src.env("CREWSHIP_HOSTNAME").map(|(v, _)| v).unwrap_or_else(os_hostname),
             metrics_token,
@@ -241,17 +388,50 @@ impl Config {
             max_attempts: parse_with(src.env("CREWSHIP_MAX_ATTEMPTS"), 3, positive)?,
             run_output_limit: parse_with(src.env("CREWSHIP_RUN_OUTPUT_LIMIT"), 256 * 1024, positive)?,
             body_limit: parse_with(src.env("CREWSHIP_BODY_LIMIT"), 1024 * 1024, positive)?,
+            http_header_timeout: parse_with(
+                src.env("CREWSHIP_HTTP_HEADER_TIMEOUT"),
+                Duration::from_secs(10),
+                positive_duration,
+            )?,
+            http_body_timeout: parse_with(
+                src.env("CREWSHIP_HTTP_BODY_TIMEOUT"),
+                Duration::from_secs(30),
+                positive_duration,
+            )?,
+            max_connections: parse_with(src.env("CREWSHIP_MAX_CONNECTIONS"), None, |s| positive(s).map(Some))?,
+            shutdown_grace: parse_with(src.env("CREWSHIP_SHUTDOWN_GRACE"), Duration::from_secs(30), duration)?,
+            max_task_bytes: parse_with(src.env("CREWSHIP_MAX_TASK_BYTES"), 256 * 1024, positive)?,
+            max_pipeline_steps: parse_with(src.env("CREWSHIP_MAX_PIPELINE_STEPS"), 100, positive)?,
+            max_inflight_body_bytes: parse_with(
+                src.env("CREWSHIP_MAX_INFLIGHT_BODY_BYTES"),
+                64 * 1024 * 1024,
+                positive,
+            )?,
+            write_queue: parse_with(src.env("CREWSHIP_WRITE_QUEUE"), 4096, positive)?,
             ws_auth_timeout: parse_with(
                 src.env("CREWSHIP_WS_AUTH_TIMEOUT"),
                 Duration::from_secs(10),
                 positive_duration,
             )?,
-            event_buffer: parse_with(src.env("CREWSHIP_EVENT_BUFFER"), 4096, positive)?,
-            log_filter: src
-                .env("CREWSHIP_LOG")
-                .or_else(|| src.env("RUST_LOG"))
-                .map(|(v, _)| v)
-                .unwrap_or_else(|| "info".to_string()),
+            ws_max_channels: parse_with(src.env("CREWSHIP_WS_MAX_CHANNELS"), 256, positive)?,
+            ws_max_outbound_bytes: parse_with(src.env("CREWSHIP_WS_MAX_OUTBOUND_BYTES"), 1024 * 1024, positive)?,
+            ws_ping_interval: parse_with(
+                src.env("CREWSHIP_WS_PING_INTERVAL"),
+                Duration::from_secs(30),
+                positive_duration,
+            )?,
+            event_buffer: parse_with(src.env("CREWSHIP_EVENT_BUFFER"), 4096, |s| match positive::<usize>(s)? {
+                n if n <= MAX_EVENT_BUFFER => Ok(n),
+                _ => Err(format!("must be at most {MAX_EVENT_BUFFER}")),
+            })?,
+            db_sync: parse_with(src.env("CREWSHIP_DB_SYNC"), DbSync::Full, db_sync)?,
+            db_check_time: parse_with(src.env("CREWSHIP_DB_CHECK_TIME"), Duration::from_secs(10), duration)?,
+            run_containment: parse_with(src.env("CREWSHIP_RUN_CONTAINMENT"), Containment::Auto, containment)?,
+            log_filter: parse_with(
+                src.env("CREWSHIP_LOG").or_else(|| src.env("RUST_LOG")),
+                "info".to_string(),
+                log_filter,
+            )?,
             log_json: parse_with(src.env("CREWSHIP_LOG_JSON"), false, boolean)?,
             warnings,
             data_dir,

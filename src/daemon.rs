@@ -1,5 +1,6 @@
 //! Start-up and shutdown of the daemon, in order.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,8 +9,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
 
+use crate::api::auth::Gate;
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{API_TOKEN_FILE, Config, ConfiguredToken};
 use crate::containers;
 use crate::domain::DomainError;
 use crate::domain::pricing::RateCard;
@@ -18,6 +20,7 @@ use crate::metrics::snapshot::SnapshotCache;
 use crate::runtime::Runtime;
 use crate::store::{Store, recount};
 use crate::ws::Hub;
+use crate::{server, store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -27,6 +30,8 @@ pub enum StartError {
     RateCard { path: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("API token file {path}: {reason}")]
+    ApiToken { path: String, reason: String },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -49,25 +54,88 @@ async fn terminated() {
     }
 }
 
+/// The API token: the configured one, or the daemon's own, created at
+/// first start in `<data dir>/api-token` (mode 0600) and kept across
+/// restarts, so that whoever can read the data dir (the CLI, by default)
+/// can use the API and nobody else can.
+fn api_token(config: &Config) -> Result<ConfiguredToken, StartError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(t) = &config.api_token {
+        return Ok(t.clone());
+    }
+    let path = config.data_dir.join(API_TOKEN_FILE);
+    let bad = |reason: String| StartError::ApiToken { path: path.display().to_string(), reason };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.data_dir).map_err(|e| bad(e.to_string()))?;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+        Ok(mut file) => {
+            let token = crate::domain::ids::new_secret();
+            file.write_all(token.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| bad(e.to_string()))?;
+            tracing::info!(path = %path.display(), "created the API token");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(bad(e.to_string())),
+    }
+    let meta = std::fs::metadata(&path).map_err(|e| bad(e.to_string()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "the API token file was readable by others; made it 0600");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| bad(e.to_string()))?;
+    }
+    let value = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?.trim().to_string();
+    if value.is_empty() {
+        return Err(bad("the file is empty; delete it and crewshipd creates a new token".into()));
+    }
+    let source = format!("in {} (crewship reads it from there)", path.display());
+    Ok(ConfiguredToken { value, source })
+}
+
+/// The URL agents are told to call back on: the listen address, or
+/// loopback when listening on every address.
+fn agent_api_url(config: &Config, local: SocketAddr) -> String {
+    if let Some(url) = &config.agent_api_url {
+        return url.clone();
+    }
+    let ip = match local.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, local.port()))
+}
+
 /// Runs until SIGTERM or SIGINT, then stops in order: intake, sessions,
 /// children (their work is requeued), and the store.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let started = Instant::now();
     let rate_card = rate_card(&config)?;
+    let open_files = server::raise_open_file_limit();
+    let token = api_token(&config)?;
     let (events, _) = broadcast::channel(config.event_buffer);
-    let store = Store::open(&config.database_path, events)?;
+    let options = store::Options {
+        sync: config.db_sync,
+        write_queue: config.write_queue,
+        check_time: config.db_check_time,
+        ..store::Options::default()
+    };
+    let store = Store::open(&config.database_path, events, options)?;
     let drift = store.with_writer(recount::check_and_repair).await?;
     for d in &drift {
         tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }
-    let engine = containers::Engine::connect(&config.docker_host).await;
-    let runtime = Runtime::start(store.clone(), &config, engine.clone()).await?;
+    // Bound before recovery so agents can be told the port; nothing is
+    // accepted until serving starts.
     let addr = SocketAddr::new(config.host, config.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr()?;
+    let engine = containers::Engine::connect(&config.docker_host).await;
+    let runtime = Runtime::start(store.clone(), &config, engine.clone(), agent_api_url(&config, local)).await?;
     let registry = Arc::new(containers::Registry::new(config.stats_interval));
     let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());
     let collector = containers::collector::Collector::spawn(crew_containers.clone(), config.stats_interval);
+    let limits = server::Limits {
+        max_connections: config.max_connections.unwrap_or_else(|| server::default_max_connections(open_files)),
+        header_timeout: config.http_header_timeout,
+        grace: config.shutdown_grace,
+    };
     let app = Arc::new(App {
         metrics: Metrics::new(SnapshotCache::new(store.clone(), config.metrics_cache_ttl), config.metrics_live_window),
         containers: registry,
@@ -77,20 +145,25 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         rate_card,
         runtime,
         started,
+        gate: Gate::new(&config, token, local),
+        inflight_body: tokio::sync::Semaphore::new(config.max_inflight_body_bytes.div_ceil(1024)),
         config,
     });
-    tracing::info!(%local, db = %store.path().display(), "crewshipd listening");
-    // Tests and scripts read the bound address (port 0 picks one) here.
-    println!("crewshipd listening on http://{local}");
+    tracing::info!(
+        %local, db = %store.path().display(), max_connections = limits.max_connections, open_files,
+        "crewshipd listening"
+    );
+    // Tests and scripts read the bound address (port 0 picks one) here; a
+    // closed stdout is no reason to stop.
+    let _ = writeln!(std::io::stdout(), "crewshipd listening on http://{local}");
     let router = crate::api::router(app.clone());
     let hub_app = app.clone();
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            terminated().await;
-            tracing::info!("shutting down: no new connections");
-            hub_app.hub.close_all();
-        })
-        .await?;
+    server::serve(listener, router, limits, async move {
+        terminated().await;
+        tracing::info!("shutting down: no new connections");
+        hub_app.hub.close_all();
+    })
+    .await;
     collector.stop().await;
     app.runtime.shutdown().await;
     store.checkpoint().await?;

@@ -15,5 +15,6 @@ pub mod daemon;
 pub mod domain;
 pub mod metrics;
 pub mod runtime;
+pub mod server;
 pub mod store;
 pub mod ws;

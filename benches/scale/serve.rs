@@ -341,7 +341,7 @@ async fn render_steps(store: &Path) -> Res<Vec<Step>> {
     use std::io::Write;
 
     const N: usize = 2_000;
-    let s = crewship::store::Store::open(store, tokio::sync::broadcast::channel(16).0)?;
+    let s = crewship::store::Store::open(store, tokio::sync::broadcast::channel(16).0, Default::default())?;
     let db = crewship::metrics::snapshot::compute(&s, None).await;
     let live = families::Live {
         uptime_seconds: 1.0,

@@ -26,10 +26,19 @@ use crewship::store::journal::{self, Named, NewEntry};
 use crewship::store::ledger::{self, NewCall};
 use crewship::store::runs::RunRow;
 use crewship::store::runs::{self, NewRun};
-use crewship::store::{Store, Tx};
+use crewship::store::{Options, Store, Tx};
 
 use crate::Res;
 use crate::stats::median;
+
+/// A store that skips counter maintenance: what the write paths cost
+/// without it.
+const UNCOUNTED: Options = Options {
+    sync: crewship::config::DbSync::Full,
+    write_queue: 4096,
+    check_time: std::time::Duration::from_secs(10),
+    maintain_counters: false,
+};
 
 /// Slices per variant; the variants alternate, rotating which goes first.
 const SLICES: usize = 16;
@@ -497,8 +506,8 @@ pub async fn run(data: &Path) -> Res<Report> {
     for p in &paths {
         crate::datagen::remove_db(p);
     }
-    let with = Store::open(&paths[0], tokio::sync::broadcast::channel(16).0)?;
-    let without = Store::open_with(&paths[1], tokio::sync::broadcast::channel(16).0, false)?;
+    let with = Store::open(&paths[0], tokio::sync::broadcast::channel(16).0, Options::default())?;
+    let without = Store::open(&paths[1], tokio::sync::broadcast::channel(16).0, UNCOUNTED)?;
     let stores =
         [(with.clone(), Arc::new(fixture(&with).await?)), (without.clone(), Arc::new(fixture(&without).await?))];
 
@@ -520,7 +529,7 @@ pub async fn run(data: &Path) -> Res<Report> {
     // with a one-row scratch table.
     let probe_path = data.join("writes-extra-row.db");
     crate::datagen::remove_db(&probe_path);
-    let probe = Store::open_with(&probe_path, tokio::sync::broadcast::channel(16).0, false)?;
+    let probe = Store::open(&probe_path, tokio::sync::broadcast::channel(16).0, UNCOUNTED)?;
     probe
         .with_writer(|c| {
             c.execute_batch("CREATE TABLE bench_probe (k INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO bench_probe VALUES (1, 0);")?;

@@ -1,12 +1,12 @@
 //! /api/v1/assignments: the work queue.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params};
+use super::extract::{JsonBody, Params, Path};
 use super::refs;
 use crate::app::AppState;
 use crate::domain::DomainError;
@@ -30,6 +30,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Assignment>)> {
     if b.task.trim().is_empty() {
         return Err(DomainError::invalid("task must not be empty").into());
+    }
+    let limit = app.config.max_task_bytes;
+    if b.task.len() > limit {
+        return Err(DomainError::invalid(format!("task is over {limit} bytes (CREWSHIP_MAX_TASK_BYTES)")).into());
     }
     let row = app
         .store

@@ -2,10 +2,11 @@
 //! and stopping a docker crew's container.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::error::ApiResult;
+use super::extract::Path;
 use crate::app::AppState;
 use crate::containers::lifecycle::ContainerState;
 use crate::store::crews::{self, CrewRow};

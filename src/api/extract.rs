@@ -11,18 +11,28 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::app::AppState;
 use crate::domain::time;
 use crate::store::page::PageRequest;
 
 /// A JSON body: malformed JSON or a wrong type is 400, a missing field 422,
-/// a body over the limit 413. An empty body reads as `{}`.
+/// a body over the limit 413, one that does not arrive within the body
+/// timeout 408. An empty body reads as `{}`.
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let within = state.config.http_body_timeout;
+        let read = tokio::time::timeout(within, Bytes::from_request(req, state)).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the request body did not arrive within {within:?} (CREWSHIP_HTTP_BODY_TIMEOUT)"),
+            )
+        })?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is over the size limit")
             } else {
@@ -43,6 +53,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::bad_request("invalid_type", msg)
             }
         })
+    }
+}
+
+/// Path parameters, with a rejection in the JSON shape (a segment that is
+/// not valid UTF-8 once percent-decoded is a 400).
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| ApiError::bad_request("bad_path", e.body_text()))
     }
 }
 

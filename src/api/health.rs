@@ -16,9 +16,9 @@ pub async fn healthz(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// Ready when a write can commit (see `Store::ready`).
 pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    let db = app.store.read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)).await;
-    match db {
+    match app.store.ready().await {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ok", "checks": { "db": "ok" } }))),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

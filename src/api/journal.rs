@@ -1,10 +1,12 @@
 //! /api/v1/journal: the unified history, live and archived.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params};
 use super::refs;
@@ -47,6 +49,7 @@ pub struct PostEntry {
 
 pub async fn post(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     JsonBody(b): JsonBody<PostEntry>,
 ) -> ApiResult<(StatusCode, Json<JournalEntry>)> {
     let entry_type = b.entry_type.trim().to_string();
@@ -63,13 +66,20 @@ pub async fn post(
     let entry = app
         .store
         .write(move |tx| {
-            let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
+            // A run's own entry is recorded against it, whatever the body says.
+            let (crew, agent, trace_id) = match &caller {
+                Caller::Run(run) => (run.crew.clone(), run.agent.clone(), Some(run.run_id.clone())),
+                Caller::Operator => {
+                    let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
+                    (crew, agent, b.trace_id)
+                }
+            };
             let new = NewEntry {
                 entry_type,
                 severity,
                 crew,
                 agent,
-                trace_id: b.trace_id,
+                trace_id,
                 summary: b.summary,
                 payload: b.payload.unwrap_or_else(|| serde_json::json!({})),
             };

@@ -7,6 +7,7 @@ pub mod crews;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod inflight;
 pub mod journal;
 pub mod paymaster;
 pub mod pipelines;
@@ -15,7 +16,7 @@ pub mod runs;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use tower_http::compression::CompressionLayer;
@@ -60,6 +61,8 @@ pub fn router(app: AppState) -> Router {
         .route("/crews/{crew}/container/stop", post(containers::stop))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // The last layer runs first: the gate, then the body reservation.
+        .layer(from_fn_with_state(app.clone(), inflight::hold_body_bytes))
         .layer(from_fn_with_state(app.clone(), auth::require_api_access));
     Router::new()
         .nest("/api/v1", v1)
@@ -70,6 +73,7 @@ pub fn router(app: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(app.config.body_limit))
+        .layer(map_response(error::json_errors))
         .layer(CompressionLayer::new().gzip(true))
         .with_state(app)
 }

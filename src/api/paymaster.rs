@@ -1,18 +1,20 @@
 //! /api/v1/llm-calls and /api/v1/paymaster/spend: the cost ledger.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params};
 use super::refs;
 use crate::app::AppState;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::LlmCallRecorded;
-use crate::domain::{DomainError, provider, time, validate};
+use crate::domain::{DomainError, provider, time};
 use crate::store::ledger::{self, GroupBy, NewCall};
 
 #[derive(Deserialize)]
@@ -32,6 +34,7 @@ pub struct RecordCall {
 
 pub async fn record(
     State(app): State<AppState>,
+    Extension(caller): Extension<Caller>,
     JsonBody(b): JsonBody<RecordCall>,
 ) -> ApiResult<(StatusCode, Json<LlmCallRecorded>)> {
     let provider = provider::normalize(&b.provider)?;
@@ -51,7 +54,7 @@ pub async fn record(
         ("cached_input_tokens", tokens.cached_input),
         ("cache_creation_tokens", tokens.cache_creation),
     ] {
-        validate::non_negative(field, v)?;
+        pricing::check_tokens(field, v)?;
     }
     let billing_mode = match b.billing_mode.as_deref().unwrap_or("metered") {
         "metered" => "metered",
@@ -64,7 +67,7 @@ pub async fn record(
     let (cost_nanos, priced) = match (billing_mode, b.cost_usd) {
         ("flat_rate", _) => (0, true),
         (_, Some(usd)) => (pricing::usd_to_nanos(usd)?, true),
-        (_, None) => match app.rate_card.price(&provider, &model, tokens) {
+        (_, None) => match app.rate_card.price(&provider, &model, tokens)? {
             Some(n) => (n, true),
             None => {
                 tracing::warn!(provider, model, "no rate card price; recording the call at 0 USD");
@@ -75,12 +78,19 @@ pub async fn record(
     let recorded = app
         .store
         .write(move |tx| {
-            let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
-            if let Some(run) = &b.run_id
-                && !ledger::run_exists(tx, run)?
-            {
-                return Err(DomainError::invalid(format!("unknown run {run:?}")));
-            }
+            // A run's own call is recorded against it, whatever the body says.
+            let (crew, agent, run_id) = match &caller {
+                Caller::Run(run) => (run.crew.clone(), run.agent.clone(), Some(run.run_id.clone())),
+                Caller::Operator => {
+                    let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
+                    if let Some(run) = &b.run_id
+                        && !ledger::run_exists(tx, run)?
+                    {
+                        return Err(DomainError::invalid(format!("unknown run {run:?}")));
+                    }
+                    (crew, agent, b.run_id)
+                }
+            };
             let call = NewCall {
                 provider,
                 model,
@@ -90,7 +100,7 @@ pub async fn record(
                 billing_mode,
                 crew_id: crew.map(|c| c.id),
                 agent_id: agent.map(|a| a.id),
-                run_id: b.run_id,
+                run_id,
             };
             ledger::record(tx, call)
         })

@@ -1,14 +1,14 @@
 //! /api/v1/pipelines and /api/v1/pipeline-runs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params};
+use super::extract::{JsonBody, Params, Path};
 use super::refs;
 use crate::app::AppState;
 use crate::domain::ids::Kind;
@@ -28,11 +28,16 @@ pub struct CreatePipeline {
     steps: Vec<StepSpec>,
 }
 
-/// Step ids unique, templates well-formed, step outputs only from earlier
-/// steps.
-fn check_steps(steps: &[StepSpec]) -> Result<()> {
+/// Steps within the bound, ids unique, templates well-formed, step
+/// outputs only from earlier steps.
+fn check_steps(steps: &[StepSpec], max_steps: usize) -> Result<()> {
     if steps.is_empty() {
         return Err(DomainError::invalid("a pipeline needs at least one step"));
+    }
+    if steps.len() > max_steps {
+        return Err(DomainError::invalid(format!(
+            "a pipeline may have at most {max_steps} steps (CREWSHIP_MAX_PIPELINE_STEPS)"
+        )));
     }
     let mut seen = HashSet::new();
     for step in steps {
@@ -67,7 +72,7 @@ pub async fn create(
     validate::name(&b.name)?;
     let max = b.max_concurrent_runs.unwrap_or(1);
     validate::at_least_one("max_concurrent_runs", max)?;
-    check_steps(&b.steps)?;
+    check_steps(&b.steps, app.config.max_pipeline_steps)?;
     let pipeline = app
         .store
         .write(move |tx| {
@@ -127,11 +132,30 @@ pub async fn start_run(
 ) -> ApiResult<(StatusCode, Json<PipelineRun>)> {
     let inputs = b.inputs.unwrap_or_default();
     let dry_run = b.dry_run.unwrap_or(false);
+    let limit = app.config.max_task_bytes;
+    let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
+    // Rendering catches missing inputs and oversized tasks before anything
+    // is written, and it runs here, not in the writer: a big template must
+    // never hold up every other write.
+    let (pipeline, inputs, rendered) = tokio::task::spawn_blocking(move || {
+        let rendered: Result<Vec<String>> = pipeline
+            .steps
+            .iter()
+            .map(|s| template::render_step(&s.id, &s.task, &inputs, &HashMap::new(), limit))
+            .collect();
+        (pipeline, inputs, rendered)
+    })
+    .await
+    .map_err(DomainError::internal)?;
+    let rendered = rendered?;
     let run = app
         .store
         .write(move |tx| {
-            let pipeline = pipelines::resolve(tx, &key)?;
-            pipelines::create_run(tx, &pipeline, inputs, dry_run)
+            // Pipelines never change once created, but one may have been
+            // deleted meanwhile.
+            let live = pipelines::pipeline_by_id(tx, pipeline.id)?.filter(|p| p.deleted_at.is_none());
+            let pipeline = live.ok_or_else(|| DomainError::not_found("pipeline", pipeline.slug))?;
+            pipelines::create_run(tx, &pipeline, inputs, dry_run, rendered)
         })
         .await?;
     if run.status == PipelineRunStatus::Running {

@@ -1,13 +1,13 @@
 //! /api/v1/runs: runs reported by their owners, and every run's record.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, Path};
 use super::refs;
 use crate::app::AppState;
 use crate::domain::DomainError;

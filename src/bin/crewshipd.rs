@@ -1,5 +1,7 @@
 //! crewshipd: the control-plane daemon.
 
+use std::io::Write;
+
 use clap::Parser;
 use crewship::config::{Config, Flags};
 
@@ -7,17 +9,43 @@ use crewship::config::{Config, Flags};
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Standard error for logs, where a failed write (a closed pipe, a full
+/// disk) drops the line: logging must never take the daemon down.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The filter was checked when the configuration was read.
+    let filter = tracing_subscriber::EnvFilter::new(&config.log_filter);
     // Colours only for a terminal: a log file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| Stderr)
+        .with_ansi(ansi)
+        // Its own report of a failed write would go to stderr too, with a
+        // panic if that fails.
+        .log_internal_errors(false);
     if config.log_json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// A message for whoever started the daemon, if anyone still listens.
+fn tell(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }
 
 #[tokio::main]
@@ -26,7 +54,7 @@ async fn main() -> std::process::ExitCode {
     let config = match Config::load(&flags) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("crewshipd: configuration error: {e}");
+            tell(format_args!("crewshipd: configuration error: {e}"));
             return std::process::ExitCode::from(2);
         }
     };
@@ -38,7 +66,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "crewshipd failed");
-            eprintln!("crewshipd: {e}");
+            tell(format_args!("crewshipd: {e}"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -39,9 +39,15 @@ struct Cli {
     /// The daemon's base URL.
     #[arg(long, global = true, env = "CREWSHIP_URL", default_value = "http://127.0.0.1:8080", value_parser = http_url)]
     url: Url,
-    /// API token, sent as `Authorization: Bearer` (loopback needs none).
+    /// API token, sent as `Authorization: Bearer`. Without one, crewship
+    /// reads the file CREWSHIP_API_TOKEN_FILE names, else the daemon's own
+    /// token in <data dir>/api-token.
     #[arg(long, global = true, env = "CREWSHIP_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The daemon's data directory, where it keeps its API token
+    /// [default: ~/.crewship]
+    #[arg(long, global = true, env = "CREWSHIP_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -110,8 +116,25 @@ pub async fn run() -> ExitCode {
     }
 }
 
+/// The token to send: given, or read from the token file (a file nobody
+/// can read means no token; the daemon's 401 then says where it is).
+fn token(cli: &Cli) -> Option<String> {
+    if let Some(t) = &cli.token {
+        return Some(t.trim().to_string());
+    }
+    let file = match std::env::var_os("CREWSHIP_API_TOKEN_FILE") {
+        Some(f) => std::path::PathBuf::from(f),
+        None => {
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+            cli.data_dir.clone().unwrap_or_else(|| home.join(".crewship")).join(crate::config::API_TOKEN_FILE)
+        }
+    };
+    std::fs::read_to_string(file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 async fn dispatch(cli: Cli) -> Result<()> {
-    let ctx = Ctx { client: Client::new(cli.url, cli.token)?, json: cli.json };
+    let token = token(&cli);
+    let ctx = Ctx { client: Client::new(cli.url, token)?, json: cli.json };
     match cli.command {
         Command::Crews(cmd) => crews::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,

@@ -34,4 +34,8 @@ impl DomainError {
     pub fn conflict(msg: impl Into<String>) -> Self {
         DomainError::Conflict(msg.into())
     }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        DomainError::Internal(e.to_string())
+    }
 }

@@ -41,6 +41,17 @@ pub fn parse(kind: Kind, s: &str) -> Option<i64> {
     digits.parse().ok().filter(|n| *n > 0)
 }
 
+/// 256 random bits in hex: a token nobody can guess.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A W3C-compatible trace id: 32 lower-case hex digits, never all zero.
 pub fn new_trace_id() -> String {
     let mut bytes = [0u8; 16];
@@ -50,7 +61,7 @@ pub fn new_trace_id() -> String {
             break;
         }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
 }
 
 #[cfg(test)]

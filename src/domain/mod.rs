@@ -6,6 +6,7 @@ pub mod event;
 pub mod ids;
 pub mod pricing;
 pub mod provider;
+pub mod run_token;
 pub mod status;
 pub mod template;
 pub mod time;

@@ -7,6 +7,20 @@ use super::{DomainError, Result};
 
 pub const NANOS_PER_USD: i64 = 1_000_000_000;
 
+/// Tokens of one type one call may report.
+pub const MAX_TOKENS_PER_CALL: i64 = 1_000_000_000;
+/// What one call may cost, given or priced.
+pub const MAX_USD_PER_CALL: f64 = 10_000_000.0;
+const MAX_NANOS_PER_CALL: i128 = 10_000_000 * NANOS_PER_USD as i128;
+/// A rate card price (USD per million tokens) may not exceed this: a
+/// hundred times today's dearest list price, and far from any overflow.
+pub const MAX_PRICE_PER_MILLION: f64 = 10_000.0;
+/// Bound of every running total of one LLM series (its cost in nano-USD,
+/// its tokens of each type): 2^58, so that the sum over all 25 series still
+/// fits an i64, and no sum over calls (spend reports, the recount) can
+/// overflow. 2^58 nano-USD is about 288 million USD.
+pub const SERIES_TOTAL_MAX: i64 = 1 << 58;
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Rate {
     pub provider: String,
@@ -96,9 +110,10 @@ impl RateCard {
             rate.provider = rate.provider.trim().to_lowercase();
             rate.model = rate.model.trim().to_lowercase();
             let prices = [Some(rate.input), Some(rate.output), rate.cached_input, rate.cache_creation];
-            if prices.iter().flatten().any(|p| !p.is_finite() || *p < 0.0) {
+            if prices.iter().flatten().any(|p| !p.is_finite() || !(0.0..=MAX_PRICE_PER_MILLION).contains(p)) {
                 return Err(DomainError::invalid(format!(
-                    "rate card: prices of {}/{} must be non-negative numbers",
+                    "rate card: prices of {}/{} must be numbers from 0 to {MAX_PRICE_PER_MILLION} (USD per million \
+                     tokens)",
                     rate.provider, rate.model
                 )));
             }
@@ -117,25 +132,40 @@ impl RateCard {
             .max_by_key(|r| r.model.len())
     }
 
-    /// Cost in nano-USD, or None when the card has no price for the model.
-    pub fn price(&self, provider: &str, model: &str, t: Tokens) -> Option<i64> {
-        let r = self.rate(provider, model)?;
+    /// Cost in nano-USD (None when the card has no price for the model), or
+    /// an error when it is over the per-call bound. Tokens are within
+    /// `MAX_TOKENS_PER_CALL` and prices within `MAX_PRICE_PER_MILLION`, so
+    /// the i128 arithmetic cannot overflow.
+    pub fn price(&self, provider: &str, model: &str, t: Tokens) -> Result<Option<i64>> {
+        let Some(r) = self.rate(provider, model) else { return Ok(None) };
         let total = i128::from(t.input) * per_million_nanos(r.input)
             + i128::from(t.output) * per_million_nanos(r.output)
             + i128::from(t.cached_input) * per_million_nanos(r.cached_input.unwrap_or(r.input))
             + i128::from(t.cache_creation) * per_million_nanos(r.cache_creation.unwrap_or(r.input));
         // Round half up to the nearest nano-dollar.
-        i64::try_from((total + 500_000) / 1_000_000).ok()
+        let nanos = (total + 500_000) / 1_000_000;
+        if nanos > MAX_NANOS_PER_CALL {
+            return Err(DomainError::invalid(format!(
+                "this call prices at {} USD, over the bound of {MAX_USD_PER_CALL} USD per call",
+                nanos / i128::from(NANOS_PER_USD)
+            )));
+        }
+        Ok(Some(nanos as i64))
     }
+}
+
+/// Tokens of one type in one call: 0 to `MAX_TOKENS_PER_CALL`.
+pub fn check_tokens(field: &str, n: i64) -> Result<()> {
+    if !(0..=MAX_TOKENS_PER_CALL).contains(&n) {
+        return Err(DomainError::invalid(format!("{field} must be from 0 to {MAX_TOKENS_PER_CALL}")));
+    }
+    Ok(())
 }
 
 /// Converts a client-given USD amount to nano-USD.
 pub fn usd_to_nanos(usd: f64) -> Result<i64> {
-    if !usd.is_finite() || usd < 0.0 {
-        return Err(DomainError::invalid("cost_usd must be a non-negative number"));
-    }
-    if usd > 1.0e9 {
-        return Err(DomainError::invalid("cost_usd must be at most 1000000000"));
+    if !usd.is_finite() || !(0.0..=MAX_USD_PER_CALL).contains(&usd) {
+        return Err(DomainError::invalid(format!("cost_usd must be a number from 0 to {MAX_USD_PER_CALL}")));
     }
     Ok((usd * NANOS_PER_USD as f64).round() as i64)
 }
@@ -152,19 +182,27 @@ mod tests {
     fn prices_by_longest_prefix() {
         let card = RateCard::default();
         let t = Tokens { input: 1_000_000, output: 1_000_000, ..Tokens::default() };
-        assert_eq!(card.price("openai", "gpt-4o-mini-2024-07-18", t), Some(750_000_000));
-        assert_eq!(card.price("openai", "GPT-4o", t), Some(12_500_000_000));
+        assert_eq!(card.price("openai", "gpt-4o-mini-2024-07-18", t).unwrap(), Some(750_000_000));
+        assert_eq!(card.price("openai", "GPT-4o", t).unwrap(), Some(12_500_000_000));
         assert_eq!(
             card.price(
                 "anthropic",
                 "claude-sonnet-4-20250514",
                 Tokens { input: 1000, output: 500, cached_input: 2000, cache_creation: 100 }
-            ),
+            )
+            .unwrap(),
             // 1000*3 + 500*15 + 2000*0.3 + 100*3.75 micro-USD = 11475 micro-USD
             Some(11_475_000)
         );
-        assert_eq!(card.price("anthropic", "unknown-model", t), None);
-        assert_eq!(card.price("nobody", "gpt-4o", t), None);
+        assert_eq!(card.price("anthropic", "unknown-model", t).unwrap(), None);
+        assert_eq!(card.price("nobody", "gpt-4o", t).unwrap(), None);
+        // The most a call can report, at the dearest price a card may hold:
+        // refused as over the per-call bound, never wrapped around.
+        let card =
+            RateCard::with_overrides(r#"{"models":[{"provider":"acme","model":"m","input":10000,"output":10000}]}"#)
+                .unwrap();
+        let most = Tokens { input: MAX_TOKENS_PER_CALL, output: MAX_TOKENS_PER_CALL, ..Tokens::default() };
+        assert!(card.price("acme", "m", most).is_err());
     }
 
     #[test]
@@ -175,18 +213,22 @@ mod tests {
         )
         .unwrap();
         let t = Tokens { input: 1_000_000, output: 1_000_000, ..Tokens::default() };
-        assert_eq!(card.price("openai", "gpt-4o", t), Some(3_000_000_000));
-        assert_eq!(card.price("acme", "m-large", t), Some(1_000_000_000));
+        assert_eq!(card.price("openai", "gpt-4o", t).unwrap(), Some(3_000_000_000));
+        assert_eq!(card.price("acme", "m-large", t).unwrap(), Some(1_000_000_000));
         assert!(
             RateCard::with_overrides(r#"{"models":[{"provider":"a","model":"b","input":-1,"output":0}]}"#).is_err()
         );
         assert!(RateCard::with_overrides("nonsense").is_err());
+        let huge = r#"{"models":[{"provider":"a","model":"b","input":1e300,"output":0}]}"#;
+        assert!(RateCard::with_overrides(huge).unwrap_err().to_string().contains("10000"));
     }
 
     #[test]
     fn usd_conversion() {
         assert_eq!(usd_to_nanos(0.75).unwrap(), 750_000_000);
         assert!(usd_to_nanos(-1.0).is_err());
+        assert!(usd_to_nanos(1e9).is_err());
+        assert_eq!(usd_to_nanos(MAX_USD_PER_CALL).unwrap(), 10_000_000 * NANOS_PER_USD);
         assert_eq!(nanos_to_usd(1_500_000_000), 1.5);
     }
 }

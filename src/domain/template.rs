@@ -42,29 +42,55 @@ pub fn references(template: &str) -> Result<Vec<Ref>> {
 }
 
 /// Renders a template. Missing inputs are an error; a step output that is
-/// not known yet renders as `<steps.ID.output>` (dry runs).
+/// not known yet renders as `<steps.ID.output>` (dry runs). Rendering stops
+/// as soon as the text passes `limit` bytes: a template that repeats a
+/// large input must never be expanded in full to be refused.
 pub fn render(
     template: &str,
     inputs: &serde_json::Map<String, serde_json::Value>,
     outputs: &HashMap<String, String>,
+    limit: usize,
 ) -> Result<String> {
-    let mut out = String::with_capacity(template.len());
+    let mut out = String::with_capacity(template.len().min(limit));
+    let push = |piece: &str, out: &mut String| {
+        if out.len() + piece.len() > limit {
+            return Err(DomainError::invalid(format!(
+                "the task renders to more than {limit} bytes (CREWSHIP_MAX_TASK_BYTES)"
+            )));
+        }
+        out.push_str(piece);
+        Ok(())
+    };
     for (text, r) in parse(template)? {
-        out.push_str(&text);
+        push(&text, &mut out)?;
         match r {
             Some(Ref::Input(name)) => match inputs.get(&name) {
-                Some(serde_json::Value::String(s)) => out.push_str(s),
-                Some(v) => out.push_str(&v.to_string()),
+                Some(serde_json::Value::String(s)) => push(s, &mut out)?,
+                Some(v) => push(&v.to_string(), &mut out)?,
                 None => return Err(DomainError::invalid(format!("missing input {name:?}"))),
             },
             Some(Ref::StepOutput(id)) => match outputs.get(&id) {
-                Some(s) => out.push_str(s),
-                None => out.push_str(&format!("<steps.{id}.output>")),
+                Some(s) => push(s, &mut out)?,
+                None => push(&format!("<steps.{id}.output>"), &mut out)?,
             },
             None => {}
         }
     }
     Ok(out)
+}
+
+/// `render` for a pipeline step: an error names the step.
+pub fn render_step(
+    step_id: &str,
+    template: &str,
+    inputs: &serde_json::Map<String, serde_json::Value>,
+    outputs: &HashMap<String, String>,
+    limit: usize,
+) -> Result<String> {
+    render(template, inputs, outputs, limit).map_err(|e| match e {
+        DomainError::Invalid(m) => DomainError::invalid(format!("step {step_id:?}: {m}")),
+        other => other,
+    })
 }
 
 #[cfg(test)]
@@ -77,11 +103,14 @@ mod tests {
         let inputs = inputs.as_object().unwrap();
         let mut outputs = HashMap::new();
         outputs.insert("draft".to_string(), "DRAFT".to_string());
-        let s =
-            render("Write {{ inputs.n }} notes on {{inputs.topic}}: {{steps.draft.output}}", inputs, &outputs).unwrap();
+        let t = "Write {{ inputs.n }} notes on {{inputs.topic}}: {{steps.draft.output}}";
+        let s = render(t, inputs, &outputs, 1000).unwrap();
         assert_eq!(s, "Write 3 notes on tides: DRAFT");
-        assert_eq!(render("{{steps.x.output}}", inputs, &HashMap::new()).unwrap(), "<steps.x.output>");
-        assert!(render("{{inputs.nope}}", inputs, &outputs).is_err());
+        assert_eq!(render("{{steps.x.output}}", inputs, &HashMap::new(), 100).unwrap(), "<steps.x.output>");
+        assert!(render("{{inputs.nope}}", inputs, &outputs, 100).is_err());
+        // Exactly at the bound renders; one byte more does not.
+        assert_eq!(render(t, inputs, &outputs, s.len()).unwrap(), s);
+        assert!(render(t, inputs, &outputs, s.len() - 1).unwrap_err().to_string().contains("CREWSHIP_MAX_TASK_BYTES"));
     }
 
     #[test]

@@ -26,13 +26,6 @@ pub fn name(value: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn non_negative(field: &str, v: i64) -> Result<()> {
-    if v < 0 {
-        return Err(DomainError::invalid(format!("{field} must not be negative")));
-    }
-    Ok(())
-}
-
 pub fn at_least_one(field: &str, v: i64) -> Result<()> {
     if v < 1 {
         return Err(DomainError::invalid(format!("{field} must be at least 1")));

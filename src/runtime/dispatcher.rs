@@ -1,8 +1,11 @@
 //! The dispatcher: accepts pending assignments into their crews' queues and
 //! starts queued ones FIFO while each crew is under its budget. It wakes on
-//! the events that can free a slot or add work, never on a timer.
+//! the events that can free a slot or add work; only after a failed
+//! dispatch (a busy or full database) does it also wake on a timer, so
+//! queued work is never stranded until the next event.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
@@ -16,6 +19,9 @@ use crate::store::{Store, crews};
 /// holds the writer (and a big savepoint grows slower per statement).
 const CLAIM_BATCH: usize = 64;
 const QUEUE_BATCH: i64 = 100;
+/// The first and the longest wait before a failed dispatch is retried.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Events after which there may be something to start.
 fn wakes(e: &Event) -> bool {
@@ -57,10 +63,12 @@ pub async fn run(
     mut events: broadcast::Receiver<Arc<Event>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut retry: Option<Duration> = None;
     loop {
         loop {
             match dispatch_batch(&store).await {
                 Ok((claimed, more)) => {
+                    retry = None;
                     for c in claimed {
                         runner.start(c);
                     }
@@ -69,13 +77,16 @@ pub async fn run(
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "dispatch failed; retrying on the next event");
+                    let wait = retry.map_or(RETRY_FIRST, |w| (w * 2).min(RETRY_MAX));
+                    tracing::error!(error = %e, retry_in = ?wait, "dispatch failed");
+                    retry = Some(wait);
                     break;
                 }
             }
         }
-        // Sleep until something may have changed: a waking event, or a lag
-        // (we missed events, so assume one).
+        // Sleep until something may have changed: a waking event, a lag (we
+        // missed events, so assume one), or the retry timer.
+        let retry_at = retry.map(|w| tokio::time::Instant::now() + w);
         let mut woken = false;
         while !woken {
             tokio::select! {
@@ -84,10 +95,19 @@ pub async fn run(
                     Err(broadcast::error::RecvError::Lagged(_)) => woken = true,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
+                _ = sleep_until(retry_at) => woken = true,
                 _ = stop.changed() => return,
             }
         }
         // Coalesce a burst of events into one dispatch.
         while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
+    }
+}
+
+/// Resolves at `at`; never without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

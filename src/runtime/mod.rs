@@ -3,6 +3,7 @@
 //! recovery runs before any of them.
 
 pub mod archiver;
+pub mod contain;
 pub mod dispatcher;
 pub mod output;
 pub mod pipelines;
@@ -100,20 +101,23 @@ pub async fn cancel_assignment(
 impl Runtime {
     /// Recovers what a previous daemon left in flight, then starts the
     /// workers. Queued work starts at once.
-    pub async fn start(store: Store, config: &Config, engine: Engine) -> Result<Runtime> {
+    pub async fn start(store: Store, config: &Config, engine: Engine, api_url: String) -> Result<Runtime> {
+        let containment = contain::Containment::detect(config.run_containment).map_err(DomainError::invalid)?;
+        tracing::info!(containment = containment.describe(), "how runs are contained");
         let recovered = recovery::recover(&store, &engine, config.max_attempts).await?;
         if recovered != recovery::Recovered::default() {
             tracing::warn!(?recovered, "recovered work left in flight by the previous daemon");
         }
-        let runner = Arc::new(Runner::new(
-            store.clone(),
-            config.data_dir.join("work"),
-            config.cancel_grace,
-            config.run_output_limit,
-            config.max_attempts,
-            engine,
-        ));
-        let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone()));
+        let settings = runner::Settings {
+            work_dir: config.data_dir.join("work"),
+            grace: config.cancel_grace,
+            output_limit: config.run_output_limit,
+            max_attempts: config.max_attempts,
+            containment,
+            api_url,
+        };
+        let runner = Arc::new(Runner::new(store.clone(), settings, engine));
+        let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), config.max_task_bytes));
         let (stop, stop_rx) = watch::channel(false);
         let events = store.subscribe();
         let policy = archiver::Policy {
@@ -134,10 +138,6 @@ impl Runtime {
 
     pub fn live_output(&self, run_id: &str) -> Option<String> {
         self.runner.live_output(run_id)
-    }
-
-    pub fn running_processes(&self) -> usize {
-        self.runner.running_count()
     }
 
     pub fn pipeline_run_started(&self, run_id: i64) {

@@ -21,6 +21,8 @@ pub struct Executor {
     store: Store,
     runner: Arc<Runner>,
     driving: Mutex<HashSet<i64>>,
+    /// `CREWSHIP_MAX_TASK_BYTES`: a step whose task renders larger fails.
+    max_task_bytes: usize,
 }
 
 /// What to do next for a run, decided from its stored state.
@@ -46,27 +48,31 @@ fn fresh_run(tx: &rusqlite::Connection, id: i64) -> Result<RunRow> {
         .ok_or_else(|| DomainError::not_found("pipeline run", ids::format(Kind::PipelineRun, id)))
 }
 
-/// Creates the step's assignment, or fails the run if the step cannot run.
-fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow) -> Result<()> {
+/// Fails a step, and with it the run.
+fn fail_step(tx: &mut Tx<'_>, run: RunRow, step: &StepRow, reason: String) -> Result<()> {
+    pipelines::update_step(tx, run.id, step.idx, StepStatus::Failed, None, None, None)?;
+    pipelines::move_run(tx, run, PipelineRunStatus::Failed, Some(reason))?;
+    Ok(())
+}
+
+/// Creates the step's assignment from its task (rendered by the caller,
+/// outside the writer), or fails the run if the step cannot run.
+fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>) -> Result<()> {
     let run = fresh_run(tx, run_id)?;
     if run.status != PipelineRunStatus::Running {
         return Ok(());
     }
+    let task = match task {
+        Ok(task) => task,
+        Err(DomainError::Invalid(reason)) => return fail_step(tx, run, step, reason),
+        Err(e) => return Err(e),
+    };
     let crew = crews::by_id(tx, step.crew_id)?.filter(|c| c.is_live());
     let agent = agents::by_id(tx, step.agent_id)?.filter(|a| a.is_live());
     let (Some(crew), Some(agent)) = (crew, agent) else {
-        pipelines::update_step(tx, run_id, step.idx, StepStatus::Failed, None, None, None)?;
         let reason = format!("step {:?}: its crew or agent was deleted", step.step_id);
-        pipelines::move_run(tx, run, PipelineRunStatus::Failed, Some(reason))?;
-        return Ok(());
+        return fail_step(tx, run, step, reason);
     };
-    let task = template::render(
-        &pipelines::pipeline_by_id(tx, run.pipeline_id)?
-            .and_then(|p| p.steps.get(step.idx as usize).map(|s| s.task.clone()))
-            .unwrap_or_default(),
-        &run.inputs,
-        &run.outputs(),
-    )?;
     let a = assignments::create(tx, &crew, &agent, None, &task, Some(run_id))?;
     pipelines::update_step(tx, run_id, step.idx, StepStatus::Running, Some(&task), Some(a.id), None)
 }
@@ -111,8 +117,8 @@ async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: &str) 
 }
 
 impl Executor {
-    pub fn new(store: Store, runner: Arc<Runner>) -> Executor {
-        Executor { store, runner, driving: Mutex::new(HashSet::new()) }
+    pub fn new(store: Store, runner: Arc<Runner>, max_task_bytes: usize) -> Executor {
+        Executor { store, runner, driving: Mutex::new(HashSet::new()), max_task_bytes }
     }
 
     /// Drives a running pipeline run in the background (once per run).
@@ -171,7 +177,24 @@ impl Executor {
                     }
                     return Ok(Some(run.pipeline_id));
                 }
-                Next::Start(step) => self.store.write(move |tx| start_step(tx, run_id, &step)).await?,
+                Next::Start(step) => {
+                    let (pipeline_id, idx) = (run.pipeline_id, step.idx as usize);
+                    let template = self
+                        .store
+                        .read(move |c| {
+                            let pipeline = pipelines::pipeline_by_id(c, pipeline_id)?;
+                            Ok(pipeline.and_then(|p| p.steps.get(idx).map(|s| s.task.clone())).unwrap_or_default())
+                        })
+                        .await?;
+                    let task = template::render_step(
+                        &step.step_id,
+                        &template,
+                        &run.inputs,
+                        &run.outputs(),
+                        self.max_task_bytes,
+                    );
+                    self.store.write(move |tx| start_step(tx, run_id, &step, task)).await?
+                }
                 Next::Wait(step) => {
                     let Some(aid) = step.assignment_id else {
                         return Err(DomainError::Internal(format!("step {} runs without an assignment", step.step_id)));

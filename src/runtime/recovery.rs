@@ -38,12 +38,16 @@ pub async fn recover(store: &Store, engine: &Engine, max_attempts: u32) -> Resul
     // requeued assignment never runs twice at once.
     let mut engine_answers = true;
     for run in store.read(runs::running_managed).await? {
-        match run.pid {
-            Some(pid) if super::runner::kill_orphan(pid, &run.id) => {
-                tracing::warn!(run = run.id, pid, "killed the process group of a run left by the previous daemon");
+        if run.pid.is_some() || run.cgroup.is_some() {
+            if super::contain::kill_left_over(&run.id, run.pid, run.cgroup.as_deref()).await {
+                tracing::warn!(
+                    run = run.id,
+                    pid = run.pid,
+                    "killed the processes of a run left by the previous daemon"
+                );
             }
-            None if engine_answers => engine_answers = kill_in_container(store, engine, &run).await?,
-            _ => {}
+        } else if engine_answers {
+            engine_answers = kill_in_container(store, engine, &run).await?;
         }
     }
     store

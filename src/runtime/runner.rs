@@ -1,6 +1,7 @@
-//! The process runner: one child process per claimed assignment, in its own
-//! process group so a timeout or cancel reaches every descendant. Agents of
-//! docker crews run as an exec in their crew's container instead.
+//! The process runner: one child process per claimed assignment, contained
+//! (`contain`) so that a timeout, a cancel or its end reaches every
+//! descendant. Agents of docker crews run as an exec in their crew's
+//! container instead.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::ExitStatusExt;
@@ -13,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::contain::{Containment, RunGroup};
 use super::output::Output;
 use crate::containers::{Engine, docker, exec};
 use crate::domain::Result;
@@ -21,8 +23,13 @@ use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
 use crate::store::runs;
 
-/// Secrets of the daemon that agent processes must not inherit.
-const WITHHELD_ENV: &[&str] = &["CREWSHIP_API_TOKEN", "CREWSHIP_METRICS_TOKEN", "CREWSHIP_METRICS_TOKEN_FILE"];
+/// Whether a variable of the daemon's own environment is kept from agents:
+/// its settings (tokens and token files among them) and the database
+/// password. An agent gets only its run's token.
+fn withheld(name: &std::ffi::OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b"CREWSHIP_") || name == b"PGPASSWORD"
+}
 
 /// Why a run was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,38 +64,20 @@ pub struct Runner {
     active: Mutex<HashMap<i64, Active>>,
     /// Runs agents of docker crews inside their crew's container.
     engine: Engine,
-}
-
-fn signal_group(pgid: u32, signal: libc::c_int) {
-    // SAFETY: killpg has no memory-safety preconditions; ESRCH (the group is
-    // gone) is the expected result once everything has exited.
-    unsafe {
-        libc::killpg(pgid as libc::pid_t, signal);
-    }
-}
-
-/// Kills the process group a dead daemon left running for `run_id`. The
-/// group leader must still carry the run's id in its environment, so a
-/// reused pid of an unrelated process is never signalled.
-pub fn kill_orphan(pid: i64, run_id: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let marker = format!("CREWSHIP_RUN_ID={run_id}");
-    if !environ.split(|b| *b == 0).any(|var| var == marker.as_bytes()) {
-        return false;
-    }
-    signal_group(pid as u32, libc::SIGKILL);
-    true
+    containment: Containment,
+    /// The daemon's URL as agents are told it.
+    api_url: String,
 }
 
 /// The agent's environment: its own variables, then the run's (API.md).
-fn run_env(c: &Claimed) -> BTreeMap<String, String> {
+fn run_env(c: &Claimed, api_url: &str) -> BTreeMap<String, String> {
     let mut env = c.agent.env.clone();
     env.insert("CREWSHIP_ASSIGNMENT_ID".into(), c.assignment.public_id());
     env.insert("CREWSHIP_RUN_ID".into(), c.run.id.clone());
     env.insert("CREWSHIP_CREW".into(), c.assignment.crew.slug.clone());
     env.insert("CREWSHIP_AGENT".into(), c.assignment.agent.slug.clone());
+    env.insert("CREWSHIP_API_URL".into(), api_url.to_string());
+    env.insert("CREWSHIP_RUN_TOKEN".into(), c.run_token.clone());
     env
 }
 
@@ -114,32 +103,33 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
     }
 }
 
+/// What a runner is set up with.
+pub struct Settings {
+    pub work_dir: PathBuf,
+    pub grace: Duration,
+    pub output_limit: usize,
+    pub max_attempts: u32,
+    pub containment: Containment,
+    pub api_url: String,
+}
+
 impl Runner {
-    pub fn new(
-        store: Store,
-        work_dir: PathBuf,
-        grace: Duration,
-        output_limit: usize,
-        max_attempts: u32,
-        engine: Engine,
-    ) -> Runner {
+    pub fn new(store: Store, settings: Settings, engine: Engine) -> Runner {
         Runner {
             store,
-            work_dir,
-            grace,
-            output_limit,
-            max_attempts: i64::from(max_attempts),
+            work_dir: settings.work_dir,
+            grace: settings.grace,
+            output_limit: settings.output_limit,
+            max_attempts: i64::from(settings.max_attempts),
             active: Mutex::new(HashMap::new()),
             engine,
+            containment: settings.containment,
+            api_url: settings.api_url,
         }
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Active>> {
         self.active.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn running_count(&self) -> usize {
-        self.active().len()
     }
 
     /// Starts executing a claimed assignment in the background.
@@ -197,7 +187,7 @@ impl Runner {
         &self,
         c: &Claimed,
         output: Arc<Mutex<Output>>,
-        mut stop: watch::Receiver<Option<StopReason>>,
+        stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
         let Some((program, args)) = c.agent.command.split_first() else {
             return Outcome::SpawnFailed("the agent has no command".into());
@@ -210,16 +200,39 @@ impl Runner {
         if let Err(e) = std::fs::create_dir_all(&dir) {
             return Outcome::SpawnFailed(format!("cannot create working directory {}: {e}", dir.display()));
         }
+        let group = match self.containment.group_for(&c.run.id) {
+            Ok(group) => group,
+            Err(e) => return Outcome::SpawnFailed(format!("cannot set up the run's process group: {e}")),
+        };
+        let outcome = self.execute_local(c, program, args, &dir, &group, output, timeout, stop).await;
+        group.remove().await;
+        outcome
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_local(
+        &self,
+        c: &Claimed,
+        program: &str,
+        args: &[String],
+        dir: &std::path::Path,
+        group: &RunGroup,
+        output: Arc<Mutex<Output>>,
+        timeout: Duration,
+        mut stop: watch::Receiver<Option<StopReason>>,
+    ) -> Outcome {
         let mut cmd = Command::new(program);
+        for (name, _) in std::env::vars_os().filter(|(name, _)| withheld(name)) {
+            cmd.env_remove(name);
+        }
         cmd.args(args)
-            .current_dir(&dir)
-            .envs(run_env(c))
+            .current_dir(dir)
+            .envs(run_env(c, &self.api_url))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        for var in WITHHELD_ENV {
-            cmd.env_remove(var);
+            .stderr(Stdio::piped());
+        if let Err(e) = group.prepare(cmd.as_std_mut()) {
+            return Outcome::SpawnFailed(format!("cannot contain the run: {e}"));
         }
         let mut child = match cmd.spawn() {
             Ok(child) => child,
@@ -227,8 +240,9 @@ impl Runner {
         };
         let pgid = child.id().unwrap_or_default();
         let pk = c.run.pk;
-        if let Err(e) = self.store.write(move |tx| runs::set_pid(tx, pk, pgid)).await {
-            tracing::warn!(error = %e, run = c.run.id, "could not record the run's process group");
+        let cgroup = group.cgroup().map(|p| p.display().to_string());
+        if let Err(e) = self.store.write(move |tx| runs::set_process(tx, pk, pgid, cgroup.as_deref())).await {
+            tracing::warn!(error = %e, run = c.run.id, "could not record where the run's processes are");
         }
         let mut stdin = child.stdin.take();
         let task = c.assignment.task.clone();
@@ -243,29 +257,31 @@ impl Runner {
             child.stdout.take().map(|s| tokio::spawn(pump(s, output.clone(), true))),
             child.stderr.take().map(|s| tokio::spawn(pump(s, output.clone(), false))),
         ];
+        let run_id = c.run.id.as_str();
         let outcome = tokio::select! {
             status = child.wait() => match status {
                 Ok(s) => Outcome::Exited(s),
                 Err(e) => Outcome::SpawnFailed(format!("lost the child process: {e}")),
             },
             _ = tokio::time::sleep(timeout) => {
-                signal_group(pgid, libc::SIGKILL);
+                group.kill(Some(pgid), run_id);
                 let _ = child.wait().await;
                 Outcome::TimedOut(timeout)
             }
             reason = stop_requested(&mut stop) => {
-                signal_group(pgid, libc::SIGTERM);
+                group.signal(pgid, libc::SIGTERM);
                 if tokio::time::timeout(self.grace, child.wait()).await.is_err() {
-                    signal_group(pgid, libc::SIGKILL);
+                    group.kill(Some(pgid), run_id);
                     let _ = child.wait().await;
                 }
                 Outcome::Stopped(reason)
             }
         };
-        // Whatever the run left behind in its group dies with it; then the
-        // pipes reach EOF. A descendant that escaped the group (setsid) could
-        // hold them open, so the wait for the last bytes is bounded.
-        signal_group(pgid, libc::SIGKILL);
+        // Whatever the run left behind dies with it; then the pipes reach
+        // EOF. (Without a cgroup, a descendant that cleared its environment
+        // after leaving the group could hold them open: the wait for the
+        // last bytes is bounded.)
+        group.kill(Some(pgid), run_id);
         feeder.abort();
         for reader in readers.into_iter().flatten() {
             let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
@@ -289,7 +305,7 @@ impl Runner {
             container: &container,
             run_id: &c.run.id,
             argv: &c.agent.command,
-            env: run_env(c).into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: run_env(c, &self.api_url).into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             task: c.assignment.task.clone(),
         };
         match exec::run(&self.engine, job, output, timeout, self.grace, stop_requested(&mut stop)).await {

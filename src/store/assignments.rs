@@ -272,6 +272,8 @@ pub struct Claimed {
     pub assignment: AssignmentRow,
     pub agent: AgentRow,
     pub run: RunRow,
+    /// What the run's process calls back with (`CREWSHIP_RUN_TOKEN`).
+    pub run_token: String,
 }
 
 /// Atomically takes the head of a crew's queue if the crew is under its
@@ -289,7 +291,7 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
     let Some(head) = head else { return Ok(None) };
     let agent =
         super::agents::by_id(tx, head.agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
-    let run = runs::start(
+    let (run, run_token) = runs::start_managed(
         tx,
         NewRun {
             crew: Some(head.crew.clone()),
@@ -301,7 +303,7 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
     )?;
     let assignment =
         move_to(tx, head, AssignmentStatus::Running, Changes { run_id: Some(run.id.clone()), ..Changes::default() })?;
-    Ok(Some(Claimed { crew: crew.clone(), assignment, agent, run }))
+    Ok(Some(Claimed { crew: crew.clone(), assignment, agent, run, run_token }))
 }
 
 /// Puts a running assignment whose run was interrupted (daemon stop or

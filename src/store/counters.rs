@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::Tx;
-use crate::domain::Result;
+use crate::domain::pricing::{self, Tokens};
 use crate::domain::provider::{self, SeriesLabel};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus};
+use crate::domain::{DomainError, Result};
 
 pub const ASSIGNMENTS: &str = "assignments";
 pub const PIPELINE_RUNS: &str = "pipeline_runs";
@@ -133,26 +134,65 @@ pub fn run_event(tx: &mut Tx<'_>, event: &str) -> Result<()> {
     Ok(())
 }
 
+/// What one LLM call adds to its series.
+#[derive(Debug, Clone, Copy)]
+pub struct LlmDelta {
+    pub cost_nanos: i64,
+    pub tokens: Tokens,
+}
+
+/// Adds a call to an existing series unless a total would pass its bound:
+/// `Ok(false)` when the series has no row yet.
+fn bump_series(tx: &Tx<'_>, label: &str, d: LlmDelta) -> Result<bool> {
+    let t = d.tokens;
+    let n = tx
+        .prepare_cached(
+            "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2,
+                 input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+                 cached_input_tokens = cached_input_tokens + ?5, cache_creation_tokens = cache_creation_tokens + ?6
+             WHERE label = ?1 AND cost_nanos <= ?7 - ?2 AND input_tokens <= ?7 - ?3 AND output_tokens <= ?7 - ?4
+                 AND cached_input_tokens <= ?7 - ?5 AND cache_creation_tokens <= ?7 - ?6",
+        )?
+        .execute(params![
+            label,
+            d.cost_nanos,
+            t.input,
+            t.output,
+            t.cached_input,
+            t.cache_creation,
+            pricing::SERIES_TOTAL_MAX
+        ])?;
+    if n == 1 {
+        return Ok(true);
+    }
+    let exists: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)")?
+        .query_row([label], |r| r.get(0))?;
+    if exists {
+        return Err(DomainError::invalid(format!(
+            "this call would take a running total of provider series {label:?} over its bound of {} \
+             (nano-USD, or tokens of one type); nothing was recorded",
+            pricing::SERIES_TOTAL_MAX
+        )));
+    }
+    Ok(false)
+}
+
 /// Counts one LLM call of a (normalized) provider and returns the series
 /// label it counts under: its own among the first `MAX_OWN_SERIES`
-/// providers, `other` after that.
-pub fn llm_call(tx: &mut Tx<'_>, provider: &str, cost_nanos: i64) -> Result<String> {
+/// providers, `other` after that. A call that would take a total over its
+/// bound is refused (the caller's savepoint drops what it wrote).
+pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> {
     if !tx.counting() {
         return Ok(provider.to_string());
     }
-    let bump = |tx: &Tx<'_>, label: &str| -> Result<bool> {
-        let n = tx
-            .prepare_cached("UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2 WHERE label = ?1")?
-            .execute(params![label, cost_nanos])?;
-        Ok(n == 1)
-    };
     // The common cases, one statement: the provider has its series, or is
     // known to fold into `other` (which it then does for good).
     let known_other = tx.folded.contains(provider);
-    if !known_other && bump(tx, provider)? {
+    if !known_other && bump_series(tx, provider, d)? {
         return Ok(provider.to_string());
     }
-    if known_other && bump(tx, provider::OTHER)? {
+    if known_other && bump_series(tx, provider::OTHER, d)? {
         return Ok(provider::OTHER.to_string());
     }
     let own_count: i64 = tx
@@ -164,7 +204,7 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, cost_nanos: i64) -> Result<Stri
             if tx.folded.len() < FOLDED_CACHE {
                 tx.folded.insert(provider.to_string());
             }
-            if bump(tx, provider::OTHER)? {
+            if bump_series(tx, provider::OTHER, d)? {
                 return Ok(provider::OTHER.to_string());
             }
             provider::OTHER
@@ -172,8 +212,13 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, cost_nanos: i64) -> Result<Stri
     };
     // Position orders the series by first appearance (`other` is listed last
     // whatever its position).
-    tx.prepare_cached("INSERT INTO llm_series (label, position, calls, cost_nanos) VALUES (?1, ?2, 1, ?3)")?
-        .execute(params![label, own_count + 1, cost_nanos])?;
+    let t = d.tokens;
+    tx.prepare_cached(
+        "INSERT INTO llm_series (label, position, calls, cost_nanos, input_tokens, output_tokens,
+             cached_input_tokens, cache_creation_tokens)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![label, own_count + 1, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation])?;
     Ok(label.to_string())
 }
 

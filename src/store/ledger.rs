@@ -24,7 +24,11 @@ pub struct NewCall {
 }
 
 pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
-    let series = counters::llm_call(tx, &call.provider, call.cost_nanos)?;
+    let series = counters::llm_call(
+        tx,
+        &call.provider,
+        counters::LlmDelta { cost_nanos: call.cost_nanos, tokens: call.tokens },
+    )?;
     let t = call.tokens;
     let id: i64 = tx
         .prepare_cached(

@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "queue_depth_from_assignments",
         sql: include_str!("migrations/20261126020000_queue_depth_from_assignments.sql"),
     },
+    Migration {
+        version: 20261201100000,
+        name: "hardening",
+        sql: include_str!("migrations/20261201100000_hardening.sql"),
+    },
 ];
 
 pub fn latest_known() -> i64 {
@@ -93,7 +98,7 @@ mod tests {
         )
         .unwrap();
         apply(&mut conn).unwrap();
-        assert_eq!(current(&conn).unwrap(), 20261126020000);
+        assert_eq!(current(&conn).unwrap(), latest_known());
         let left: Vec<String> = conn
             .prepare("SELECT label FROM counters WHERE family = 'queue'")
             .unwrap()

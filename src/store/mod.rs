@@ -25,13 +25,14 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
+use crate::config::DbSync;
 use crate::domain::event::Event;
-use crate::domain::{DomainError, Result};
+use crate::domain::{DomainError, Result, time};
 pub use writer::Tx;
 use writer::{Job, Writer};
 
@@ -41,28 +42,61 @@ const READERS: usize = 4;
 const STATEMENT_CACHE: usize = 256;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What a full disk reads as, until the store names its directory.
+const DISK_FULL: &str = "the disk holding the database is full";
+/// Free bytes below which the data directory counts as full.
+const MIN_FREE_BYTES: u64 = 1024 * 1024;
+/// How long one readiness probe's answer is reused.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
+
 impl From<rusqlite::Error> for DomainError {
     fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseCorrupt, DatabaseLocked, DiskFull, NotADatabase};
         match e.sqlite_error_code() {
             Some(DatabaseBusy | DatabaseLocked) => DomainError::Unavailable(e.to_string()),
-            _ => DomainError::Internal(e.to_string()),
+            Some(DiskFull) => DomainError::Unavailable(DISK_FULL.into()),
+            Some(DatabaseCorrupt | NotADatabase) => DomainError::Unavailable(format!("the database is corrupt: {e}")),
+            _ => DomainError::internal(e),
         }
     }
 }
 
 impl From<serde_json::Error> for DomainError {
     fn from(e: serde_json::Error) -> Self {
-        DomainError::Internal(format!("stored JSON: {e}"))
+        DomainError::internal(format!("stored JSON: {e}"))
+    }
+}
+
+/// How the store is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub sync: DbSync,
+    /// Write operations that may wait for the writer; more get 503.
+    pub write_queue: usize,
+    /// Time budget of the start-up integrity check (zero: none).
+    pub check_time: Duration,
+    /// False only for the benchmark that measures what counter maintenance
+    /// costs: the metrics of such a store are wrong.
+    pub maintain_counters: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { sync: DbSync::Full, write_queue: 4096, check_time: Duration::from_secs(10), maintain_counters: true }
     }
 }
 
 struct Inner {
-    writer: mpsc::UnboundedSender<Job>,
+    writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
     events: broadcast::Sender<Arc<Event>>,
     path: PathBuf,
+    /// Set once the database was found corrupt: not ready until restarted
+    /// (when the start-up check refuses it).
+    corrupt: Mutex<Option<String>>,
+    /// The latest readiness probe, reused for `PROBE_REUSE`.
+    probe: tokio::sync::Mutex<Option<(Instant, Result<()>)>>,
 }
 
 #[derive(Clone)]
@@ -70,37 +104,83 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, sync: DbSync) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // NORMAL in WAL mode is durable against process crashes (kill -9): a
-    // commit is in the WAL file before it returns; only power loss could
-    // roll back the newest commits.
-    conn.execute_batch(
+    // FULL: a commit is on disk before it is acknowledged, so a power loss
+    // loses nothing acknowledged; group commit pays the fsync once per
+    // group. NORMAL in WAL mode survives a crash of the process, not of the
+    // machine: the newest commits may roll back.
+    let sync = match sync {
+        DbSync::Full => "FULL",
+        DbSync::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {sync};
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
-    )?;
+         PRAGMA temp_store = MEMORY;"
+    ))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
-impl Store {
-    /// Opens (creating if needed) the database and brings its schema up to
-    /// date. Refuses a database migrated by a newer crewshipd.
-    pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>) -> Result<Store> {
-        Store::open_with(path, events, true)
+/// `PRAGMA quick_check` on a connection of its own (so no page it reads
+/// stays cached in the store's), within `budget`: a corrupt database is
+/// refused with what SQLite found; a check that runs out of time is only
+/// reported.
+fn check_integrity(path: &Path, budget: Duration) -> Result<()> {
+    if budget.is_zero() {
+        return Ok(());
     }
+    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let deadline = Instant::now() + budget;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
+    let found: rusqlite::Result<Vec<String>> =
+        conn.prepare("PRAGMA quick_check(20)").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    match found {
+        Ok(lines) if lines == ["ok"] => Ok(()),
+        Ok(lines) => Err(DomainError::invalid(format!(
+            "the database {} is corrupt ({}); restore it from a backup",
+            path.display(),
+            lines.join("; ")
+        ))),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            tracing::warn!(db = %path.display(), ?budget, "the start-up integrity check ran out of time; skipped the rest");
+            Ok(())
+        }
+        Err(e) => Err(DomainError::invalid(format!(
+            "the database {} cannot be checked ({e}); restore it from a backup",
+            path.display()
+        ))),
+    }
+}
 
-    /// `maintain_counters: false` is for benchmarks only: it measures the
-    /// write path without its counters. Metrics of such a store are wrong.
-    pub fn open_with(path: &Path, events: broadcast::Sender<Arc<Event>>, maintain_counters: bool) -> Result<Store> {
+/// Free bytes on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes into the struct passed; the path is NUL-terminated.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, checks it and brings its
+    /// schema up to date. Refuses a corrupt database, and one migrated by a
+    /// newer crewshipd.
+    pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Store> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| DomainError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| DomainError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        if path.exists() {
+            check_integrity(path, options.check_time)?;
         }
         let mut writer = Connection::open(path)?;
-        configure(&writer)?;
+        configure(&writer, options.sync)?;
         migrations::apply(&mut writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -112,13 +192,17 @@ impl Store {
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(conn);
         }
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let thread =
-            Writer { conn: writer, events: events.clone(), counting: maintain_counters, folded: Default::default() };
+        let (jobs, queue) = mpsc::channel(options.write_queue);
+        let thread = Writer {
+            conn: writer,
+            events: events.clone(),
+            counting: options.maintain_counters,
+            folded: Default::default(),
+        };
         std::thread::Builder::new()
             .name("crewship-writer".into())
             .spawn(move || thread.run(queue))
-            .map_err(|e| DomainError::Internal(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| DomainError::internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: jobs,
@@ -126,6 +210,8 @@ impl Store {
                 reader_slots: Semaphore::new(READERS),
                 events,
                 path: path.to_path_buf(),
+                corrupt: Mutex::new(None),
+                probe: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -162,9 +248,60 @@ impl Store {
         answer: oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>,
     ) -> Result<T> {
         let gone = || DomainError::Unavailable("the store's writer has stopped".into());
-        self.inner.writer.send(job).map_err(|_| gone())?;
-        let value = answer.await.map_err(|_| gone())??;
-        value.downcast::<T>().map(|v| *v).map_err(|_| DomainError::Internal("writer returned another type".into()))
+        self.inner.writer.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                DomainError::Unavailable("too many writes are waiting for the database; retry shortly".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => gone(),
+        })?;
+        let value = answer.await.map_err(|_| gone())?.map_err(|e| self.explain(e))?;
+        value.downcast::<T>().map(|v| *v).map_err(|_| DomainError::internal("writer returned another type"))
+    }
+
+    /// Names the data directory in a full-disk error, and remembers a
+    /// corrupt database for `/readyz`.
+    fn explain(&self, e: DomainError) -> DomainError {
+        match &e {
+            DomainError::Unavailable(m) if m == DISK_FULL => {
+                let dir = self.inner.path.parent().unwrap_or(&self.inner.path);
+                DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display()))
+            }
+            DomainError::Unavailable(m) if m.starts_with("the database is corrupt") => {
+                *self.inner.corrupt.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+                e
+            }
+            _ => e,
+        }
+    }
+
+    /// Whether the store can serve: not found corrupt, room on its disk,
+    /// and a write that commits (probed at most once per `PROBE_REUSE`).
+    pub async fn ready(&self) -> Result<()> {
+        if let Some(reason) = self.inner.corrupt.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(DomainError::Unavailable(reason));
+        }
+        let dir = self.inner.path.parent().unwrap_or(&self.inner.path);
+        if free_bytes(dir).is_some_and(|free| free < MIN_FREE_BYTES) {
+            return Err(DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display())));
+        }
+        let mut probe = self.inner.probe.lock().await;
+        if let Some((at, result)) = probe.as_ref()
+            && at.elapsed() < PROBE_REUSE
+        {
+            return result.clone();
+        }
+        let result = self
+            .write(|tx| {
+                tx.prepare_cached(
+                    "INSERT INTO readiness_probe (id, probed_at) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+                )?
+                .execute([time::now_ms()])?;
+                Ok(())
+            })
+            .await;
+        *probe = Some((Instant::now(), result.clone()));
+        result
     }
 
     /// Runs `f` on a read connection (a consistent WAL snapshot if `f`
@@ -182,7 +319,7 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop()
-            .ok_or_else(|| DomainError::Internal("reader pool empty".into()))?;
+            .ok_or_else(|| DomainError::internal("reader pool empty"))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let result = f(&conn);
@@ -190,7 +327,8 @@ impl Store {
             result
         })
         .await
-        .map_err(|e| DomainError::Internal(format!("read task: {e}")))?
+        .map_err(|e| DomainError::internal(format!("read task: {e}")))?
+        .map_err(|e| self.explain(e))
     }
 
     /// Runs `f` with the writer connection outside any transaction, for
@@ -230,7 +368,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db"), broadcast::channel(64).0).unwrap();
+        let store = Store::open(&dir.path().join("t.db"), broadcast::channel(64).0, Options::default()).unwrap();
         (dir, store)
     }
 

@@ -12,7 +12,6 @@ use super::{Tx, counters, optional};
 use crate::domain::event::{Channel, Event};
 use crate::domain::ids::{self, Kind};
 use crate::domain::status::{PipelineRunStatus, StepStatus};
-use crate::domain::template;
 use crate::domain::types::{Pipeline, PipelineRun, PipelineRunStep, StepSpec};
 use crate::domain::{DomainError, Result, time};
 
@@ -298,20 +297,20 @@ pub fn running_count(conn: &Connection, pipeline_id: i64) -> Result<i64> {
         .query_row([pipeline_id], |r| r.get(0))?)
 }
 
-/// Creates a run. A dry run renders every step and ends at once; a real run
-/// starts `running`, or `queued` while the pipeline is at its limit.
+/// Creates a run from its steps' tasks as rendered with its inputs (by the
+/// caller, outside the writer). A dry run keeps them and ends at once; a
+/// real run starts `running`, or `queued` while the pipeline is at its
+/// limit, and renders each step again when it starts.
 pub fn create_run(
     tx: &mut Tx<'_>,
     pipeline: &PipelineRow,
     inputs: serde_json::Map<String, serde_json::Value>,
     dry_run: bool,
+    rendered: Vec<String>,
 ) -> Result<RunRow> {
-    // Rendering now catches missing inputs before anything is written.
-    let rendered = pipeline
-        .steps
-        .iter()
-        .map(|s| template::render(&s.task, &inputs, &HashMap::new()))
-        .collect::<Result<Vec<_>>>()?;
+    if rendered.len() != pipeline.steps.len() {
+        return Err(DomainError::internal("a pipeline run needs one rendered task per step"));
+    }
     let status = if dry_run {
         PipelineRunStatus::DryRun
     } else if running_count(tx, pipeline.id)? < pipeline.max_concurrent_runs {

@@ -79,6 +79,14 @@ fn pair(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64)> {
     Ok((r.get(1)?, r.get(2)?))
 }
 
+/// The running totals of an LLM series, in column order.
+const LLM_TOTALS: [&str; 6] =
+    ["calls", "cost_nanos", "input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens"];
+
+fn totals(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; 6]> {
+    Ok([r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?])
+}
+
 /// Recounts everything in one transaction; repairs and returns the drift.
 pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -110,20 +118,31 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
         )?;
     }
 
-    let stored = keyed(&tx, "SELECT label, calls, cost_nanos FROM llm_series", pair)?;
-    let recounted =
-        keyed(&tx, "SELECT series, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT) FROM llm_calls GROUP BY series", pair)?;
+    let stored = keyed(&tx, &format!("SELECT label, {} FROM llm_series", LLM_TOTALS.join(", ")), totals)?;
+    let recounted = keyed(
+        &tx,
+        "SELECT series, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT),
+             CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT),
+             CAST(SUM(cache_creation_tokens) AS BIGINT)
+         FROM llm_calls GROUP BY series",
+        totals,
+    )?;
     for (label, s, r) in differing::<String, _>(&stored, &recounted) {
-        drift.push(Drift { counter: format!("llm_series/{label}/calls"), stored: s.0, recounted: r.0 });
-        drift.push(Drift { counter: format!("llm_series/{label}/cost_nanos"), stored: s.1, recounted: r.1 });
+        for (i, column) in LLM_TOTALS.iter().enumerate() {
+            drift.push(Drift { counter: format!("llm_series/{label}/{column}"), stored: s[i], recounted: r[i] });
+        }
         tx.execute(
-            "INSERT INTO llm_series (label, position, calls, cost_nanos)
-             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), ?2, ?3)
-             ON CONFLICT (label) DO UPDATE SET calls = excluded.calls, cost_nanos = excluded.cost_nanos",
-            params![label, r.0, r.1],
+            "INSERT INTO llm_series (label, position, calls, cost_nanos, input_tokens, output_tokens,
+                 cached_input_tokens, cache_creation_tokens)
+             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (label) DO UPDATE SET calls = excluded.calls, cost_nanos = excluded.cost_nanos,
+                 input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+                 cached_input_tokens = excluded.cached_input_tokens,
+                 cache_creation_tokens = excluded.cache_creation_tokens",
+            params![label, r[0], r[1], r[2], r[3], r[4], r[5]],
         )?;
     }
-    // Pair-valued rows may differ in one half only.
+    // Rows of several values may differ in some of them only.
     drift.retain(|d| d.stored != d.recounted);
     tx.commit()?;
     Ok(drift)

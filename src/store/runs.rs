@@ -7,6 +7,7 @@ use super::journal::{self, Named, NewEntry};
 use super::{Tx, counters, optional};
 use crate::domain::event::{Channel, Event};
 use crate::domain::ids::{self, Kind};
+use crate::domain::run_token;
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;
 use crate::domain::{DomainError, Result, time};
@@ -26,10 +27,12 @@ pub struct RunRow {
     pub error: Option<String>,
     pub exit_code: Option<i64>,
     pub pid: Option<i64>,
+    /// The cgroup its processes were put in (see `runtime::contain`).
+    pub cgroup: Option<String>,
 }
 
 const SELECT: &str = "SELECT r.pk, r.id, r.crew_id, c.slug, r.agent_id, a.slug, r.assignment_id, r.trigger,
-        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code, r.pid
+        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code, r.pid, r.cgroup
      FROM runs r LEFT JOIN crews c ON c.id = r.crew_id LEFT JOIN agents a ON a.id = r.agent_id";
 
 fn named(id: Option<i64>, slug: Option<String>) -> Option<Named> {
@@ -53,6 +56,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         error: r.get(12)?,
         exit_code: r.get(13)?,
         pid: r.get(14)?,
+        cgroup: r.get(15)?,
     })
 }
 
@@ -124,13 +128,25 @@ pub struct NewRun {
     pub managed: bool,
 }
 
-/// Starts a run: one row, one `run.started`.
+/// Starts a run reported by its owner: one row, one `run.started`.
 pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
+    insert(tx, new, ids::new_trace_id(), None)
+}
+
+/// Starts a run crewshipd executes, with the token its process calls back
+/// with (only its digest is stored).
+pub fn start_managed(tx: &mut Tx<'_>, new: NewRun) -> Result<(RunRow, String)> {
     let id = ids::new_trace_id();
+    let issued = run_token::issue(&id);
+    let run = insert(tx, NewRun { managed: true, ..new }, id, Some(issued.hash))?;
+    Ok((run, issued.token))
+}
+
+fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) -> Result<RunRow> {
     let pk: i64 = tx
         .prepare_cached(
-            "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+            "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at, token_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
         )?
         .insert(params![
             id,
@@ -139,7 +155,8 @@ pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
             new.assignment_id,
             new.trigger,
             new.managed,
-            tx.now
+            tx.now,
+            token_hash
         ])?;
     let run = RunRow {
         pk,
@@ -155,6 +172,7 @@ pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
         error: None,
         exit_code: None,
         pid: None,
+        cgroup: None,
     };
     counters::run_event(tx, RunStatus::Running.event())?;
     let summary = match &run.agent {
@@ -207,10 +225,18 @@ pub fn report(tx: &mut Tx<'_>, id: &str, status: RunStatus, error: Option<String
     finish(tx, run, status, error, None)
 }
 
-/// Records the process group of a run crewshipd executes.
-pub fn set_pid(tx: &Tx<'_>, pk: i64, pid: u32) -> Result<()> {
-    tx.prepare_cached("UPDATE runs SET pid = ?2 WHERE pk = ?1")?.execute(params![pk, pid])?;
+/// Records where the processes of a run crewshipd executes are: their
+/// process group and, if any, their cgroup.
+pub fn set_process(tx: &Tx<'_>, pk: i64, pid: u32, cgroup: Option<&str>) -> Result<()> {
+    tx.prepare_cached("UPDATE runs SET pid = ?2, cgroup = ?3 WHERE pk = ?1")?.execute(params![pk, pid, cgroup])?;
     Ok(())
+}
+
+/// The run a run token names, with the digest of its secret.
+pub fn with_token_hash(conn: &Connection, id: &str) -> Result<Option<(RunRow, Option<String>)>> {
+    let Some(run) = by_id(conn, id)? else { return Ok(None) };
+    let hash = conn.prepare_cached("SELECT token_hash FROM runs WHERE pk = ?1")?.query_row([run.pk], |r| r.get(0))?;
+    Ok(Some((run, hash)))
 }
 
 pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {

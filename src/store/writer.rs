@@ -25,7 +25,7 @@ const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// The next job: polled for a moment first, since a client that waits for
 /// each write sends the next one within microseconds, and a thread woken
 /// from sleep costs more than that.
-fn next_job(jobs: &mut mpsc::UnboundedReceiver<Job>) -> Option<Job> {
+fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Option<Job> {
     let start = std::time::Instant::now();
     while start.elapsed() < SPIN {
         match jobs.try_recv() {
@@ -89,7 +89,7 @@ pub(super) struct Writer {
 
 impl Writer {
     /// Serves jobs until every sender is gone.
-    pub fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    pub fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut group = Vec::new();
         while let Some(first) = next_job(&mut jobs) {
             let mut next = Some(first);

@@ -5,18 +5,22 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Extension;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::api::auth;
+use crate::api::error::ApiError;
 use crate::app::{App, AppState};
 use crate::domain::event::{Channel, Event};
 use crate::domain::time;
-use crate::{bearer, clientip};
+use crate::server::ConnectionSlot;
 
 /// A frame that cannot be written in this long means the client stopped
 /// reading.
@@ -35,21 +39,56 @@ enum ClientFrame {
     Ping,
 }
 
+/// Frames kept for a client's reads, and its largest message: clients send
+/// only small control frames, and small buffers keep an idle connection
+/// cheap (the defaults reserve 128 KiB each way).
+const READ_BUFFER: usize = 4 * 1024;
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
 pub async fn handler(
-    ws: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    slot: Option<Extension<ConnectionSlot>>,
     headers: HeaderMap,
 ) -> Response {
-    let client = app.config.trusted_proxies.client_ip(peer, &headers);
-    let authed = clientip::is_loopback(client) || bearer::matches(&headers, app.config.api_token.as_deref());
-    // Clients send only small control frames; small buffers keep an idle
-    // connection cheap (the defaults reserve 128 KiB each way).
-    ws.read_buffer_size(4 * 1024)
+    let admitted = async {
+        app.gate.check_origin(&headers)?;
+        let caller = app.gate.caller(&app.store, peer, &headers).await?;
+        auth::refuse_run_callers(&caller)?;
+        let ws = upgrade.map_err(|e| {
+            ApiError::new(e.status(), "websocket_upgrade_required", format!("{} needs a WebSocket upgrade: {e}", "/ws"))
+        })?;
+        Ok::<_, ApiError>((ws, caller.is_some()))
+    };
+    let (ws, authed) = match admitted.await {
+        Ok(ok) => ok,
+        Err(e) => return e.into_response(),
+    };
+    let limits = Limits {
+        auth_timeout: app.config.ws_auth_timeout,
+        max_channels: app.config.ws_max_channels,
+        ping_interval: app.config.ws_ping_interval,
+    };
+    ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_message_size(64 * 1024)
-        .max_frame_size(64 * 1024)
-        .on_upgrade(move |socket| session(app, socket, authed))
+        .max_write_buffer_size(app.config.ws_max_outbound_bytes)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            // The connection's slot under the cap stays taken while the
+            // session lasts.
+            let _slot = slot;
+            session(app, socket, authed, limits).await
+        })
+}
+
+/// A session's bounds (see the settings of the same names).
+#[derive(Clone, Copy)]
+struct Limits {
+    auth_timeout: Duration,
+    max_channels: usize,
+    ping_interval: Duration,
 }
 
 fn text(v: serde_json::Value) -> Message {
@@ -62,14 +101,29 @@ async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
 }
 
 /// A browser's alternative to the header: `{"type":"auth","token":…}` as
-/// the first frame, within the configured time.
-async fn first_frame_auth(app: &App, socket: &mut WebSocket) -> bool {
-    let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(app.config.ws_auth_timeout, socket.recv()).await else {
-        return false;
-    };
-    match serde_json::from_str::<ClientFrame>(&t) {
-        Ok(ClientFrame::Auth { token }) => bearer::token_eq(&token, app.config.api_token.as_deref()),
-        _ => false,
+/// its first frame within the auth timeout. Control frames (a Ping) and a
+/// JSON ping before it are answered, not counted as a failed auth.
+async fn first_frame_auth(app: &App, socket: &mut WebSocket, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, socket.recv()).await else {
+            return false;
+        };
+        let Message::Text(t) = msg else {
+            if matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+                continue;
+            }
+            return false;
+        };
+        match serde_json::from_str::<ClientFrame>(&t) {
+            Ok(ClientFrame::Auth { token }) => return app.gate.token_matches(&token),
+            Ok(ClientFrame::Ping) => {
+                if socket.send(text(json!({ "type": "pong" }))).await.is_err() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -87,39 +141,52 @@ fn route(subs: &BTreeSet<String>, e: &Event) -> Option<String> {
     subs.contains(&crew).then_some(crew)
 }
 
-async fn session(app: AppState, mut socket: WebSocket, authed: bool) {
+async fn session(app: AppState, mut socket: WebSocket, authed: bool, limits: Limits) {
     if !authed {
-        if !first_frame_auth(&app, &mut socket).await {
+        if !first_frame_auth(&app, &mut socket, limits.auth_timeout).await {
             return close(socket, POLICY, "authentication required").await;
         }
         if socket.send(text(json!({ "type": "auth_ok" }))).await.is_err() {
             return;
         }
     }
-    let _slot = app.hub.connect();
+    let _counted = app.hub.connect();
     let closing = app.hub.closing();
     let mut events = app.store.subscribe();
     let mut subs: BTreeSet<String> = BTreeSet::new();
     let closed = until_closed(closing);
     tokio::pin!(closed);
+    // A client that sends nothing (not even the pong to our ping) for two
+    // intervals is gone: a half-open socket.
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut heard = true;
     loop {
         let outgoing = tokio::select! {
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(t))) => reply(&mut subs, &t),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => continue,
+            incoming = socket.recv() => {
+                heard = true;
+                match incoming {
+                    Some(Ok(Message::Text(t))) => text(reply(&mut subs, &t, limits.max_channels)),
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => continue,
+                }
             },
             event = events.recv() => match event {
                 Ok(e) => match route(&subs, &e) {
-                    Some(channel) => json!({ "type": e.kind, "channel": channel, "ts": time::rfc3339(e.ts), "data": e.data }),
+                    Some(channel) => text(json!({ "type": e.kind, "channel": channel, "ts": time::rfc3339(e.ts), "data": e.data })),
                     None => continue,
                 },
                 Err(RecvError::Lagged(_)) => return close(socket, TOO_SLOW, "too slow: events were dropped").await,
                 Err(RecvError::Closed) => return close(socket, GOING_AWAY, "server shutting down").await,
             },
+            _ = pings.tick() => {
+                if !std::mem::replace(&mut heard, false) {
+                    return close(socket, GOING_AWAY, "no answer to pings").await;
+                }
+                Message::Ping(Default::default())
+            },
             _ = &mut closed => return close(socket, GOING_AWAY, "server shutting down").await,
         };
-        match tokio::time::timeout(SEND_TIMEOUT, socket.send(text(outgoing))).await {
+        match tokio::time::timeout(SEND_TIMEOUT, socket.send(outgoing)).await {
             Ok(Ok(())) => {}
             _ => return,
         }
@@ -131,7 +198,7 @@ async fn until_closed(mut closing: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// The answer to a client frame.
-fn reply(subs: &mut BTreeSet<String>, frame: &str) -> serde_json::Value {
+fn reply(subs: &mut BTreeSet<String>, frame: &str, max_channels: usize) -> serde_json::Value {
     match serde_json::from_str::<ClientFrame>(frame) {
         Ok(ClientFrame::Ping) => json!({ "type": "pong" }),
         Ok(ClientFrame::Auth { .. }) => json!({ "type": "auth_ok" }),
@@ -142,7 +209,15 @@ fn reply(subs: &mut BTreeSet<String>, frame: &str) -> serde_json::Value {
             json!({ "type": "error", "message": format!("unknown channels: {bad:?}") })
         }
         Ok(ClientFrame::Subscribe { channels }) => {
-            subs.extend(channels);
+            let new: BTreeSet<String> = channels.into_iter().filter(|c| !subs.contains(c)).collect();
+            if subs.len() + new.len() > max_channels {
+                return json!({
+                    "type": "error",
+                    "message": format!("at most {max_channels} channels per connection (CREWSHIP_WS_MAX_CHANNELS)"),
+                    "channels": subs,
+                });
+            }
+            subs.extend(new);
             json!({ "type": "subscribed", "channels": subs })
         }
         Ok(ClientFrame::Unsubscribe { channels }) => {

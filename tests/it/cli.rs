@@ -64,8 +64,16 @@ async fn run_with(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Outco
     }
 }
 
+/// `crewship` for `d`'s operator: it finds the daemon's API token in the
+/// data directory, as a user of the default `~/.crewship` does.
+fn crewship_for(d: &Daemon) -> Command {
+    let mut cmd = crewship_at(&d.base);
+    cmd.env("CREWSHIP_DATA_DIR", d.data_dir());
+    cmd
+}
+
 async fn crewship(d: &Daemon, args: &[&str]) -> Outcome {
-    run_with(crewship_at(&d.base), args, None).await
+    run_with(crewship_for(d), args, None).await
 }
 
 /// The one line of `text` that contains `needle`, split into its cells.
@@ -226,7 +234,7 @@ async fn agents_assignments_runs_and_journal() {
     ws.subscribe(&["assignments"]).await;
     let first = crewship(&d, &["--json", "assign", "alpha", "echo", "tide", "tables"]).await.json();
     assert_eq!((first["task"].as_str(), first["status"].as_str()), (Some("tide tables"), Some("pending")));
-    let piped = run_with(crewship_at(&d.base), &["--json", "assign", "alpha", "echo", "-"], Some("from stdin")).await;
+    let piped = run_with(crewship_for(&d), &["--json", "assign", "alpha", "echo", "-"], Some("from stdin")).await;
     let second = piped.json();
     assert_eq!(second["task"], "from stdin");
     let done = d.await_assignment(&mut ws, first["id"].as_str().unwrap(), &["completed", "failed"]).await;
@@ -342,7 +350,11 @@ async fn remote_use_sends_the_api_token() {
     let front = remote_front(&d).await;
     let refused = run_with(crewship_at(&front), &["crews", "list"], None).await;
     assert_eq!(refused.code, 1);
-    assert_eq!(refused.stderr, "crewship: remote clients need Authorization: Bearer <CREWSHIP_API_TOKEN> (401)\n");
+    assert_eq!(
+        refused.stderr,
+        "crewship: this API needs Authorization: Bearer <token>; the daemon's token is set by CREWSHIP_API_TOKEN in \
+         its environment (401)\n"
+    );
 
     let mut from_env = crewship_at(&front);
     from_env.env("CREWSHIP_API_TOKEN", "t0ken");
@@ -367,7 +379,7 @@ async fn remote_use_sends_the_api_token() {
 async fn watch_prints_an_assignment_to_its_end() {
     let d = Daemon::start().await;
     d.crew_with_agent("alpha", 1, "cat").await;
-    let mut watch = Streaming::spawn(crewship_at(&d.base), &["watch"]);
+    let mut watch = Streaming::spawn(crewship_for(&d), &["watch"]);
     // Work created after the acknowledgement cannot be missed.
     let ack = Streaming::next(&mut watch.stderr).await;
     assert_eq!(ack, "crewship: watching assignments journal pipeline_runs runs");
@@ -411,7 +423,7 @@ async fn watch_prints_an_assignment_to_its_end() {
 async fn watch_json_prints_raw_frames_of_the_chosen_channels() {
     let d = Daemon::start().await;
     d.crew_with_agent("alpha", 1, "cat").await;
-    let mut watch = Streaming::spawn(crewship_at(&d.base), &["watch", "--json", "--channel", "runs"]);
+    let mut watch = Streaming::spawn(crewship_for(&d), &["watch", "--json", "--channel", "runs"]);
     assert_eq!(Streaming::next(&mut watch.stderr).await, "crewship: watching runs");
     let done = d.run_to_end("alpha", "worker", "x").await;
     let lines = watch.lines_until(|l| l.contains("run.completed")).await;
@@ -461,7 +473,7 @@ async fn top_once_shows_real_numbers() {
         assert!(frame.contains(expected), "{expected:?} in\n{frame}");
     }
 
-    let mut env = crewship_at(&d.base);
+    let mut env = crewship_for(&d);
     env.env("CREWSHIP_METRICS_TOKEN", "scrape-me");
     let json = run_with(env, &["top", "--once", "--json"], None).await.json();
     assert_eq!(json["assignments"]["completed"], 1.0);

@@ -46,11 +46,13 @@ async fn kill_nine_loses_no_acknowledged_write() {
     d.ok("/api/v1/crews", json!({"slug": "alpha", "name": "A"}), 201).await;
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let base = d.base.clone();
+    let bearer = d.bearer();
     // Writers post journal entries and LLM calls as fast as they can.
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let acked = acked.clone();
             let base = base.clone();
+            let bearer = bearer.clone();
             tokio::spawn(async move {
                 let client = reqwest::Client::builder().no_proxy().build().unwrap();
                 for i in 0.. {
@@ -59,7 +61,8 @@ async fn kill_nine_loses_no_acknowledged_write() {
                     } else {
                         ("/api/v1/llm-calls", json!({"provider": format!("p{w}"), "model": format!("w{w}-{i}"), "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.01}))
                     };
-                    let Ok(resp) = client.post(format!("{base}{path}")).json(&body).send().await else { return };
+                    let post = client.post(format!("{base}{path}")).header("authorization", &bearer).json(&body);
+                    let Ok(resp) = post.send().await else { return };
                     if resp.status() == 201 {
                         acked.lock().unwrap().insert(format!("w{w}-{i}"));
                     }

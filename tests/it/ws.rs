@@ -24,28 +24,31 @@ async fn gauge_reaches(d: &Daemon, n: f64) {
 }
 
 #[tokio::test]
-async fn auth_by_header_first_frame_or_loopback() {
+async fn auth_by_header_or_first_frame() {
     let d = Daemon::start_with(&[("CREWSHIP_API_TOKEN", "tok"), ("CREWSHIP_WS_AUTH_TIMEOUT", "300ms")]).await;
-    // Loopback needs nothing.
-    let mut local = d.ws().await;
+    // The header, from loopback as from anywhere.
+    let mut local = Client::connect(&d.base, &[("authorization", "Bearer tok")]).await;
     local.subscribe(&["journal"]).await;
-    // Remote with the header.
     let mut header = Client::connect(&d.base, &[REMOTE, ("authorization", "Bearer tok")]).await;
     header.subscribe(&["journal"]).await;
-    // Remote with a first frame.
-    let mut frame = Client::connect(&d.base, &[REMOTE]).await;
+    // A first frame instead; a WebSocket ping before it is no failure.
+    let mut frame = Client::connect(&d.base, &[]).await;
+    frame.ping().await;
     frame.send(json!({"type": "auth", "token": "tok"})).await;
     assert_eq!(frame.next().await.unwrap()["type"], "auth_ok");
     frame.subscribe(&["journal"]).await;
-    // Remote with a wrong token, or silence: closed with 1008.
-    let mut wrong = Client::connect(&d.base, &[REMOTE]).await;
+    // A wrong token, or silence, or anything else first: closed with 1008.
+    let mut wrong = Client::connect(&d.base, &[]).await;
     wrong.send(json!({"type": "auth", "token": "nope"})).await;
     assert_eq!(wrong.next().await.unwrap()["closed"], 1008);
     let mut silent = Client::connect(&d.base, &[REMOTE]).await;
     assert_eq!(silent.next().await.unwrap()["closed"], 1008);
-    let mut subscribing = Client::connect(&d.base, &[REMOTE]).await;
+    let mut subscribing = Client::connect(&d.base, &[]).await;
     subscribing.send(json!({"type": "subscribe", "channels": ["journal"]})).await;
     assert_eq!(subscribing.next().await.unwrap()["closed"], 1008);
+    // A wrong token in the header is refused before the upgrade.
+    let refused = Client::try_connect(&d.base, &[("authorization", "Bearer nope")]).await;
+    assert!(refused.err().is_some_and(|e| e.contains("401")));
     // Only the three authenticated sessions count.
     assert_eq!(ws_connections(&d).await, 3.0);
     d.ok("/api/v1/journal", json!({"entry_type": "note", "summary": "hello"}), 201).await;
@@ -120,12 +123,14 @@ async fn a_client_that_stops_reading_is_dropped_without_stalling_others() {
     let posts = 200;
     let poster = {
         let base = d.base.clone();
+        let bearer = d.bearer();
         let payload = payload.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::builder().no_proxy().build().unwrap();
             for i in 0..posts {
                 let body = json!({"entry_type": "bulk", "summary": format!("e{i}"), "payload": {"blob": payload}});
-                let r = client.post(format!("{base}/api/v1/journal")).json(&body).send().await.unwrap();
+                let post = client.post(format!("{base}/api/v1/journal")).header("authorization", &bearer).json(&body);
+                let r = post.send().await.unwrap();
                 assert_eq!(r.status(), 201);
             }
         })

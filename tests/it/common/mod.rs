@@ -27,6 +27,8 @@ pub struct Daemon {
     pub dir: Arc<tempfile::TempDir>,
     env: Vec<(String, String)>,
     client: reqwest::Client,
+    /// The API token every /api and /ws request of the harness sends.
+    pub token: String,
 }
 
 /// A response: status, headers and the body as JSON (or a string).
@@ -95,6 +97,10 @@ impl Daemon {
             .unwrap_or_else(|| panic!("crewshipd exited at start:\n{}", log_of(dir.path())));
         let addr = line.rsplit("http://").next().expect("address line").trim().to_string();
         let port = addr.rsplit(':').next().unwrap().parse().expect("port");
+        let configured = env.iter().find(|(k, _)| k == "CREWSHIP_API_TOKEN").map(|(_, v)| v.trim().to_string());
+        let token = configured.unwrap_or_else(|| {
+            std::fs::read_to_string(dir.path().join("api-token")).map(|t| t.trim().to_string()).unwrap_or_default()
+        });
         Daemon {
             child,
             base: format!("http://{addr}"),
@@ -102,7 +108,13 @@ impl Daemon {
             dir,
             env,
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            token,
         }
+    }
+
+    /// `Authorization: Bearer <the API token>`.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -125,7 +137,20 @@ impl Daemon {
         &self.client
     }
 
+    /// A request as an operator: API paths carry the API token.
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if path.starts_with("/api/") {
+            req = req.header("authorization", self.bearer());
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_reply(req.send().await.expect("request")).await
+    }
+
+    /// A request with no credentials at all.
+    pub async fn anonymous(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let mut req = self.client.request(method, self.url(path));
         if let Some(b) = body {
             req = req.json(&b);
@@ -155,6 +180,7 @@ impl Daemon {
             .client
             .post(self.url(path))
             .header("content-type", "application/json")
+            .header("authorization", self.bearer())
             .body(body)
             .send()
             .await
@@ -176,7 +202,7 @@ impl Daemon {
     }
 
     pub async fn ws(&self) -> ws::Client {
-        ws::Client::connect(&self.base, &[]).await
+        ws::Client::connect(&self.base, &[("authorization", &self.bearer())]).await
     }
 
     /// Records an LLM call of `provider` at a given cost.

@@ -32,6 +32,11 @@ impl Client {
         Ok(Client { stream })
     }
 
+    /// A WebSocket Ping control frame.
+    pub async fn ping(&mut self) {
+        self.stream.send(Message::Ping(Default::default())).await.expect("ws ping");
+    }
+
     pub async fn send(&mut self, frame: Value) {
         self.stream.send(Message::text(frame.to_string())).await.expect("ws send");
     }
