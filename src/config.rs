@@ -458,6 +458,14 @@ mod tests {
         assert!(c.metrics_allow_loopback);
         assert!(c.metrics_token.is_none());
         assert_eq!(c.journal_archive_after, Duration::from_secs(30 * 86_400));
+        // Safe by default: every client shows a token, and an acknowledged
+        // write is on disk.
+        assert!(!c.api_allow_loopback);
+        assert!(c.api_token.is_none());
+        assert_eq!(c.db_sync, DbSync::Full);
+        assert_eq!(c.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.max_task_bytes, 256 * 1024);
     }
 
     #[test]

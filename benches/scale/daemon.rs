@@ -37,6 +37,9 @@ async fn listening_line(child: &mut Child, log: &Path) -> Res<String> {
     Ok(format!("http://{addr}"))
 }
 
+/// The benchmarked daemon's API token (the WebSocket sessions send it).
+pub const API_TOKEN: &str = "bench-token";
+
 impl Server {
     /// Starts the daemon on `store`, with its data directory in `home`.
     pub async fn daemon(bin: &Path, store: &Path, home: &Path, cache_ttl: &str) -> Res<Server> {
@@ -54,6 +57,7 @@ impl Server {
             .env("CREWSHIP_HOSTNAME", "bench-host")
             .env("CREWSHIP_LOG", "warn")
             .env("CREWSHIP_METRICS_CACHE_TTL", cache_ttl)
+            .env("CREWSHIP_API_TOKEN", API_TOKEN)
             // A reused store ages: keep the archiver from moving rows
             // while we measure.
             .env("CREWSHIP_JOURNAL_ARCHIVE_AFTER", "36500d")

@@ -133,7 +133,7 @@ pub fn markdown(r: &Results) -> String {
          `COUNT(*)`/`SUM` over the base tables in one read transaction, {rounds} rounds, and must agree with the \
          maintained counters on every figure.\n\
          - **(b) writes**: the real store functions through `Store::write`, on fresh stores opened with \
-         `Store::open` (counters) and `Store::open_with(.., false)` (no counters), one operation at a time and \
+         `Store::open` with its default options (counters) and with `maintain_counters: false` (no counters), one operation at a time and \
          {inflight} in flight (the writer commits queued operations in groups). The variants alternate in \
          {slices} short slices each (rotating which goes first) so bursts of load from other processes hit them \
          alike; ops/s are totals over the slices (wall clock), and the process CPU time per operation is the \
@@ -356,6 +356,34 @@ pub fn markdown(r: &Results) -> String {
             );
         }
         let _ = writeln!(o);
+        if !w.sync.is_empty() {
+            let _ = writeln!(
+                o,
+                "Durability: the same write paths, with counters, on a store with `synchronous = FULL` (the default: \
+                 an acknowledged write is on disk, so a power loss loses nothing acknowledged) against one with \
+                 `CREWSHIP_DB_SYNC=normal` (a crash of crewshipd loses nothing, a power loss may lose the newest \
+                 commits), interleaved. Group commit pays FULL's fsync once per group:\n"
+            );
+            let _ = writeln!(
+                o,
+                "| write path | mode | FULL | NORMAL | FULL / NORMAL | KiB written/op FULL / NORMAL |\n\
+                 |---|---|---:|---:|---:|---:|"
+            );
+            for x in &w.sync {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} ops/s | {} ops/s | **{:.2}** | {:.1} / {:.1} |",
+                    x.path,
+                    x.mode,
+                    thousands(x.with_ops),
+                    thousands(x.without_ops),
+                    x.with_ops / x.without_ops,
+                    x.with_kib,
+                    x.without_kib
+                );
+            }
+            let _ = writeln!(o);
+        }
         if !w.extra_row.is_empty() {
             let _ = writeln!(
                 o,
@@ -581,7 +609,7 @@ fn findings(o: &mut String, r: &Results) {
             item(
                 o,
                 format!(
-                    "**The benchmark switch leaks**: the store opened with `Store::open_with(.., false)` still wrote \
+                    "**The benchmark switch leaks**: the store opened with `maintain_counters: false` still wrote \
                      counter rows ({:?}), so some \"without counters\" figures include counter work.",
                     w.uncounted_store_counters
                 ),

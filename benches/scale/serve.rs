@@ -261,7 +261,10 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 /// Connects and subscribes to the journal channel; returns once the daemon
 /// has acknowledged the subscription.
 async fn subscribed(url: String) -> Res<Socket> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert("authorization", format!("Bearer {}", daemon::API_TOKEN).parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
     ws.send(Message::text(r#"{"type":"subscribe","channels":["journal"]}"#)).await?;
     loop {
         match tokio::time::timeout(Duration::from_secs(30), ws.next()).await? {

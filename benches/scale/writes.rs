@@ -1,7 +1,7 @@
 //! (b) Write throughput of the main write paths through `Store::write`,
-//! with counter maintenance (`Store::open`) and without it
-//! (`Store::open_with(.., false)`), on fresh stores, in the same run, the
-//! two variants interleaved in short slices so machine noise hits both
+//! with counter maintenance and without it (`maintain_counters: false`),
+//! and with `synchronous = FULL` against NORMAL, on fresh stores, in the
+//! same run, the two variants interleaved in short slices so machine noise hits both
 //! alike. Besides wall clock: process CPU time and bytes written (WAL and
 //! checkpoints) per operation, and the statements' own cost measured
 //! inside the write closures.
@@ -33,12 +33,14 @@ use crate::stats::median;
 
 /// A store that skips counter maintenance: what the write paths cost
 /// without it.
-const UNCOUNTED: Options = Options {
-    sync: crewship::config::DbSync::Full,
-    write_queue: 4096,
-    check_time: std::time::Duration::from_secs(10),
-    maintain_counters: false,
-};
+fn uncounted() -> Options {
+    Options { maintain_counters: false, ..Options::default() }
+}
+
+/// The default store, with `synchronous = NORMAL` instead of FULL.
+fn normal_sync() -> Options {
+    Options { sync: crewship::config::DbSync::Normal, ..Options::default() }
+}
 
 /// Slices per variant; the variants alternate, rotating which goes first.
 const SLICES: usize = 16;
@@ -444,6 +446,9 @@ pub struct Report {
     /// Counter rows the store opened without counter maintenance still
     /// wrote, per family (must be none, or its figures include counters).
     pub uncounted_store_counters: BTreeMap<String, i64>,
+    /// Durability: "with" = `synchronous = FULL` (the default), "without"
+    /// = NORMAL, both with counters.
+    pub sync: Vec<PathResult>,
 }
 
 /// Measures `kinds[0]` on `stores[0]` against `kinds[1]` on `stores[1]`,
@@ -507,7 +512,7 @@ pub async fn run(data: &Path) -> Res<Report> {
         crate::datagen::remove_db(p);
     }
     let with = Store::open(&paths[0], tokio::sync::broadcast::channel(16).0, Options::default())?;
-    let without = Store::open(&paths[1], tokio::sync::broadcast::channel(16).0, UNCOUNTED)?;
+    let without = Store::open(&paths[1], tokio::sync::broadcast::channel(16).0, uncounted())?;
     let stores =
         [(with.clone(), Arc::new(fixture(&with).await?)), (without.clone(), Arc::new(fixture(&without).await?))];
 
@@ -529,7 +534,7 @@ pub async fn run(data: &Path) -> Res<Report> {
     // with a one-row scratch table.
     let probe_path = data.join("writes-extra-row.db");
     crate::datagen::remove_db(&probe_path);
-    let probe = Store::open(&probe_path, tokio::sync::broadcast::channel(16).0, UNCOUNTED)?;
+    let probe = Store::open(&probe_path, tokio::sync::broadcast::channel(16).0, uncounted())?;
     probe
         .with_writer(|c| {
             c.execute_batch("CREATE TABLE bench_probe (k INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO bench_probe VALUES (1, 0);")?;
@@ -600,6 +605,7 @@ pub async fn run(data: &Path) -> Res<Report> {
     for p in &paths {
         crate::datagen::remove_db(p);
     }
+    let sync = durability(data).await?;
     Ok(Report {
         slices: SLICES,
         rounds: ROUNDS,
@@ -609,5 +615,29 @@ pub async fn run(data: &Path) -> Res<Report> {
         statements,
         extra_row,
         uncounted_store_counters,
+        sync,
     })
+}
+
+/// Every write path on a FULL store against a NORMAL one, interleaved.
+async fn durability(data: &Path) -> Res<Vec<PathResult>> {
+    let paths = ["writes-sync-full.db", "writes-sync-normal.db"].map(|name| data.join(name));
+    for p in &paths {
+        crate::datagen::remove_db(p);
+    }
+    let full = Store::open(&paths[0], tokio::sync::broadcast::channel(16).0, Options::default())?;
+    let normal = Store::open(&paths[1], tokio::sync::broadcast::channel(16).0, normal_sync())?;
+    let stores = [(full.clone(), Arc::new(fixture(&full).await?)), (normal.clone(), Arc::new(fixture(&normal).await?))];
+    println!("  durability: synchronous FULL against NORMAL");
+    let mut results = Vec::new();
+    for kind in [Kind::Assignment, Kind::Run, Kind::Journal, Kind::Llm] {
+        for concurrent in [false, true] {
+            results.push(compare(kind, &stores, [kind, kind], concurrent).await?);
+        }
+    }
+    drop((stores, full, normal));
+    for p in &paths {
+        crate::datagen::remove_db(p);
+    }
+    Ok(results)
 }

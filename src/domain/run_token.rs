@@ -9,9 +9,19 @@ use super::ids::{hex, new_secret};
 
 const PREFIX: &str = "crr.";
 
+/// A token's text, kept out of `Debug` output (and so out of logs).
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A freshly issued token: the text the agent gets, and what is stored.
 pub struct Issued {
-    pub token: String,
+    pub token: Secret,
     pub hash: String,
 }
 
@@ -21,7 +31,7 @@ fn digest(secret: &str) -> String {
 
 pub fn issue(run_id: &str) -> Issued {
     let secret = new_secret();
-    Issued { token: format!("{PREFIX}{run_id}.{secret}"), hash: digest(&secret) }
+    Issued { token: Secret(format!("{PREFIX}{run_id}.{secret}")), hash: digest(&secret) }
 }
 
 /// A token shaped like a run token: its run id and secret.
@@ -44,12 +54,13 @@ mod tests {
     fn issued_tokens_parse_and_verify() {
         let run = "0123456789abcdef0123456789abcdef";
         let t = issue(run);
-        let (id, secret) = parse(&t.token).unwrap();
+        let (id, secret) = parse(&t.token.0).unwrap();
+        assert_eq!(format!("{:?}", t.token), "<redacted>");
         assert_eq!(id, run);
         assert!(verify(secret, &t.hash));
         assert!(!verify(secret, &issue(run).hash));
         assert!(parse("crr.short.x").is_none());
-        assert!(parse(&t.token.replacen("crr.", "api.", 1)).is_none());
+        assert!(parse(&t.token.0.replacen("crr.", "api.", 1)).is_none());
         assert!(!t.hash.contains(secret));
     }
 }

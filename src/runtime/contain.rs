@@ -253,10 +253,13 @@ pub async fn kill_left_over(run_id: &str, pid: Option<i64>, cgroup: Option<&str>
         Some(dir) => std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()),
         None => {
             let left = marked(run_id);
-            // The leader is signalled as a group only while it still is
-            // the run's: a reused pid is never touched.
-            if let Some(pid) = pid.filter(|p| left.contains(&(*p as libc::pid_t))) {
-                signal_group(pid as u32, libc::SIGKILL);
+            // The group is signalled only while a process of the run is
+            // still in it: a process group id is free for reuse once its
+            // last member is gone.
+            // SAFETY: getpgid has no memory-safety preconditions.
+            let in_group = |p: &libc::pid_t| pid.is_some_and(|g| unsafe { libc::getpgid(*p) } == g as libc::pid_t);
+            if let Some(pgid) = pid.filter(|_| left.iter().any(in_group)) {
+                signal_group(pgid as u32, libc::SIGKILL);
             }
             !left.is_empty()
         }

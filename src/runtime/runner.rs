@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use super::contain::{Containment, RunGroup};
 use super::output::Output;
 use crate::containers::{Engine, docker, exec};
-use crate::domain::Result;
 use crate::domain::status::{AssignmentStatus, RunStatus};
+use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
 use crate::store::runs;
@@ -30,6 +30,11 @@ fn withheld(name: &std::ffi::OsStr) -> bool {
     let name = name.as_encoded_bytes();
     name.starts_with(b"CREWSHIP_") || name == b"PGPASSWORD"
 }
+
+/// Waits between tries to record a run's end while the database is busy
+/// or full: doubling from the first to the longest (about 20 s in all).
+const FINISH_RETRY_FIRST: Duration = Duration::from_millis(100);
+const FINISH_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Why a run was stopped from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +82,7 @@ fn run_env(c: &Claimed, api_url: &str) -> BTreeMap<String, String> {
     env.insert("CREWSHIP_CREW".into(), c.assignment.crew.slug.clone());
     env.insert("CREWSHIP_AGENT".into(), c.assignment.agent.slug.clone());
     env.insert("CREWSHIP_API_URL".into(), api_url.to_string());
-    env.insert("CREWSHIP_RUN_TOKEN".into(), c.run_token.clone());
+    env.insert("CREWSHIP_RUN_TOKEN".into(), c.run_token.0.clone());
     env
 }
 
@@ -146,7 +151,10 @@ impl Runner {
             let id = claimed.assignment.id;
             let outcome = runner.execute(&claimed, output.clone(), stop_rx).await;
             if let Err(e) = runner.finish(claimed, outcome, &output).await {
-                tracing::error!(error = %e, assignment = id, "could not record the end of a run");
+                tracing::error!(
+                    error = %e, assignment = id,
+                    "could not record the end of a run; the next start recovers it"
+                );
             }
             runner.active().remove(&id);
             let _ = done_tx.send(true);
@@ -337,23 +345,35 @@ impl Runner {
             Outcome::Stopped(StopReason::Shutdown) => (RunStatus::Cancelled, Some("server_shutdown".into()), None),
         };
         let shutdown = matches!(outcome, Outcome::Stopped(StopReason::Shutdown));
-        self.store
-            .write(move |tx| {
-                let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
-                runs::save_output(tx, run.pk, &text)?;
-                let row = assignments::by_id(tx, c.assignment.id)?
-                    .ok_or_else(|| crate::domain::DomainError::Internal("assignment vanished".into()))?;
-                if shutdown {
-                    return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts);
+        let record = move |tx: &mut crate::store::Tx<'_>| {
+            let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
+            runs::save_output(tx, run.pk, &text)?;
+            let row = assignments::by_id(tx, c.assignment.id)?
+                .ok_or_else(|| DomainError::Internal("assignment vanished".into()))?;
+            if shutdown {
+                return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts);
+            }
+            let to = match run_status {
+                RunStatus::Completed => AssignmentStatus::Completed,
+                RunStatus::Cancelled => AssignmentStatus::Cancelled,
+                _ => AssignmentStatus::Failed,
+            };
+            let changes = Changes { result_summary: summary.clone(), error_message: error.clone(), run_id: None };
+            assignments::move_to(tx, row, to, changes)
+        };
+        // A busy or full database is worth waiting for: the run is over
+        // either way, and its end must not be lost.
+        let mut pause = FINISH_RETRY_FIRST;
+        loop {
+            let record = record.clone();
+            match self.store.write(record).await {
+                Err(DomainError::Unavailable(e)) if pause <= FINISH_RETRY_MAX => {
+                    tracing::warn!(error = e, retry_in = ?pause, "cannot record the end of a run yet");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
                 }
-                let to = match run_status {
-                    RunStatus::Completed => AssignmentStatus::Completed,
-                    RunStatus::Cancelled => AssignmentStatus::Cancelled,
-                    _ => AssignmentStatus::Failed,
-                };
-                let changes = Changes { result_summary: summary, error_message: error, run_id: None };
-                assignments::move_to(tx, row, to, changes)
-            })
-            .await
+                other => return other,
+            }
+        }
     }
 }

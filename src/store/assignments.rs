@@ -273,7 +273,7 @@ pub struct Claimed {
     pub agent: AgentRow,
     pub run: RunRow,
     /// What the run's process calls back with (`CREWSHIP_RUN_TOKEN`).
-    pub run_token: String,
+    pub run_token: crate::domain::run_token::Secret,
 }
 
 /// Atomically takes the head of a crew's queue if the crew is under its

@@ -117,3 +117,50 @@ pub fn spend(conn: &Connection, group_by: GroupBy, since: Option<i64>, until: Op
         })?
         .collect::<rusqlite::Result<_>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Options, Store};
+
+    fn call(input: i64) -> NewCall {
+        NewCall {
+            provider: "acme".into(),
+            model: "m".into(),
+            tokens: Tokens { input, ..Tokens::default() },
+            cost_nanos: 1,
+            priced: true,
+            billing_mode: "metered",
+            crew_id: None,
+            agent_id: None,
+            run_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_past_a_series_total_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&dir.path().join("t.db"), tokio::sync::broadcast::channel(8).0, Options::default()).unwrap();
+        store.write(|tx| record(tx, call(1))).await.unwrap();
+        // As if the series had taken in nearly all it may.
+        let near = pricing::SERIES_TOTAL_MAX - 5;
+        store.with_writer(move |c| Ok(c.execute("UPDATE llm_series SET input_tokens = ?1", [near])?)).await.unwrap();
+        let refused = store.write(|tx| record(tx, call(6))).await.unwrap_err();
+        assert!(matches!(refused, DomainError::Invalid(ref m) if m.contains("bound")), "{refused}");
+        // Exactly at the bound still fits.
+        store.write(|tx| record(tx, call(5))).await.unwrap();
+        let (calls, series) = store
+            .read(|c| {
+                let calls: i64 = c.query_row("SELECT COUNT(*) FROM llm_calls", [], |r| r.get(0))?;
+                let series = c.query_row("SELECT calls, input_tokens FROM llm_series", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })?;
+                Ok((calls, series))
+            })
+            .await
+            .unwrap();
+        assert_eq!(calls, 2, "the refused call left no row");
+        assert_eq!(series, (2, pricing::SERIES_TOTAL_MAX));
+    }
+}

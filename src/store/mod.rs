@@ -137,13 +137,14 @@ fn check_integrity(path: &Path, budget: Duration) -> Result<()> {
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
     let found: rusqlite::Result<Vec<String>> =
         conn.prepare("PRAGMA quick_check(20)").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    let corrupt = |found: String| {
+        DomainError::invalid(format!("the database {} is corrupt ({found}); restore it from a backup", path.display()))
+    };
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
     match found {
         Ok(lines) if lines == ["ok"] => Ok(()),
-        Ok(lines) => Err(DomainError::invalid(format!(
-            "the database {} is corrupt ({}); restore it from a backup",
-            path.display(),
-            lines.join("; ")
-        ))),
+        Ok(lines) => Err(corrupt(lines.join("; "))),
+        Err(e) if matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase)) => Err(corrupt(e.to_string())),
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
             tracing::warn!(db = %path.display(), ?budget, "the start-up integrity check ran out of time; skipped the rest");
             Ok(())

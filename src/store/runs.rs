@@ -135,7 +135,7 @@ pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
 
 /// Starts a run crewshipd executes, with the token its process calls back
 /// with (only its digest is stored).
-pub fn start_managed(tx: &mut Tx<'_>, new: NewRun) -> Result<(RunRow, String)> {
+pub fn start_managed(tx: &mut Tx<'_>, new: NewRun) -> Result<(RunRow, run_token::Secret)> {
     let id = ids::new_trace_id();
     let issued = run_token::issue(&id);
     let run = insert(tx, NewRun { managed: true, ..new }, id, Some(issued.hash))?;

@@ -483,3 +483,55 @@ async fn top_once_shows_real_numbers() {
     assert_eq!(json["hostname"], "test-host");
     assert!(json["uptime_seconds"].as_f64().unwrap() > 0.0 && json["memory_alloc_bytes"].as_f64().unwrap() > 0.0);
 }
+
+/// The commands of the README's CLI section, as written.
+fn readme_cli_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("\n## CLI\n").nth(1).expect("a CLI section");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    block.lines().map(str::to_string).filter(|l| !l.trim().is_empty()).collect()
+}
+
+#[tokio::test]
+async fn the_readme_commands_work_unchanged_on_the_default_data_dir() {
+    let home = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let data_dir = home.path().join(".crewship");
+    let d = Daemon::start_in(home.clone(), &[("CREWSHIP_DATA_DIR", data_dir.to_str().unwrap())]).await;
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_crewship")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    // Nothing but HOME tells crewship where the token is.
+    let shell = |line: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("exec {line}")])
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", home.path())
+            .env("CREWSHIP_URL", &d.base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let commands = readme_cli_commands();
+    assert!(commands.len() >= 8, "{commands:?}");
+    for line in &commands {
+        assert!(line.starts_with("crewship "), "{line}");
+        if line.starts_with("crewship watch") || line.starts_with("crewship top") {
+            // They run until stopped: their first line proves they work.
+            let mut live = Streaming::spawn(shell(line), &[]);
+            let first = tokio::select! {
+                l = Streaming::next(&mut live.stdout) => l,
+                l = Streaming::next(&mut live.stderr) => l,
+            };
+            assert!(!first.starts_with("crewship: ") || first.starts_with("crewship: watching"), "{line}: {first}");
+            live.child.kill().await.unwrap();
+            continue;
+        }
+        let out = run_with(shell(line), &[], None).await;
+        assert_eq!(out.code, 0, "{line}: {}", out.stderr);
+    }
+    // They did what they say.
+    let done = d.get("/api/v1/assignments").await.body;
+    assert_eq!(done["items"][0]["task"], "summarize the tides", "{done}");
+}

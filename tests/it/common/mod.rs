@@ -20,8 +20,18 @@ use tokio::process::{Child, Command};
 /// Longest any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// How the daemon process is started, beyond its environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// RLIMIT_NOFILE (soft and hard) for the daemon.
+    pub open_files: Option<u64>,
+    /// Standard error is a pipe whose reading end is closed at once.
+    pub closed_stderr: bool,
+}
+
 pub struct Daemon {
     child: Child,
+    launch: Launch,
     pub base: String,
     pub port: u16,
     pub dir: Arc<tempfile::TempDir>,
@@ -63,46 +73,30 @@ impl Daemon {
 
     /// Starts on an existing data directory (a restart).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, env: &[(&str, &str)]) -> Daemon {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Daemon::spawn(dir, env).await
+        Daemon::launch(dir, env, Launch::default()).await
     }
 
-    async fn spawn(dir: Arc<tempfile::TempDir>, env: Vec<(String, String)>) -> Daemon {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.path().join("crewshipd.log"))
-            .expect("log file");
-        let mut cmd = Command::new(bin());
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .env("CREWSHIP_DATA_DIR", dir.path())
-            .env("CREWSHIP_HOST", "127.0.0.1")
-            .env("CREWSHIP_PORT", "0")
-            .env("CREWSHIP_HOSTNAME", "test-host")
-            .env("CREWSHIP_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().expect("spawn crewshipd");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("crewshipd did not start in time")
-            .expect("read stdout")
-            .unwrap_or_else(|| panic!("crewshipd exited at start:\n{}", log_of(dir.path())));
+    pub async fn launch(dir: Arc<tempfile::TempDir>, env: &[(&str, &str)], launch: Launch) -> Daemon {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Daemon::spawn(dir, env, launch).await
+    }
+
+    async fn spawn(dir: Arc<tempfile::TempDir>, env: Vec<(String, String)>, launch: Launch) -> Daemon {
+        let (mut child, line) = spawn_child(dir.path(), &env, launch).await;
+        let Some(line) = line else {
+            let _ = child.start_kill();
+            panic!("crewshipd exited at start:\n{}", log_of(dir.path()))
+        };
         let addr = line.rsplit("http://").next().expect("address line").trim().to_string();
         let port = addr.rsplit(':').next().unwrap().parse().expect("port");
-        let configured = env.iter().find(|(k, _)| k == "CREWSHIP_API_TOKEN").map(|(_, v)| v.trim().to_string());
-        let token = configured.unwrap_or_else(|| {
-            std::fs::read_to_string(dir.path().join("api-token")).map(|t| t.trim().to_string()).unwrap_or_default()
+        let setting = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let data_dir = setting("CREWSHIP_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| dir.path().to_path_buf());
+        let token = setting("CREWSHIP_API_TOKEN").map(|t| t.trim().to_string()).unwrap_or_else(|| {
+            std::fs::read_to_string(data_dir.join("api-token")).map(|t| t.trim().to_string()).unwrap_or_default()
         });
         Daemon {
             child,
+            launch,
             base: format!("http://{addr}"),
             port,
             dir,
@@ -112,9 +106,41 @@ impl Daemon {
         }
     }
 
+    /// Starts a daemon that is expected to refuse to start: its exit status
+    /// and its log.
+    pub async fn start_failure(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Daemon::start_failure_in(dir.path(), env).await
+    }
+
+    pub async fn start_failure_in(dir: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (mut child, line) = spawn_child(dir, &env, Launch::default()).await;
+        assert!(line.is_none(), "crewshipd started: {line:?}");
+        let status = tokio::time::timeout(PATIENCE, child.wait()).await.expect("exit in time").expect("wait");
+        (status, log_of(dir))
+    }
+
     /// `Authorization: Bearer <the API token>`.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the daemon to exit, at most `within`.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(within, self.child.wait()).await.ok().map(|r| r.expect("wait"))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -258,28 +284,71 @@ impl Daemon {
 
     /// SIGTERM and wait for a clean exit.
     pub async fn terminate(mut self) -> (std::process::ExitStatus, Arc<tempfile::TempDir>) {
-        let pid = self.child.id().expect("pid") as i32;
-        // SAFETY: sending a signal to our own child process.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.expect("exit in time").expect("wait");
+        self.signal(libc::SIGTERM);
+        let status = self.exit_within(PATIENCE).await.expect("exit in time");
         (status, self.dir.clone())
     }
 
     /// Restarts on the same data directory and environment.
     pub async fn restart_after_kill9(self) -> Daemon {
-        let env = self.env.clone();
+        let (env, launch) = (self.env.clone(), self.launch);
         let dir = self.kill9().await;
-        Daemon::spawn(dir, env).await
+        Daemon::spawn(dir, env, launch).await
     }
 
     pub async fn restart(self) -> Daemon {
-        let env = self.env.clone();
+        let (env, launch) = (self.env.clone(), self.launch);
         let (status, dir) = self.terminate().await;
         assert!(status.success(), "crewshipd exited with {status}");
-        Daemon::spawn(dir, env).await
+        Daemon::spawn(dir, env, launch).await
     }
+}
+
+/// Starts `crewshipd` with the harness's environment plus `env`, its log in
+/// `dir/crewshipd.log`: the child and the first line it printed (None if
+/// it exited first).
+async fn spawn_child(dir: &Path, env: &[(String, String)], launch: Launch) -> (Child, Option<String>) {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("crewshipd.log")).expect("log file");
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("CREWSHIP_DATA_DIR", dir)
+        .env("CREWSHIP_HOST", "127.0.0.1")
+        .env("CREWSHIP_PORT", "0")
+        .env("CREWSHIP_HOSTNAME", "test-host")
+        .env("CREWSHIP_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    if launch.closed_stderr {
+        cmd.stderr(Stdio::piped());
+    } else {
+        cmd.stderr(log);
+    }
+    if let Some(n) = launch.open_files {
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn crewshipd");
+    // Nobody will ever read what the daemon writes there.
+    drop(child.stderr.take());
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("crewshipd did not start (or exit) in time")
+        .expect("read stdout");
+    (child, line)
 }
 
 pub async fn into_reply(resp: reqwest::Response) -> Reply {
