@@ -1,4 +1,5 @@
-//! A run's captured output: bounded, keeping the tail.
+//! A run's captured output, bounded, keeping the tail: what the process
+//! runner and container execs both fill.
 
 use std::collections::VecDeque;
 

@@ -10,16 +10,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
 
 use crate::api::auth::Gate;
-use crate::app::App;
+use crate::api::state::App;
 use crate::config::{API_TOKEN_FILE, Config, ConfiguredToken};
 use crate::containers;
 use crate::domain::DomainError;
 use crate::domain::pricing::RateCard;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::SnapshotCache;
-use crate::runtime::Runtime;
+use crate::runtime::{self, Runtime};
 use crate::store::{Store, recount};
-use crate::ws::Hub;
+use crate::ws::Sessions;
 use crate::{server, store};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum StartError {
 }
 
 fn rate_card(config: &Config) -> Result<RateCard, StartError> {
-    let Some(path) = &config.rate_card else {
+    let Some(path) = &config.runner.rate_card else {
         return Ok(RateCard::default());
     };
     let bad = |reason: String| StartError::RateCard { path: path.display().to_string(), reason };
@@ -45,13 +45,18 @@ fn rate_card(config: &Config) -> Result<RateCard, StartError> {
     RateCard::with_overrides(&text).map_err(|e| bad(e.to_string()))
 }
 
-async fn terminated() {
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+/// Resolves at SIGTERM or SIGINT. The handlers are installed at once, so a
+/// signal that arrives before the daemon serves is not the default
+/// (immediate) death.
+fn terminated() -> Result<impl std::future::Future<Output = ()>, StartError> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// The API token: the configured one, or the daemon's own, created at
@@ -60,12 +65,13 @@ async fn terminated() {
 /// can use the API and nobody else can.
 fn api_token(config: &Config) -> Result<ConfiguredToken, StartError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(t) = &config.api_token {
+    if let Some(t) = &config.security.api_token {
         return Ok(t.clone());
     }
-    let path = config.data_dir.join(API_TOKEN_FILE);
+    let data_dir = &config.database.data_dir;
+    let path = data_dir.join(API_TOKEN_FILE);
     let bad = |reason: String| StartError::ApiToken { path: path.display().to_string(), reason };
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&config.data_dir).map_err(|e| bad(e.to_string()))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(|e| bad(e.to_string()))?;
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
         Ok(mut file) => {
             let token = crate::domain::ids::new_secret();
@@ -91,7 +97,7 @@ fn api_token(config: &Config) -> Result<ConfiguredToken, StartError> {
 /// The URL agents are told to call back on: the listen address, or
 /// loopback when listening on every address.
 fn agent_api_url(config: &Config, local: SocketAddr) -> String {
-    if let Some(url) = &config.agent_api_url {
+    if let Some(url) = &config.security.agent_api_url {
         return url.clone();
     }
     let ip = match local.ip() {
@@ -102,51 +108,75 @@ fn agent_api_url(config: &Config, local: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, local.port()))
 }
 
+/// What the workers get of the configuration.
+fn runtime_settings(config: &Config, api_url: String) -> runtime::Settings {
+    let (r, j) = (&config.runner, &config.journal);
+    runtime::Settings {
+        runner: runtime::runner::Settings {
+            work_dir: r.work_dir.clone(),
+            grace: r.cancel_grace,
+            output_limit: r.output_limit,
+            max_attempts: r.max_attempts,
+            api_url,
+        },
+        containment: r.containment,
+        max_task_bytes: r.max_task_bytes,
+        journal: runtime::archiver::Policy { archive_after: j.archive_after, retention: j.retention, batch: j.batch },
+        archive_every: j.interval,
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, then stops in order: intake, sessions,
 /// children (their work is requeued), and the store.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let started = Instant::now();
+    let terminated = terminated()?;
     let rate_card = rate_card(&config)?;
     let open_files = server::raise_open_file_limit();
     let token = api_token(&config)?;
-    let (events, _) = broadcast::channel(config.event_buffer);
+    let db = &config.database;
+    let (events, _) = broadcast::channel(db.event_buffer);
     let options = store::Options {
-        sync: config.db_sync,
-        write_queue: config.write_queue,
-        check_time: config.db_check_time,
+        sync: db.sync,
+        write_queue: db.write_queue,
+        check_time: db.check_time,
         ..store::Options::default()
     };
-    let store = Store::open(&config.database_path, events, options)?;
+    let store = Store::open(&db.path, events, options)?;
     let drift = store.with_writer(recount::check_and_repair).await?;
     for d in &drift {
         tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }
     // Bound before recovery so agents can be told the port; nothing is
     // accepted until serving starts.
-    let addr = SocketAddr::new(config.host, config.port);
+    let listen = &config.listen;
+    let addr = SocketAddr::new(listen.host, listen.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr()?;
-    let engine = containers::Engine::connect(&config.docker_host).await;
-    let runtime = Runtime::start(store.clone(), &config, engine.clone(), agent_api_url(&config, local)).await?;
-    let registry = Arc::new(containers::Registry::new(config.stats_interval));
+    let engine = containers::Engine::connect(&config.runner.docker_host).await;
+    let runtime =
+        Runtime::start(store.clone(), runtime_settings(&config, agent_api_url(&config, local)), engine.clone()).await?;
+    let stats_interval = config.runner.stats_interval;
+    let registry = Arc::new(containers::Registry::new(stats_interval));
     let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());
-    let collector = containers::collector::Collector::spawn(crew_containers.clone(), config.stats_interval);
+    let collector = containers::collector::Collector::spawn(crew_containers.clone(), stats_interval);
     let limits = server::Limits {
-        max_connections: config.max_connections.unwrap_or_else(|| server::default_max_connections(open_files)),
-        header_timeout: config.http_header_timeout,
-        grace: config.shutdown_grace,
+        max_connections: listen.max_connections.unwrap_or_else(|| server::default_max_connections(open_files)),
+        header_timeout: listen.header_timeout,
+        grace: listen.shutdown_grace,
     };
+    let m = &config.metrics;
     let app = Arc::new(App {
-        metrics: Metrics::new(SnapshotCache::new(store.clone(), config.metrics_cache_ttl), config.metrics_live_window),
-        containers: registry,
+        metrics: Metrics::new(SnapshotCache::new(store.clone(), m.cache_ttl), m.live_window),
+        container_stats: registry,
         crew_containers,
-        hub: Hub::default(),
+        sessions: Sessions::default(),
         store: store.clone(),
         rate_card,
         runtime,
         started,
-        gate: Gate::new(&config, token, local),
-        inflight_body: tokio::sync::Semaphore::new(config.max_inflight_body_bytes.div_ceil(1024)),
+        gate: Gate::new(&config.security, &config.metrics.hostname, token, local),
+        inflight_body: tokio::sync::Semaphore::new(listen.max_inflight_body_bytes.div_ceil(1024)),
         config,
     });
     tracing::info!(
@@ -157,11 +187,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // closed stdout is no reason to stop.
     let _ = writeln!(std::io::stdout(), "crewshipd listening on http://{local}");
     let router = crate::api::router(app.clone());
-    let hub_app = app.clone();
+    let closing = app.clone();
     server::serve(listener, router, limits, async move {
-        terminated().await;
+        terminated.await;
         tracing::info!("shutting down: no new connections");
-        hub_app.hub.close_all();
+        closing.sessions.close_all();
     })
     .await;
     collector.stop().await;

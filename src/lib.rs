@@ -5,8 +5,8 @@
 //! workers), `store` (the only SQL), `domain` (rules, no I/O).
 
 pub mod api;
-pub mod app;
 pub mod bearer;
+pub mod capture;
 pub mod cli;
 pub mod clientip;
 pub mod config;

@@ -39,7 +39,7 @@ fn uncounted() -> Options {
 
 /// The default store, with `synchronous = NORMAL` instead of FULL.
 fn normal_sync() -> Options {
-    Options { sync: crewship::config::DbSync::Normal, ..Options::default() }
+    Options { sync: crewship::store::Synchronous::Normal, ..Options::default() }
 }
 
 /// Slices per variant; the variants alternate, rotating which goes first.

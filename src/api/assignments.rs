@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params, Path};
 use super::refs;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::DomainError;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
@@ -31,7 +31,7 @@ pub async fn create(
     if b.task.trim().is_empty() {
         return Err(DomainError::invalid("task must not be empty").into());
     }
-    let limit = app.config.max_task_bytes;
+    let limit = app.config.runner.max_task_bytes;
     if b.task.len() > limit {
         return Err(DomainError::invalid(format!("task is over {limit} bytes (CREWSHIP_MAX_TASK_BYTES)")).into());
     }

@@ -15,10 +15,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::bearer;
 use crate::clientip::{self, TrustedProxies};
-use crate::config::{Config, ConfiguredToken};
+use crate::config::{ConfiguredToken, Security};
 use crate::domain::ids::{self, Kind};
 use crate::domain::run_token;
 use crate::domain::status::RunStatus;
@@ -71,10 +71,10 @@ pub struct Gate {
 /// the listen address and the host name, at the bound port. They are never
 /// taken from the request's `Host` header, which a DNS-rebinding page
 /// controls.
-fn own_origins(config: &Config, local: SocketAddr) -> Vec<String> {
+fn own_origins(config: &Security, hostname: &str, local: SocketAddr) -> Vec<String> {
     let port = local.port();
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "[::1]".to_string()];
-    hosts.push(config.hostname.to_ascii_lowercase());
+    hosts.push(hostname.to_ascii_lowercase());
     if !local.ip().is_unspecified() {
         hosts.push(match local.ip() {
             std::net::IpAddr::V6(v6) => format!("[{v6}]"),
@@ -100,11 +100,11 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 impl Gate {
-    pub fn new(config: &Config, token: ConfiguredToken, local: SocketAddr) -> Gate {
+    pub fn new(config: &Security, hostname: &str, token: ConfiguredToken, local: SocketAddr) -> Gate {
         Gate {
             token,
-            allow_loopback: config.api_allow_loopback,
-            origins: own_origins(config, local),
+            allow_loopback: config.allow_loopback,
+            origins: own_origins(config, hostname, local),
             proxies: config.trusted_proxies.clone(),
         }
     }

@@ -7,12 +7,12 @@ use serde_json::{Value, json};
 
 use super::error::ApiResult;
 use super::extract::Path;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::containers::lifecycle::ContainerState;
 use crate::store::crews::{self, CrewRow};
 
 pub async fn list(State(app): State<AppState>) -> Json<Value> {
-    Json(json!({ "items": app.containers.samples(), "next_cursor": null }))
+    Json(json!({ "items": app.container_stats.samples(), "next_cursor": null }))
 }
 
 async fn live_crew(app: &AppState, key: String) -> ApiResult<CrewRow> {

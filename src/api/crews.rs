@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params, Path};
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::event::Event;
 use crate::domain::ids::Kind;
 use crate::domain::types::{Agent, Crew};

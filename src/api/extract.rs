@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::time;
 use crate::store::page::PageRequest;
 
@@ -24,7 +24,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let within = state.config.http_body_timeout;
+        let within = state.config.listen.body_timeout;
         let read = tokio::time::timeout(within, Bytes::from_request(req, state)).await.map_err(|_| {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
+use super::state::AppState;
 
 pub async fn healthz(State(app): State<AppState>) -> Json<Value> {
     Json(json!({

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::app::AppState;
+use super::state::AppState;
 
 /// KiB a request with these headers may read (the semaphore counts KiB).
 fn reserve_kib(headers: &HeaderMap, body_limit: usize) -> u32 {
@@ -24,7 +24,7 @@ fn reserve_kib(headers: &HeaderMap, body_limit: usize) -> u32 {
 }
 
 pub async fn hold_body_bytes(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let kib = reserve_kib(req.headers(), app.config.body_limit);
+    let kib = reserve_kib(req.headers(), app.config.listen.body_limit);
     let _held = if kib == 0 {
         None
     } else {

@@ -10,7 +10,7 @@ use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params};
 use super::refs;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::DomainError;
 use crate::domain::types::JournalEntry;
 use crate::store::journal::{self, Filter, NewEntry};

@@ -9,10 +9,13 @@ pub mod extract;
 pub mod health;
 pub mod inflight;
 pub mod journal;
+pub mod metrics;
 pub mod paymaster;
 pub mod pipelines;
 pub mod refs;
 pub mod runs;
+pub mod state;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -21,8 +24,8 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use tower_http::compression::CompressionLayer;
 
-use crate::app::AppState;
 use error::ApiError;
+use state::AppState;
 
 async fn no_route() -> impl IntoResponse {
     ApiError::no_route()
@@ -68,11 +71,11 @@ pub fn router(app: AppState) -> Router {
         .nest("/api/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", any(crate::metrics::handler))
-        .route("/ws", get(crate::ws::session::handler))
+        .route("/metrics", any(metrics::handler))
+        .route("/ws", get(ws::handler))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(app.config.body_limit))
+        .layer(DefaultBodyLimit::max(app.config.listen.body_limit))
         .layer(map_response(error::json_errors))
         .layer(CompressionLayer::new().gzip(true))
         .with_state(app)

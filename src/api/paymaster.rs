@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params};
 use super::refs;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::LlmCallRecorded;
 use crate::domain::{DomainError, provider, time};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params, Path};
 use super::refs;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::ids::Kind;
 use crate::domain::status::PipelineRunStatus;
 use crate::domain::template::{self, Ref};
@@ -72,7 +72,7 @@ pub async fn create(
     validate::name(&b.name)?;
     let max = b.max_concurrent_runs.unwrap_or(1);
     validate::at_least_one("max_concurrent_runs", max)?;
-    check_steps(&b.steps, app.config.max_pipeline_steps)?;
+    check_steps(&b.steps, app.config.runner.max_pipeline_steps)?;
     let pipeline = app
         .store
         .write(move |tx| {
@@ -132,7 +132,7 @@ pub async fn start_run(
 ) -> ApiResult<(StatusCode, Json<PipelineRun>)> {
     let inputs = b.inputs.unwrap_or_default();
     let dry_run = b.dry_run.unwrap_or(false);
-    let limit = app.config.max_task_bytes;
+    let limit = app.config.runner.max_task_bytes;
     let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
     // Rendering catches missing inputs and oversized tasks before anything
     // is written, and it runs here, not in the writer: a big template must

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Path};
 use super::refs;
-use crate::app::AppState;
+use super::state::AppState;
 use crate::domain::DomainError;
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;

@@ -1,26 +1,28 @@
-//! The state every handler and worker shares.
+//! The state every handler shares. Only the router and its handlers know
+//! it; the daemon builds it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use crate::api::auth::Gate;
+use super::auth::Gate;
 use crate::config::Config;
 use crate::containers;
 use crate::domain::pricing::RateCard;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::store::Store;
-use crate::ws::Hub;
+use crate::ws::Sessions;
 
 pub struct App {
     pub config: Config,
     pub store: Store,
     pub rate_card: RateCard,
     pub runtime: Runtime,
-    pub hub: Hub,
-    pub containers: Arc<containers::Registry>,
+    pub sessions: Sessions,
+    /// The containers the stats collector tracks, with their samples.
+    pub container_stats: Arc<containers::Registry>,
     pub crew_containers: containers::CrewContainers,
     pub metrics: Metrics,
     pub started: Instant,

@@ -2,8 +2,7 @@
 
 use std::io::Write;
 
-use clap::Parser;
-use crewship::config::{Config, Flags};
+use crewship::config::Config;
 
 // jemalloc: its statistics back the memory series on /metrics.
 #[global_allocator]
@@ -26,7 +25,7 @@ impl Write for Stderr {
 
 fn init_logging(config: &Config) {
     // The filter was checked when the configuration was read.
-    let filter = tracing_subscriber::EnvFilter::new(&config.log_filter);
+    let filter = tracing_subscriber::EnvFilter::new(&config.logging.filter);
     // Colours only for a terminal: a log file or journald gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -36,7 +35,7 @@ fn init_logging(config: &Config) {
         // Its own report of a failed write would go to stderr too, with a
         // panic if that fails.
         .log_internal_errors(false);
-    if config.log_json {
+    if config.logging.json {
         builder.json().init();
     } else {
         builder.init();
@@ -50,8 +49,7 @@ fn tell(message: std::fmt::Arguments<'_>) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let flags = Flags::parse();
-    let config = match Config::load(&flags) {
+    let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
             tell(format_args!("crewshipd: configuration error: {e}"));

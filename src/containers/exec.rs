@@ -19,8 +19,8 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::docker::Engine;
+use crate::capture::Output;
 use crate::domain::{DomainError, Result};
-use crate::runtime::output::Output;
 
 /// How long to wait for an exec to end after SIGKILL before giving up on
 /// it (the engine may have lost it, or it had not started yet).

@@ -17,10 +17,17 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::Containment as Setting;
-
 /// Directory, below the daemon's own cgroup, holding one cgroup per run.
 const RUNS_DIR: &str = "crewship-runs";
+
+/// The containment a daemon is asked for (`CREWSHIP_RUN_CONTAINMENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A cgroup per run where cgroup v2 is writable, else process groups.
+    Auto,
+    Cgroup,
+    ProcessGroup,
+}
 
 #[derive(Debug, Clone)]
 pub enum Containment {
@@ -58,17 +65,17 @@ fn probe(dir: &Path) -> io::Result<()> {
 impl Containment {
     /// The mode the setting asks for: `auto` takes cgroups where a probe
     /// child could join one, process groups otherwise.
-    pub fn detect(setting: Setting) -> Result<Containment, String> {
-        if setting == Setting::ProcessGroup {
+    pub fn detect(mode: Mode) -> Result<Containment, String> {
+        if mode == Mode::ProcessGroup {
             return Ok(Containment::ProcessGroup);
         }
         let tried = own_cgroup().ok_or_else(|| "no cgroup v2 hierarchy is mounted".to_string()).and_then(|own| {
             let dir = own.join(RUNS_DIR);
             probe(&dir).map(|()| dir.clone()).map_err(|e| format!("{} is not usable: {e}", dir.display()))
         });
-        match (tried, setting) {
+        match (tried, mode) {
             (Ok(dir), _) => Ok(Containment::Cgroup(dir)),
-            (Err(why), Setting::Cgroup) => Err(format!("CREWSHIP_RUN_CONTAINMENT=cgroup, but {why}")),
+            (Err(why), Mode::Cgroup) => Err(format!("CREWSHIP_RUN_CONTAINMENT=cgroup, but {why}")),
             (Err(why), _) => {
                 tracing::info!(reason = why, "no writable cgroup v2: runs are contained by process groups");
                 Ok(Containment::ProcessGroup)

@@ -5,7 +5,6 @@
 pub mod archiver;
 pub mod contain;
 pub mod dispatcher;
-pub mod output;
 pub mod pipelines;
 pub mod recovery;
 pub mod runner;
@@ -15,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
 use crate::containers::Engine;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
@@ -98,36 +96,35 @@ pub async fn cancel_assignment(
     Err(DomainError::conflict(format!("assignment {} keeps changing; try again", row.public_id())))
 }
 
+/// What the workers are set up with.
+pub struct Settings {
+    pub runner: runner::Settings,
+    /// How runs are to be contained (detected at start).
+    pub containment: contain::Mode,
+    /// A pipeline step whose task renders larger fails.
+    pub max_task_bytes: usize,
+    pub journal: archiver::Policy,
+    /// How often the journal archiver sweeps.
+    pub archive_every: std::time::Duration,
+}
+
 impl Runtime {
     /// Recovers what a previous daemon left in flight, then starts the
     /// workers. Queued work starts at once.
-    pub async fn start(store: Store, config: &Config, engine: Engine, api_url: String) -> Result<Runtime> {
-        let containment = contain::Containment::detect(config.run_containment).map_err(DomainError::invalid)?;
+    pub async fn start(store: Store, settings: Settings, engine: Engine) -> Result<Runtime> {
+        let containment = contain::Containment::detect(settings.containment).map_err(DomainError::invalid)?;
         tracing::info!(containment = containment.describe(), "how runs are contained");
-        let recovered = recovery::recover(&store, &engine, config.max_attempts).await?;
+        let recovered = recovery::recover(&store, &engine, settings.runner.max_attempts).await?;
         if recovered != recovery::Recovered::default() {
             tracing::warn!(?recovered, "recovered work left in flight by the previous daemon");
         }
-        let settings = runner::Settings {
-            work_dir: config.data_dir.join("work"),
-            grace: config.cancel_grace,
-            output_limit: config.run_output_limit,
-            max_attempts: config.max_attempts,
-            containment,
-            api_url,
-        };
-        let runner = Arc::new(Runner::new(store.clone(), settings, engine));
-        let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), config.max_task_bytes));
+        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, engine));
+        let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), settings.max_task_bytes));
         let (stop, stop_rx) = watch::channel(false);
         let events = store.subscribe();
-        let policy = archiver::Policy {
-            archive_after: config.journal_archive_after,
-            retention: config.journal_retention,
-            batch: config.journal_archive_batch,
-        };
         let tasks = vec![
             tokio::spawn(dispatcher::run(store.clone(), runner.clone(), events, stop_rx.clone())),
-            tokio::spawn(archiver::run(store.clone(), policy, config.journal_archive_interval, stop_rx)),
+            tokio::spawn(archiver::run(store.clone(), settings.journal, settings.archive_every, stop_rx)),
         ];
         Ok(Runtime { store, runner, executor, stop, tasks: Mutex::new(tasks) })
     }

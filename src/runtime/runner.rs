@@ -15,7 +15,7 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::contain::{Containment, RunGroup};
-use super::output::Output;
+use crate::capture::Output;
 use crate::containers::{Engine, docker, exec};
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::{DomainError, Result};
@@ -110,16 +110,20 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
 
 /// What a runner is set up with.
 pub struct Settings {
+    /// Runs get a working directory per crew below this.
     pub work_dir: PathBuf,
+    /// SIGTERM → SIGKILL grace of a cancel.
     pub grace: Duration,
+    /// Bytes of output kept per run.
     pub output_limit: usize,
+    /// Runs an assignment may start before an interruption fails it.
     pub max_attempts: u32,
-    pub containment: Containment,
+    /// The daemon's URL as agents are told it.
     pub api_url: String,
 }
 
 impl Runner {
-    pub fn new(store: Store, settings: Settings, engine: Engine) -> Runner {
+    pub fn new(store: Store, settings: Settings, containment: Containment, engine: Engine) -> Runner {
         Runner {
             store,
             work_dir: settings.work_dir,
@@ -128,7 +132,7 @@ impl Runner {
             max_attempts: i64::from(settings.max_attempts),
             active: Mutex::new(HashMap::new()),
             engine,
-            containment: settings.containment,
+            containment,
             api_url: settings.api_url,
         }
     }

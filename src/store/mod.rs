@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
-use crate::config::DbSync;
 use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
 pub use writer::Tx;
@@ -67,10 +66,20 @@ impl From<serde_json::Error> for DomainError {
     }
 }
 
+/// SQLite's durability (`synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    /// An acknowledged write is on disk (an fsync at every commit).
+    Full,
+    /// An acknowledged write survives a crash of crewshipd, not of the
+    /// machine.
+    Normal,
+}
+
 /// How the store is opened.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    pub sync: DbSync,
+    pub sync: Synchronous,
     /// Write operations that may wait for the writer; more get 503.
     pub write_queue: usize,
     /// Time budget of the start-up integrity check (zero: none).
@@ -82,7 +91,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { sync: DbSync::Full, write_queue: 4096, check_time: Duration::from_secs(10), maintain_counters: true }
+        Options {
+            sync: Synchronous::Full,
+            write_queue: 4096,
+            check_time: Duration::from_secs(10),
+            maintain_counters: true,
+        }
     }
 }
 
@@ -104,15 +118,15 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-fn configure(conn: &Connection, sync: DbSync) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // FULL: a commit is on disk before it is acknowledged, so a power loss
     // loses nothing acknowledged; group commit pays the fsync once per
     // group. NORMAL in WAL mode survives a crash of the process, not of the
     // machine: the newest commits may roll back.
     let sync = match sync {
-        DbSync::Full => "FULL",
-        DbSync::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;

@@ -1,4 +1,5 @@
-//! The WebSocket hub: every committed change, streamed to subscribers.
+//! WebSocket sessions: every committed change, streamed to subscribers
+//! (`session`), and the count of sessions open.
 
 pub mod session;
 
@@ -6,21 +7,21 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::watch;
 
-/// Counts authenticated connections for `crewshipd_ws_connections`, and
-/// tells every session when the daemon is closing.
-pub struct Hub {
+/// Counts authenticated sessions for `crewshipd_ws_connections`, and tells
+/// every session when the daemon is closing.
+pub struct Sessions {
     connections: AtomicI64,
     closing: watch::Sender<bool>,
 }
 
-impl Default for Hub {
-    fn default() -> Hub {
-        Hub { connections: AtomicI64::new(0), closing: watch::channel(false).0 }
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions { connections: AtomicI64::new(0), closing: watch::channel(false).0 }
     }
 }
 
 /// Holds one slot of the connection count; releases it when dropped.
-pub struct Connected<'a>(&'a Hub);
+pub struct Connected<'a>(&'a Sessions);
 
 impl Drop for Connected<'_> {
     fn drop(&mut self) {
@@ -28,8 +29,8 @@ impl Drop for Connected<'_> {
     }
 }
 
-impl Hub {
-    pub fn connections(&self) -> i64 {
+impl Sessions {
+    pub fn count(&self) -> i64 {
         self.connections.load(Ordering::Relaxed)
     }
 

@@ -1,26 +1,20 @@
-//! One WebSocket connection: authentication, subscriptions, and the event
-//! stream. A client that cannot keep up is dropped; it never slows others.
+//! One WebSocket session: the browser's auth frame, subscriptions, and
+//! the event stream. A client that cannot keep up is dropped; it never
+//! slows others. (The upgrade itself is `api::ws`.)
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::auth;
-use crate::api::error::ApiError;
-use crate::app::{App, AppState};
+use super::Sessions;
 use crate::domain::event::{Channel, Event};
 use crate::domain::time;
-use crate::server::ConnectionSlot;
 
 /// A frame that cannot be written in this long means the client stopped
 /// reading.
@@ -39,56 +33,22 @@ enum ClientFrame {
     Ping,
 }
 
-/// Frames kept for a client's reads, and its largest message: clients send
-/// only small control frames, and small buffers keep an idle connection
-/// cheap (the defaults reserve 128 KiB each way).
-const READ_BUFFER: usize = 4 * 1024;
-const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
-
-pub async fn handler(
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    slot: Option<Extension<ConnectionSlot>>,
-    headers: HeaderMap,
-) -> Response {
-    let admitted = async {
-        app.gate.check_origin(&headers)?;
-        let caller = app.gate.caller(&app.store, peer, &headers).await?;
-        auth::refuse_run_callers(&caller)?;
-        let ws = upgrade.map_err(|e| {
-            ApiError::new(e.status(), "websocket_upgrade_required", format!("{} needs a WebSocket upgrade: {e}", "/ws"))
-        })?;
-        Ok::<_, ApiError>((ws, caller.is_some()))
-    };
-    let (ws, authed) = match admitted.await {
-        Ok(ok) => ok,
-        Err(e) => return e.into_response(),
-    };
-    let limits = Limits {
-        auth_timeout: app.config.ws_auth_timeout,
-        max_channels: app.config.ws_max_channels,
-        ping_interval: app.config.ws_ping_interval,
-    };
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(app.config.ws_max_outbound_bytes)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            // The connection's slot under the cap stays taken while the
-            // session lasts.
-            let _slot = slot;
-            session(app, socket, authed, limits).await
-        })
+/// A session's bounds (see the settings of the same names).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub auth_timeout: Duration,
+    pub max_channels: usize,
+    pub ping_interval: Duration,
 }
 
-/// A session's bounds (see the settings of the same names).
-#[derive(Clone, Copy)]
-struct Limits {
-    auth_timeout: Duration,
-    max_channels: usize,
-    ping_interval: Duration,
+/// What a session needs from the daemon.
+pub struct Session<A> {
+    /// Authenticated by the upgrade request; else the first frame must be.
+    pub authed: bool,
+    /// Whether an auth frame's token is the API token.
+    pub token_matches: A,
+    pub events: broadcast::Receiver<Arc<Event>>,
+    pub limits: Limits,
 }
 
 fn text(v: serde_json::Value) -> Message {
@@ -103,7 +63,7 @@ async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
 /// A browser's alternative to the header: `{"type":"auth","token":…}` as
 /// its first frame within the auth timeout. Control frames (a Ping) and a
 /// JSON ping before it are answered, not counted as a failed auth.
-async fn first_frame_auth(app: &App, socket: &mut WebSocket, within: Duration) -> bool {
+async fn first_frame_auth(token_matches: impl Fn(&str) -> bool, socket: &mut WebSocket, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, socket.recv()).await else {
@@ -116,7 +76,7 @@ async fn first_frame_auth(app: &App, socket: &mut WebSocket, within: Duration) -
             return false;
         };
         match serde_json::from_str::<ClientFrame>(&t) {
-            Ok(ClientFrame::Auth { token }) => return app.gate.token_matches(&token),
+            Ok(ClientFrame::Auth { token }) => return token_matches(&token),
             Ok(ClientFrame::Ping) => {
                 if socket.send(text(json!({ "type": "pong" }))).await.is_err() {
                     return false;
@@ -141,18 +101,19 @@ fn route(subs: &BTreeSet<String>, e: &Event) -> Option<String> {
     subs.contains(&crew).then_some(crew)
 }
 
-async fn session(app: AppState, mut socket: WebSocket, authed: bool, limits: Limits) {
+/// Serves one session until either side closes it.
+pub async fn run<A: Fn(&str) -> bool>(mut socket: WebSocket, sessions: &Sessions, session: Session<A>) {
+    let Session { authed, token_matches, mut events, limits } = session;
     if !authed {
-        if !first_frame_auth(&app, &mut socket, limits.auth_timeout).await {
+        if !first_frame_auth(token_matches, &mut socket, limits.auth_timeout).await {
             return close(socket, POLICY, "authentication required").await;
         }
         if socket.send(text(json!({ "type": "auth_ok" }))).await.is_err() {
             return;
         }
     }
-    let _counted = app.hub.connect();
-    let closing = app.hub.closing();
-    let mut events = app.store.subscribe();
+    let _counted = sessions.connect();
+    let closing = sessions.closing();
     let mut subs: BTreeSet<String> = BTreeSet::new();
     let closed = until_closed(closing);
     tokio::pin!(closed);

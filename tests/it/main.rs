@@ -17,6 +17,7 @@ mod containment;
 mod counters;
 mod durability;
 mod health;
+mod layers;
 mod metrics_auth;
 mod metrics_cache;
 mod metrics_format;

@@ -1,0 +1,75 @@
+//! GET /metrics: its authorization gate (METRICS.md §2) and the page.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::state::{App, AppState};
+use crate::metrics::exposition::Format;
+use crate::metrics::families::Live;
+use crate::metrics::{page, process};
+use crate::{bearer, clientip};
+
+/// Loopback true clients (unless switched off) and holders of the metrics
+/// token may scrape.
+fn authorized(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    let m = &app.config.metrics;
+    let client = app.config.security.trusted_proxies.client_ip(peer, headers);
+    (m.allow_loopback && clientip::is_loopback(client)) || bearer::matches(headers, m.token.as_deref())
+}
+
+/// The figures read at render time rather than from the database.
+fn live(app: &App) -> Live {
+    let (tracked, reporting) = app.container_stats.counts();
+    Live {
+        uptime_seconds: app.started.elapsed().as_secs_f64(),
+        alive_tasks: process::alive_tasks(),
+        alloc: process::allocator(),
+        process: process::process(),
+        ws_connections: app.sessions.count(),
+        containers_tracked: tracked,
+        containers_reporting: reporting,
+        snapshot_computations: app.metrics.cache.computations(),
+    }
+}
+
+/// Every method lands here. Unauthorized: exactly what an unknown path
+/// answers, so a scanner learns nothing. Authorized: GET and HEAD only.
+pub async fn handler(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    // The request itself, not a `HeaderMap` extractor: that one copies the
+    // headers on every scrape.
+    request: axum::extract::Request,
+) -> Response {
+    let (method, headers) = (request.method(), request.headers());
+    if !authorized(&app, peer, headers) {
+        return ApiError::no_route().into_response();
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut r =
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET or HEAD").into_response();
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let header_text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let format = Format::negotiate(header_text(header::ACCEPT));
+    let gzipped = page::accepts_gzip(header_text(header::ACCEPT_ENCODING));
+    let db = app.metrics.cache.get().await;
+    let hostname = &app.config.metrics.hostname;
+    let body = app
+        .metrics
+        .pages
+        .get(db, format, gzipped, |db| crate::metrics::render(&live(&app), db, hostname, format))
+        .await;
+    let mut r = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    // Compressed here, once per page: the compression layer passes it on.
+    r.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzipped {
+        r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    r
+}

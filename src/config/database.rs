@@ -1,0 +1,115 @@
+//! Where the data lives and how it is kept: the data directory, the
+//! database, its durability and the bounds of its queues.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::ConfigError;
+use super::source::{Setting, Shown, Source, duration, positive};
+use crate::store::Synchronous;
+
+/// The daemon's own API token, in the data directory (read by the CLI).
+pub const API_TOKEN_FILE: &str = "api-token";
+
+/// Largest `CREWSHIP_EVENT_BUFFER`: the buffer is allocated up front.
+pub const MAX_EVENT_BUFFER: usize = 1 << 20;
+
+pub const DATA_DIR: Setting = Setting {
+    var: "CREWSHIP_DATA_DIR",
+    flag: Some("--data-dir"),
+    default: Shown::Value("~/.crewship"),
+    help: "data directory, created if missing",
+};
+pub const DATABASE_URL: Setting = Setting {
+    var: "CREWSHIP_DATABASE_URL",
+    flag: Some("--database-url"),
+    default: Shown::Value("sqlite:crewship.db"),
+    help: "`sqlite:PATH` (relative to the data dir); PostgreSQL is not in this build",
+};
+pub const WRITE_QUEUE: Setting = Setting {
+    var: "CREWSHIP_WRITE_QUEUE",
+    flag: None,
+    default: Shown::Value("4096"),
+    help: "writes that may wait for the database (503 above)",
+};
+pub const EVENT_BUFFER: Setting = Setting {
+    var: "CREWSHIP_EVENT_BUFFER",
+    flag: None,
+    default: Shown::Value("4096"),
+    help: "events a subscriber may fall behind before it is dropped (at most 1048576)",
+};
+pub const DB_SYNC: Setting = Setting {
+    var: "CREWSHIP_DB_SYNC",
+    flag: None,
+    default: Shown::Value("full"),
+    help: "`full`: an acknowledged write is on disk; `normal`: faster, and a power loss may lose the newest \
+           acknowledged writes",
+};
+pub const DB_CHECK_TIME: Setting = Setting {
+    var: "CREWSHIP_DB_CHECK_TIME",
+    flag: None,
+    default: Shown::Value("10s"),
+    help: "time budget of the start-up integrity check (`0` skips it)",
+};
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub data_dir: PathBuf,
+    pub path: PathBuf,
+    pub sync: Synchronous,
+    pub write_queue: usize,
+    pub event_buffer: usize,
+    pub check_time: Duration,
+}
+
+fn database_path(url: &str, data_dir: &Path) -> Result<PathBuf, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err("the PostgreSQL backend is not available in this build; use a sqlite: URL".into());
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or("expected sqlite:PATH (or sqlite://PATH)")?;
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err("expected a file path (an in-memory database would lose every write)".into());
+    }
+    let p = PathBuf::from(path);
+    Ok(if p.is_absolute() { p } else { data_dir.join(p) })
+}
+
+fn synchronous(s: &str) -> Result<Synchronous, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "full" => Ok(Synchronous::Full),
+        "normal" => Ok(Synchronous::Normal),
+        _ => Err("expected full or normal".into()),
+    }
+}
+
+fn event_buffer(s: &str) -> Result<usize, String> {
+    match positive::<usize>(s)? {
+        n if n <= MAX_EVENT_BUFFER => Ok(n),
+        _ => Err(format!("must be at most {MAX_EVENT_BUFFER}")),
+    }
+}
+
+impl Database {
+    pub(super) fn read(src: &Source<'_>) -> Result<Database, ConfigError> {
+        let home = src.env("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let data_dir = src.get(&DATA_DIR, |s| {
+            Ok(match s.strip_prefix("~/") {
+                Some(rest) => home.join(rest),
+                None => PathBuf::from(s),
+            })
+        })?;
+        let path = src.get(&DATABASE_URL, |s| database_path(s, &data_dir))?;
+        Ok(Database {
+            path,
+            sync: src.get(&DB_SYNC, synchronous)?,
+            write_queue: src.get(&WRITE_QUEUE, positive)?,
+            event_buffer: src.get(&EVENT_BUFFER, event_buffer)?,
+            check_time: src.get(&DB_CHECK_TIME, duration)?,
+            data_dir,
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! All daemon configuration, read once at start, by concern: one file a
+//! concern (`listen`, `security`, `metrics`, `journal`, `runner`,
+//! `database`, `logging`), each with its settings and the section it
+//! builds. A setting is declared once, as a `Setting`: its variable, flag,
+//! default and help. That declaration is what `crewshipd --help` prints and
+//! what the README's configuration table must say (a test compares them),
+//! and its default is parsed like any other value. Flags override
+//! environment variables, which override defaults; a bad value is a
+//! start-up error naming the variable (or flag) it came from.
+
+mod database;
+mod journal;
+mod listen;
+mod logging;
+mod metrics;
+mod runner;
+mod security;
+mod source;
+
+use std::path::PathBuf;
+
+pub use database::{API_TOKEN_FILE, Database};
+pub use journal::Journal;
+pub use listen::Listen;
+pub use logging::Logging;
+pub use metrics::Metrics;
+pub use runner::Runner;
+pub use security::{ConfiguredToken, Security};
+use source::Source;
+pub use source::{ConfigError, Setting, Shown};
+
+/// Every setting, in the order of the README's table.
+pub const ALL: &[&Setting] = &[
+    &listen::HOST,
+    &listen::PORT,
+    &database::DATA_DIR,
+    &database::DATABASE_URL,
+    &security::API_TOKEN,
+    &security::API_TOKEN_FILE,
+    &security::API_ALLOW_LOOPBACK,
+    &security::ALLOWED_ORIGINS,
+    &security::AGENT_API_URL,
+    &security::TRUSTED_PROXY_CIDRS,
+    &metrics::HOSTNAME,
+    &metrics::METRICS_TOKEN,
+    &metrics::METRICS_TOKEN_FILE,
+    &metrics::METRICS_ALLOW_LOOPBACK,
+    &metrics::METRICS_CACHE_TTL,
+    &metrics::METRICS_LIVE_WINDOW,
+    &runner::RATE_CARD,
+    &journal::ARCHIVE_AFTER,
+    &journal::RETENTION,
+    &journal::ARCHIVE_INTERVAL,
+    &journal::ARCHIVE_BATCH,
+    &runner::STATS_INTERVAL,
+    &runner::DOCKER_HOST,
+    &runner::CANCEL_GRACE,
+    &runner::MAX_ATTEMPTS,
+    &runner::RUN_OUTPUT_LIMIT,
+    &runner::RUN_CONTAINMENT,
+    &runner::MAX_TASK_BYTES,
+    &runner::MAX_PIPELINE_STEPS,
+    &listen::BODY_LIMIT,
+    &listen::HEADER_TIMEOUT,
+    &listen::BODY_TIMEOUT,
+    &listen::MAX_CONNECTIONS,
+    &listen::MAX_INFLIGHT_BODY_BYTES,
+    &listen::SHUTDOWN_GRACE,
+    &listen::WS_AUTH_TIMEOUT,
+    &listen::WS_MAX_CHANNELS,
+    &listen::WS_MAX_OUTBOUND_BYTES,
+    &listen::WS_PING_INTERVAL,
+    &database::WRITE_QUEUE,
+    &database::EVENT_BUFFER,
+    &database::DB_SYNC,
+    &database::DB_CHECK_TIME,
+    &logging::LOG,
+    &logging::LOG_JSON,
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub security: Security,
+    pub metrics: Metrics,
+    pub journal: Journal,
+    pub runner: Runner,
+    pub database: Database,
+    pub logging: Logging,
+    /// Problems worth a warning once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// The command line of `crewshipd`: a flag for each setting that has one,
+/// with its help and default from the declaration.
+pub fn command() -> clap::Command {
+    let mut cmd = clap::Command::new("crewshipd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Control-plane daemon for crews of AI agents")
+        .after_help("Every setting is also read from its environment variable; see the README.");
+    for s in ALL.iter().filter(|s| s.flag.is_some()) {
+        cmd = cmd.arg(s.arg());
+    }
+    cmd
+}
+
+impl Config {
+    /// Reads the command line and the process environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        let matches = command().get_matches();
+        let flags = |s: &Setting| s.flag.and_then(|f| matches.get_one::<String>(f.trim_start_matches('-')).cloned());
+        Config::from_sources(&flags, &|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings from `flags` (a flag's value, by setting) and `env`.
+    pub fn from_sources(
+        flags: &dyn Fn(&Setting) -> Option<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let src = Source::new(flags, env);
+        let mut warnings = Vec::new();
+        let database = Database::read(&src)?;
+        Ok(Config {
+            listen: Listen::read(&src)?,
+            security: Security::read(&src, &mut warnings)?,
+            metrics: Metrics::read(&src, &mut warnings)?,
+            journal: Journal::read(&src)?,
+            runner: Runner::read(&src, &database)?,
+            logging: Logging::read(&src)?,
+            database,
+            warnings,
+        })
+    }
+
+    /// Where runs get their working directories.
+    pub fn work_dir(&self) -> PathBuf {
+        self.database.data_dir.join("work")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::*;
+use crate::store::Synchronous;
+
+fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Config::from_sources(&|_| None, &move |k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults() {
+    let c = load(&[("HOME", "/h")]).unwrap();
+    assert_eq!(c.listen.port, 8080);
+    assert_eq!(c.listen.host.to_string(), "0.0.0.0");
+    assert_eq!(c.database.data_dir, PathBuf::from("/h/.crewship"));
+    assert_eq!(c.database.path, PathBuf::from("/h/.crewship/crewship.db"));
+    assert_eq!(c.metrics.cache_ttl, Duration::from_secs(15));
+    assert!(c.metrics.allow_loopback);
+    assert!(c.metrics.token.is_none());
+    assert_eq!(c.journal.archive_after, Duration::from_secs(30 * 86_400));
+    // Safe by default: every client shows a token, and an acknowledged
+    // write is on disk.
+    assert!(!c.security.allow_loopback);
+    assert!(c.security.api_token.is_none());
+    assert_eq!(c.database.sync, Synchronous::Full);
+    assert_eq!(c.listen.header_timeout, Duration::from_secs(10));
+    assert_eq!(c.listen.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(c.runner.max_task_bytes, 256 * 1024);
+}
+
+#[test]
+fn bad_values_name_the_variable() {
+    for (var, value) in [
+        ("CREWSHIP_PORT", "80a"),
+        ("CREWSHIP_HOST", "nowhere"),
+        ("CREWSHIP_METRICS_CACHE_TTL", "soon"),
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "maybe"),
+        ("CREWSHIP_DATABASE_URL", "mysql://x"),
+        ("CREWSHIP_MAX_ATTEMPTS", "0"),
+        ("CREWSHIP_EVENT_BUFFER", "100000000000"),
+        ("CREWSHIP_LOG", "info,[[["),
+        ("RUST_LOG", "[[["),
+    ] {
+        let err = load(&[(var, value)]).unwrap_err().to_string();
+        assert!(err.contains(var), "{err}");
+        assert!(err.contains(value), "{err}");
+    }
+}
+
+#[test]
+fn flags_override_env() {
+    let flags = |s: &Setting| (s.var == "CREWSHIP_PORT").then(|| "9000".to_string());
+    let c = Config::from_sources(&flags, &|k| (k == "CREWSHIP_PORT").then(|| "7000".into())).unwrap();
+    assert_eq!(c.listen.port, 9000);
+    let flags = |s: &Setting| (s.var == "CREWSHIP_PORT").then(|| "x".to_string());
+    let err = Config::from_sources(&flags, &|_| None).unwrap_err().to_string();
+    assert!(err.contains("--port"), "{err}");
+}
+
+#[test]
+fn database_url_forms() {
+    let c = load(&[("CREWSHIP_DATA_DIR", "/d"), ("CREWSHIP_DATABASE_URL", "sqlite:x.db")]).unwrap();
+    assert_eq!(c.database.path, PathBuf::from("/d/x.db"));
+    let c = load(&[("CREWSHIP_DATABASE_URL", "sqlite:///abs/y.db?mode=rwc")]).unwrap();
+    assert_eq!(c.database.path, PathBuf::from("/abs/y.db"));
+    assert!(load(&[("CREWSHIP_DATABASE_URL", "postgres://db/x")]).is_err());
+}
+
+#[test]
+fn metrics_token_file_wins_and_is_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tok");
+    std::fs::write(&f, "s3cret\n").unwrap();
+    let c = load(&[("CREWSHIP_METRICS_TOKEN", "env"), ("CREWSHIP_METRICS_TOKEN_FILE", f.to_str().unwrap())]).unwrap();
+    assert_eq!(c.metrics.token.as_deref(), Some("s3cret"));
+    assert!(load(&[("CREWSHIP_METRICS_TOKEN_FILE", "/no/such/file")]).is_err());
+}
+
+#[test]
+fn every_declared_default_parses() {
+    // A default is text parsed like a given value: one that does not parse
+    // would fail every start, so each is tried alone here.
+    for s in ALL {
+        if let Shown::Value(v) = s.default {
+            let c = load(&[(s.var, v)]);
+            assert!(c.is_ok(), "{}={v:?}: {:?}", s.var, c.err());
+        }
+    }
+    let vars: std::collections::BTreeSet<&str> = ALL.iter().map(|s| s.var).collect();
+    assert_eq!(vars.len(), ALL.len(), "a setting is declared twice");
+}
+
+/// The README's configuration table is the declarations, row for row.
+#[test]
+fn the_readme_table_is_the_declarations() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("\n## Configuration\n").nth(1).expect("a Configuration section");
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+    let declared: Vec<String> = ALL.iter().map(|s| s.readme_row()).collect();
+    for (i, want) in declared.iter().enumerate() {
+        assert_eq!(rows.get(i).copied(), Some(want.as_str()), "row {} of the README's table", i + 1);
+    }
+    assert_eq!(rows.len(), declared.len(), "the README lists settings nobody declared");
+}
