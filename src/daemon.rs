@@ -143,7 +143,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ..store::Options::default()
     };
     let store = Store::open(&db.path, events, options)?;
-    let drift = store.with_writer(recount::check_and_repair).await?;
+    let drift = store.exclusive(recount::check_and_repair).await?;
     for d in &drift {
         tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }

@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod ws;

@@ -31,7 +31,7 @@ use crewship::domain::provider;
 use crewship::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crewship::domain::time;
 use crewship::store::pipelines::StoredStep;
-use crewship::store::{counters, migrations, recount};
+use crewship::store::{counters, migrations, recount, sqlite};
 
 use crate::Res;
 
@@ -851,7 +851,7 @@ fn generate(path: &Path, p: &Params) -> Res<Manifest> {
          PRAGMA cache_size = -524288;
          PRAGMA temp_store = MEMORY;",
     )?;
-    migrations::apply(&mut conn)?;
+    sqlite::migrations::apply(&mut conn)?;
     // Rows go in parent-after-child within a unit (a run before its
     // assignment); references are checked once at the end instead.
     conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
@@ -927,9 +927,9 @@ fn generate(path: &Path, p: &Params) -> Res<Manifest> {
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
 
     let t = Instant::now();
-    let first = drift_lines(&recount::check_and_repair(&mut conn)?);
+    let first = drift_lines(&recount_in(&mut conn)?);
     let recount_took = t.elapsed();
-    let second = drift_lines(&recount::check_and_repair(&mut conn)?);
+    let second = drift_lines(&recount_in(&mut conn)?);
     if !first.is_empty() {
         eprintln!("WARNING: the recount found drift in the generated counters (repaired): {first:?}");
     }
@@ -952,4 +952,12 @@ fn generate(path: &Path, p: &Params) -> Res<Manifest> {
     };
     std::fs::write(manifest_path(path), serde_json::to_string_pretty(&manifest)?)?;
     Ok(manifest)
+}
+
+/// The daemon's start-up recount, in a transaction of its own as there.
+fn recount_in(conn: &mut rusqlite::Connection) -> Res<Vec<recount::Drift>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let drift = recount::check_and_repair(&sqlite::db(&tx))?;
+    tx.commit()?;
+    Ok(drift)
 }

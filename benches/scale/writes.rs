@@ -217,7 +217,7 @@ async fn op(store: &Store, kind: Kind, fx: &Arc<Fixture>, i: usize) -> Res<()> {
             store
                 .write(move |tx| {
                     append_journal(tx, &f, i)?;
-                    tx.prepare_cached("UPDATE bench_probe SET v = v + 1 WHERE k = 1")?.execute([])?;
+                    tx.execute("UPDATE bench_probe SET v = v + 1 WHERE k = 1", &[])?;
                     Ok(())
                 })
                 .await?
@@ -536,9 +536,10 @@ pub async fn run(data: &Path) -> Res<Report> {
     crate::datagen::remove_db(&probe_path);
     let probe = Store::open(&probe_path, tokio::sync::broadcast::channel(16).0, uncounted())?;
     probe
-        .with_writer(|c| {
-            c.execute_batch("CREATE TABLE bench_probe (k INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO bench_probe VALUES (1, 0);")?;
-            Ok(())
+        .exclusive(|db| {
+            db.batch(
+                "CREATE TABLE bench_probe (k INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO bench_probe VALUES (1, 0);",
+            )
         })
         .await?;
     let probe_fx = Arc::new(fixture(&probe).await?);
@@ -579,17 +580,17 @@ pub async fn run(data: &Path) -> Res<Report> {
     }
 
     let uncounted_store_counters = without
-        .read(|c| {
-            let mut out: BTreeMap<String, i64> = c
-                .prepare("SELECT family, COUNT(*) FROM counters GROUP BY family")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let series: i64 = c.query_row("SELECT COUNT(*) FROM llm_series", [], |r| r.get(0))?;
+        .read(|db| {
+            let mut out: BTreeMap<String, i64> = db
+                .query("SELECT family, COUNT(*) FROM counters GROUP BY family", &[], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .into_iter()
+                .collect();
+            let series: i64 = db.query_one("SELECT COUNT(*) FROM llm_series", &[], |r| r.get(0))?;
             if series > 0 {
                 out.insert("llm_series".into(), series);
             }
             let crews: i64 =
-                c.query_row("SELECT COUNT(*) FROM crew_counts WHERE queued <> 0 OR running <> 0", [], |r| r.get(0))?;
+                db.query_one("SELECT COUNT(*) FROM crew_counts WHERE queued <> 0 OR running <> 0", &[], |r| r.get(0))?;
             if crews > 0 {
                 out.insert("crew_counts (non-zero)".into(), crews);
             }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params, Path};
+use super::extract::{JsonBody, Listing, Params, Path};
 use super::refs;
 use super::state::AppState;
 use crate::domain::DomainError;
@@ -14,7 +14,6 @@ use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
 use crate::store::agents;
 use crate::store::assignments::{self, Filter};
-use crate::store::page::Page;
 
 #[derive(Deserialize)]
 pub struct CreateAssignment {
@@ -47,7 +46,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(row.to_api())))
 }
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Assignment>>> {
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Assignment>>> {
     let page = params.page()?;
     let status = params
         .get("status")
@@ -65,7 +64,7 @@ pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json
             assignments::list(c, &Filter { crew_id, status }, page)
         })
         .await?;
-    Ok(Json(list))
+    Ok(Json(list.into()))
 }
 
 pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Assignment>> {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params, Path};
+use super::extract::{JsonBody, Listing, Params, Path};
 use super::state::AppState;
 use crate::domain::event::Event;
 use crate::domain::ids::Kind;
@@ -20,7 +20,6 @@ use crate::store::assignments::{self, Owner};
 use crate::store::counters;
 use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
 use crate::store::journal::{self, Named, NewEntry};
-use crate::store::page::Page;
 
 const RUNTIMES: &[&str] = &["local", crews::CONTAINER_RUNTIME];
 const ROLES: &[&str] = &["lead", "agent"];
@@ -88,10 +87,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(crew.to_api())))
 }
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Crew>>> {
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Crew>>> {
     let page = params.page()?;
     let deleted = params.get("include_deleted") == Some("true");
-    Ok(Json(app.store.read(move |c| crews::list(c, deleted, page)).await?))
+    Ok(Json(app.store.read(move |c| crews::list(c, deleted, page)).await?.into()))
 }
 
 pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Crew>> {
@@ -230,10 +229,10 @@ pub async fn list_agents(
     State(app): State<AppState>,
     Path(crew_key): Path<String>,
     params: Params,
-) -> ApiResult<Json<Page<Agent>>> {
+) -> ApiResult<Json<Listing<Agent>>> {
     let page = params.page()?;
     let deleted = params.get("include_deleted") == Some("true");
-    Ok(Json(app.store.read(move |c| agents::list(c, &crews::resolve(c, &crew_key)?, deleted, page)).await?))
+    Ok(Json(app.store.read(move |c| agents::list(c, &crews::resolve(c, &crew_key)?, deleted, page)).await?.into()))
 }
 
 pub async fn get_agent(

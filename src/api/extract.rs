@@ -10,10 +10,14 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
 use super::error::ApiError;
 use super::state::AppState;
-use crate::domain::time;
-use crate::store::page::PageRequest;
+use crate::domain::{DomainError, time};
+use crate::store::page::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 
 /// A JSON body: malformed JSON or a wrong type is 400, a missing field 422,
 /// a body over the limit 413, one that does not arrive within the body
@@ -90,8 +94,25 @@ impl Params {
         self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
+    /// `?limit=` (1 to 500, default 50) and `?cursor=` (one this server
+    /// issued).
     pub fn page(&self) -> Result<PageRequest, ApiError> {
-        Ok(PageRequest::parse(self.get("limit"), self.get("cursor"))?)
+        let limit = match self.get("limit") {
+            None => DEFAULT_LIMIT,
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(
+                        DomainError::invalid(format!("limit must be a whole number from 1 to {MAX_LIMIT}")).into()
+                    );
+                }
+            },
+        };
+        let after = match self.get("cursor") {
+            None => None,
+            Some(c) => Some(decode(c).ok_or_else(|| DomainError::invalid("cursor is not one this server issued"))?),
+        };
+        Ok(PageRequest { limit, after })
     }
 
     /// An RFC 3339 time parameter, as epoch ms.
@@ -110,6 +131,28 @@ impl Params {
     }
 }
 
+/// A page as clients see it: its items, and an opaque cursor to the next.
+#[derive(Debug, Serialize)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<Page<T>> for Listing<T> {
+    fn from(page: Page<T>) -> Listing<T> {
+        Listing { items: page.items, next_cursor: page.next.map(encode) }
+    }
+}
+
+fn decode(cursor: &str) -> Option<i64> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    String::from_utf8(bytes).ok()?.strip_prefix("v1:")?.parse().ok()
+}
+
+fn encode(id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{id}"))
+}
+
 /// For PATCH fields where `null` (clear) differs from absent (keep): use
 /// with `#[serde(default)]` on an `Option<Option<T>>`.
 pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -118,4 +161,23 @@ where
     T: serde::Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn cursor_round_trip_and_limits() {
+        let p = params(&[("limit", "10"), ("cursor", &encode(42))]).page().unwrap();
+        assert_eq!((p.limit, p.after), (10, Some(42)));
+        assert!(params(&[("limit", "0")]).page().is_err());
+        assert!(params(&[("limit", "501")]).page().is_err());
+        assert!(params(&[("cursor", "garbage!")]).page().is_err());
+        assert_eq!(params(&[]).page().unwrap().limit, DEFAULT_LIMIT);
+    }
 }

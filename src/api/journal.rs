@@ -8,15 +8,14 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params};
+use super::extract::{JsonBody, Listing, Params};
 use super::refs;
 use super::state::AppState;
 use crate::domain::DomainError;
 use crate::domain::types::JournalEntry;
 use crate::store::journal::{self, Filter, NewEntry};
-use crate::store::page::Page;
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<JournalEntry>>> {
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<JournalEntry>>> {
     let page = params.page()?;
     let mut filter = Filter {
         entry_type: params.get("type").map(str::to_string),
@@ -33,7 +32,7 @@ pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json
             journal::list(c, &filter, page)
         })
         .await?;
-    Ok(Json(list))
+    Ok(Json(list.into()))
 }
 
 #[derive(Deserialize)]

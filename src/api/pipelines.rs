@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params, Path};
+use super::extract::{JsonBody, Listing, Params, Path};
 use super::refs;
 use super::state::AppState;
 use crate::domain::ids::Kind;
@@ -17,7 +17,6 @@ use crate::domain::template::{self, Ref};
 use crate::domain::types::{Pipeline, PipelineRun, StepSpec};
 use crate::domain::{DomainError, Result, validate};
 use crate::store::agents;
-use crate::store::page::Page;
 use crate::store::pipelines::{self, NewPipeline, RunFilter, StoredStep};
 
 #[derive(Deserialize)]
@@ -98,9 +97,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(pipeline.to_api())))
 }
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<Pipeline>>> {
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Pipeline>>> {
     let page = params.page()?;
-    Ok(Json(app.store.read(move |c| pipelines::list(c, page)).await?))
+    Ok(Json(app.store.read(move |c| pipelines::list(c, page)).await?.into()))
 }
 
 pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Pipeline>> {
@@ -164,7 +163,7 @@ pub async fn start_run(
     Ok((StatusCode::CREATED, Json(run.to_api())))
 }
 
-pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult<Json<Page<PipelineRun>>> {
+pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<PipelineRun>>> {
     let page = params.page()?;
     let status = params
         .get("status")
@@ -189,7 +188,7 @@ pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult
             pipelines::list_runs(c, &RunFilter { status, pipeline_id }, page)
         })
         .await?;
-    Ok(Json(list))
+    Ok(Json(list.into()))
 }
 
 pub async fn get_run(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<PipelineRun>> {

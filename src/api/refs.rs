@@ -1,22 +1,20 @@
 //! Crews and agents named in request bodies: an unknown name there is a
 //! 422 (the body is wrong), not a 404 (the path is fine).
 
-use rusqlite::Connection;
-
 use crate::domain::{DomainError, Result};
 use crate::store::journal::Named;
-use crate::store::{agents, crews};
+use crate::store::{Db, agents, crews};
 
-pub fn crew(conn: &Connection, key: &str) -> Result<crews::CrewRow> {
-    match crews::resolve_live(conn, key) {
+pub fn crew(db: &Db<'_>, key: &str) -> Result<crews::CrewRow> {
+    match crews::resolve_live(db, key) {
         Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!("unknown crew {key:?}"))),
         other => other,
     }
 }
 
 /// A crew in a filter: it may be deleted, since history is being read.
-pub fn crew_in_history(conn: &Connection, key: &str) -> Result<i64> {
-    match crews::resolve_any(conn, key) {
+pub fn crew_in_history(db: &Db<'_>, key: &str) -> Result<i64> {
+    match crews::resolve_any(db, key) {
         Err(DomainError::NotFound { .. }) => Err(DomainError::invalid(format!("unknown crew {key:?}"))),
         other => other.map(|c| c.id),
     }
@@ -24,13 +22,9 @@ pub fn crew_in_history(conn: &Connection, key: &str) -> Result<i64> {
 
 /// The optional crew and agent of a run or journal entry; an agent given
 /// alone implies its crew.
-pub fn scope(
-    conn: &Connection,
-    crew_key: Option<&str>,
-    agent_key: Option<&str>,
-) -> Result<(Option<Named>, Option<Named>)> {
-    let crew = crew_key.map(|k| crew(conn, k)).transpose()?;
-    let agent = agent_key.map(|k| agents::resolve_loose(conn, crew.as_ref(), k)).transpose()?;
+pub fn scope(db: &Db<'_>, crew_key: Option<&str>, agent_key: Option<&str>) -> Result<(Option<Named>, Option<Named>)> {
+    let crew = crew_key.map(|k| crew(db, k)).transpose()?;
+    let agent = agent_key.map(|k| agents::resolve_loose(db, crew.as_ref(), k)).transpose()?;
     let crew = match (crew, &agent) {
         (Some(c), _) => Some(Named { id: c.id, slug: c.slug }),
         (None, Some(a)) => Some(Named { id: a.crew_id, slug: a.crew_slug.clone() }),

@@ -38,4 +38,9 @@ impl DomainError {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         DomainError::Internal(e.to_string())
     }
+
+    /// A row the same transaction just wrote or read is gone: a bug.
+    pub fn vanished(what: &str) -> Self {
+        DomainError::Internal(format!("{what} vanished"))
+    }
 }

@@ -69,21 +69,17 @@ type Results =
 /// Computes a snapshot; a failed collector keeps its value from `prev`.
 pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
     let taken_at = Instant::now();
-    let read = store
-        .read(|conn| {
-            // One read transaction: every family describes the same moment.
-            // Dropping it (on any early return) rolls back.
-            let tx = conn.unchecked_transaction()?;
-            let results: Results = (
-                snapshot::family(conn, counters::ASSIGNMENTS),
-                snapshot::queue(conn),
-                snapshot::family(conn, counters::PIPELINE_RUNS),
-                snapshot::family(conn, counters::RUN_EVENTS),
-                snapshot::llm_series(conn),
-                migrations::current(conn),
-            );
-            tx.finish()?;
-            Ok(results)
+    // One read transaction: every family describes the same moment.
+    let read: Result<Results> = store
+        .snapshot(|db| {
+            Ok((
+                snapshot::family(db, counters::ASSIGNMENTS),
+                snapshot::queue(db),
+                snapshot::family(db, counters::PIPELINE_RUNS),
+                snapshot::family(db, counters::RUN_EVENTS),
+                snapshot::llm_series(db),
+                migrations::current(db),
+            ))
         })
         .await;
     let (a, q, p, r, l, m) = match read {

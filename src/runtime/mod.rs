@@ -18,7 +18,7 @@ use crate::containers::Engine;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::assignments::{self, AssignmentRow, Changes};
-use crate::store::pipelines::{PipelineRow, RunRow};
+use crate::store::pipelines::{PipelineRow, PipelineRunRow};
 use crate::store::{Store, runs};
 use runner::{Runner, StopReason};
 
@@ -141,7 +141,7 @@ impl Runtime {
         self.executor.drive(run_id);
     }
 
-    pub async fn cancel_pipeline_run(&self, run: RunRow, reason: &str) -> Result<RunRow> {
+    pub async fn cancel_pipeline_run(&self, run: PipelineRunRow, reason: &str) -> Result<PipelineRunRow> {
         self.executor.cancel(run, reason).await
     }
 

@@ -14,8 +14,8 @@ use crate::domain::ids::{self, Kind};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, StepStatus};
 use crate::domain::{DomainError, Result, template};
 use crate::store::assignments::{self, AssignmentRow};
-use crate::store::pipelines::{self, RunRow, StepRow};
-use crate::store::{Store, Tx, agents, crews};
+use crate::store::pipelines::{self, PipelineRunRow, StepRow};
+use crate::store::{Db, Store, Tx, agents, crews};
 
 pub struct Executor {
     store: Store,
@@ -32,7 +32,7 @@ enum Next {
     Wait(StepRow),
 }
 
-fn next_step(run: &RunRow) -> Next {
+fn next_step(run: &PipelineRunRow) -> Next {
     if run.status != PipelineRunStatus::Running {
         return Next::Done;
     }
@@ -43,13 +43,13 @@ fn next_step(run: &RunRow) -> Next {
     }
 }
 
-fn fresh_run(tx: &rusqlite::Connection, id: i64) -> Result<RunRow> {
-    pipelines::run_by_id(tx, id)?
+fn fresh_run(db: &Db<'_>, id: i64) -> Result<PipelineRunRow> {
+    pipelines::run_by_id(db, id)?
         .ok_or_else(|| DomainError::not_found("pipeline run", ids::format(Kind::PipelineRun, id)))
 }
 
 /// Fails a step, and with it the run.
-fn fail_step(tx: &mut Tx<'_>, run: RunRow, step: &StepRow, reason: String) -> Result<()> {
+fn fail_step(tx: &mut Tx<'_>, run: PipelineRunRow, step: &StepRow, reason: String) -> Result<()> {
     pipelines::update_step(tx, run.id, step.idx, StepStatus::Failed, None, None, None)?;
     pipelines::move_run(tx, run, PipelineRunStatus::Failed, Some(reason))?;
     Ok(())
@@ -242,7 +242,7 @@ impl Executor {
     }
 
     /// Cancels a queued or running pipeline run and its step in flight.
-    pub async fn cancel(self: &Arc<Self>, run: RunRow, reason: &str) -> Result<RunRow> {
+    pub async fn cancel(self: &Arc<Self>, run: PipelineRunRow, reason: &str) -> Result<PipelineRunRow> {
         let reason = reason.to_string();
         let run_id = run.id;
         let (run, in_flight) = self

@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, Row, params};
-
+use super::Tx;
 use super::crews::CrewRow;
 use super::page::{self, Page, PageRequest};
-use super::{Tx, optional};
+use super::sql::{Db, Row, args};
 use crate::domain::ids::{self, Kind};
 use crate::domain::types::Agent;
 use crate::domain::{DomainError, Result, time};
@@ -31,11 +30,7 @@ const SELECT: &str = "SELECT a.id, a.crew_id, c.slug, a.slug, a.name, a.role, a.
         a.timeout_seconds, a.created_at, a.updated_at, a.deleted_at
      FROM agents a JOIN crews c ON c.id = a.crew_id";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
-    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
-    let bad = |i, e: serde_json::Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    };
+fn from_row(r: &Row<'_>) -> Result<AgentRow> {
     Ok(AgentRow {
         id: r.get(0)?,
         crew_id: r.get(1)?,
@@ -43,8 +38,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<AgentRow> {
         slug: r.get(3)?,
         name: r.get(4)?,
         role: r.get(5)?,
-        command: serde_json::from_str(&json(6)?).map_err(|e| bad(6, e))?,
-        env: serde_json::from_str(&json(7)?).map_err(|e| bad(7, e))?,
+        command: r.json(6)?,
+        env: r.json(7)?,
         timeout_seconds: r.get(8)?,
         created_at: r.get(9)?,
         updated_at: r.get(10)?,
@@ -79,17 +74,18 @@ impl AgentRow {
     }
 }
 
-pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AgentRow>> {
-    optional(conn.prepare_cached(&format!("{SELECT} WHERE a.id = ?1"))?.query_row([id], from_row))
+pub fn by_id(db: &Db<'_>, id: i64) -> Result<Option<AgentRow>> {
+    db.query_opt(&format!("{SELECT} WHERE a.id = ?1"), args![id], from_row)
 }
 
 /// An agent of `crew`, named by id (live or deleted) or live slug.
-pub fn resolve(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow> {
+pub fn resolve(db: &Db<'_>, crew: &CrewRow, key: &str) -> Result<AgentRow> {
     let found = match ids::parse(Kind::Agent, key) {
-        Some(id) => by_id(conn, id)?.filter(|a| a.crew_id == crew.id),
-        None => optional(
-            conn.prepare_cached(&format!("{SELECT} WHERE a.crew_id = ?1 AND a.slug = ?2 AND a.deleted_at IS NULL"))?
-                .query_row(params![crew.id, key], from_row),
+        Some(id) => by_id(db, id)?.filter(|a| a.crew_id == crew.id),
+        None => db.query_opt(
+            &format!("{SELECT} WHERE a.crew_id = ?1 AND a.slug = ?2 AND a.deleted_at IS NULL"),
+            args![crew.id, key],
+            from_row,
         )?,
     };
     found.ok_or_else(|| DomainError::not_found("agent", key))
@@ -97,8 +93,8 @@ pub fn resolve(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow>
 
 /// An agent named in a request body: it must exist and be live (422 if not,
 /// as the body, not the path, is wrong).
-pub fn resolve_for_work(conn: &Connection, crew: &CrewRow, key: &str) -> Result<AgentRow> {
-    match resolve(conn, crew, key) {
+pub fn resolve_for_work(db: &Db<'_>, crew: &CrewRow, key: &str) -> Result<AgentRow> {
+    match resolve(db, crew, key) {
         Ok(a) if a.is_live() => Ok(a),
         Ok(_) | Err(DomainError::NotFound { .. }) => {
             Err(DomainError::invalid(format!("unknown agent {key:?} in crew {:?}", crew.slug)))
@@ -108,12 +104,12 @@ pub fn resolve_for_work(conn: &Connection, crew: &CrewRow, key: &str) -> Result<
 }
 
 /// An agent named by id alone, or by slug within an optional crew.
-pub fn resolve_loose(conn: &Connection, crew: Option<&CrewRow>, key: &str) -> Result<AgentRow> {
+pub fn resolve_loose(db: &Db<'_>, crew: Option<&CrewRow>, key: &str) -> Result<AgentRow> {
     match (ids::parse(Kind::Agent, key), crew) {
-        (Some(id), _) => by_id(conn, id)?
+        (Some(id), _) => by_id(db, id)?
             .filter(|a| crew.is_none_or(|c| c.id == a.crew_id))
             .ok_or_else(|| DomainError::invalid(format!("unknown agent {key:?}"))),
-        (None, Some(crew)) => resolve_for_work(conn, crew, key),
+        (None, Some(crew)) => resolve_for_work(db, crew, key),
         (None, None) => {
             Err(DomainError::invalid(format!("agent {key:?} is a slug: name its crew too, or use the agent's id")))
         }
@@ -130,17 +126,20 @@ pub struct NewAgent {
     pub timeout_seconds: i64,
 }
 
-fn live_lead(conn: &Connection, crew_id: i64) -> Result<Option<String>> {
-    optional(
-        conn.prepare_cached("SELECT slug FROM agents WHERE crew_id = ?1 AND role = 'lead' AND deleted_at IS NULL")?
-            .query_row([crew_id], |r| r.get(0)),
+fn live_lead(db: &Db<'_>, crew_id: i64) -> Result<Option<String>> {
+    db.query_opt(
+        "SELECT slug FROM agents WHERE crew_id = ?1 AND role = 'lead' AND deleted_at IS NULL",
+        args![crew_id],
+        |r| r.get(0),
     )
 }
 
 pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow> {
-    let taken: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM agents WHERE crew_id = ?1 AND slug = ?2 AND deleted_at IS NULL)")?
-        .query_row(params![crew.id, new.slug], |r| r.get(0))?;
+    let taken: bool = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE crew_id = ?1 AND slug = ?2 AND deleted_at IS NULL)",
+        args![crew.id, new.slug],
+        |r| r.get(0),
+    )?;
     if taken {
         return Err(DomainError::conflict(format!(
             "crew {:?} already has an agent with slug {:?}",
@@ -152,12 +151,11 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
     {
         return Err(DomainError::conflict(format!("crew {:?} already has a lead: {lead:?}", crew.slug)));
     }
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO agents (crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        )?
-        .insert(params![
+    let id = tx.insert(
+        "INSERT INTO agents (crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        "id",
+        args![
             crew.id,
             new.slug,
             new.name,
@@ -166,8 +164,9 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
             serde_json::to_string(&new.env)?,
             new.timeout_seconds,
             tx.now
-        ])?;
-    by_id(tx, id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))
+        ],
+    )?;
+    by_id(tx, id)?.ok_or_else(|| DomainError::vanished("agent"))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -193,7 +192,7 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
     tx.execute(
         "UPDATE agents SET name = ?2, role = ?3, command = ?4, env = ?5, timeout_seconds = ?6, updated_at = ?7
          WHERE id = ?1",
-        params![
+        args![
             agent.id,
             patch.name.unwrap_or(agent.name),
             role,
@@ -203,32 +202,22 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
             tx.now
         ],
     )?;
-    by_id(tx, agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))
+    by_id(tx, agent.id)?.ok_or_else(|| DomainError::vanished("agent"))
 }
 
 pub fn mark_deleted(tx: &mut Tx<'_>, agent_id: i64) -> Result<()> {
     tx.execute(
         "UPDATE agents SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-        params![agent_id, tx.now],
+        args![agent_id, tx.now],
     )?;
     Ok(())
 }
 
-/// Live agents of a crew (for a crew delete).
-pub fn live_ids(conn: &Connection, crew_id: i64) -> Result<Vec<i64>> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM agents WHERE crew_id = ?1 AND deleted_at IS NULL")?
-        .query_map([crew_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
-}
-
-pub fn list(conn: &Connection, crew: &CrewRow, include_deleted: bool, page: PageRequest) -> Result<Page<Agent>> {
-    let rows = conn
-        .prepare_cached(&format!(
-            "{SELECT} WHERE a.crew_id = ?1 AND a.id > ?2 AND (?3 OR a.deleted_at IS NULL) ORDER BY a.id LIMIT ?4"
-        ))?
-        .query_map(params![crew.id, page.after.unwrap_or(0), include_deleted, page.limit + 1], from_row)?
-        .map(|r| r.map(|a| (a.id, a.to_api())))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+pub fn list(db: &Db<'_>, crew: &CrewRow, include_deleted: bool, page: PageRequest) -> Result<Page<Agent>> {
+    let rows = db.query(
+        &format!("{SELECT} WHERE a.crew_id = ?1 AND a.id > ?2 AND (?3 OR a.deleted_at IS NULL) ORDER BY a.id LIMIT ?4"),
+        args![crew.id, page.after.unwrap_or(0), include_deleted, page.limit + 1],
+        |r| from_row(r).map(|a| (a.id, a.to_api())),
+    )?;
     Ok(page::build(rows, page.limit))
 }

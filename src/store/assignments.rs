@@ -2,15 +2,14 @@
 //! `move_to`, which checks the state machine, updates the counters and
 //! journals the change in the caller's transaction.
 
-use rusqlite::{Connection, Row, params};
-
 use super::agents::AgentRow;
 use super::crews::CrewRow;
 use super::journal::{self, Named, NewEntry};
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::runs::{self, NewRun, RunRow};
-use super::{Tx, counters, optional};
+use super::sql::{Db, Row, args};
+use super::{Tx, counters};
 use crate::domain::event::{Channel, Event};
 use crate::domain::ids::{self, Kind};
 use crate::domain::status::AssignmentStatus;
@@ -44,11 +43,10 @@ const SELECT: &str = "SELECT s.id, s.crew_id, c.slug, s.agent_id, a.slug, b.slug
      JOIN agents a ON a.id = s.agent_id
      LEFT JOIN agents b ON b.id = s.assigned_by";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<AssignmentRow> {
+fn from_row(r: &Row<'_>) -> Result<AssignmentRow> {
     let status: String = r.get(7)?;
-    let status = AssignmentStatus::parse(&status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, format!("status {status:?}").into())
-    })?;
+    let status = AssignmentStatus::parse(&status)
+        .ok_or_else(|| DomainError::internal(format!("an assignment with status {status:?}")))?;
     Ok(AssignmentRow {
         id: r.get(0)?,
         crew: Named { id: r.get(1)?, slug: r.get(2)? },
@@ -96,13 +94,13 @@ impl AssignmentRow {
     }
 }
 
-pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AssignmentRow>> {
-    optional(conn.prepare_cached(&format!("{SELECT} WHERE s.id = ?1"))?.query_row([id], from_row))
+pub fn by_id(db: &Db<'_>, id: i64) -> Result<Option<AssignmentRow>> {
+    db.query_opt(&format!("{SELECT} WHERE s.id = ?1"), args![id], from_row)
 }
 
-pub fn get(conn: &Connection, key: &str) -> Result<AssignmentRow> {
+pub fn get(db: &Db<'_>, key: &str) -> Result<AssignmentRow> {
     ids::parse(Kind::Assignment, key)
-        .map(|id| by_id(conn, id))
+        .map(|id| by_id(db, id))
         .transpose()?
         .flatten()
         .ok_or_else(|| DomainError::not_found("assignment", key))
@@ -139,12 +137,12 @@ pub fn create(
     task: &str,
     pipeline_run_id: Option<i64>,
 ) -> Result<AssignmentRow> {
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
-        )?
-        .insert(params![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id])?;
+    let id = tx.insert(
+        "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+        "id",
+        args![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id],
+    )?;
     counters::assignment_moved(tx, crew.id, None, AssignmentStatus::Pending)?;
     let row = AssignmentRow {
         id,
@@ -204,13 +202,11 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
     if changes.run_id.is_some() {
         next.run_id = changes.run_id;
     }
-    let updated = tx
-        .prepare_cached(
-            "UPDATE assignments SET status = ?3, queued_at = ?4, started_at = ?5, finished_at = ?6,
-                 result_summary = ?7, error_message = ?8, run_id = ?9, attempts = ?10
-             WHERE id = ?1 AND status = ?2",
-        )?
-        .execute(params![
+    let updated = tx.execute(
+        "UPDATE assignments SET status = ?3, queued_at = ?4, started_at = ?5, finished_at = ?6,
+             result_summary = ?7, error_message = ?8, run_id = ?9, attempts = ?10
+         WHERE id = ?1 AND status = ?2",
+        args![
             next.id,
             from.as_str(),
             to.as_str(),
@@ -221,7 +217,8 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
             next.error_message,
             next.run_id,
             next.attempts
-        ])?;
+        ],
+    )?;
     if updated != 1 {
         return Err(DomainError::conflict(format!("assignment {} changed concurrently", next.public_id())));
     }
@@ -239,12 +236,11 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
 /// Accepts pending assignments of live crews into their queues, oldest
 /// first; returns how many moved.
 pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
-    let pending: Vec<AssignmentRow> = tx
-        .prepare_cached(&format!(
-            "{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT ?1"
-        ))?
-        .query_map([limit], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let pending = tx.query(
+        &format!("{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT ?1"),
+        args![limit],
+        from_row,
+    )?;
     let n = pending.len();
     for row in pending {
         move_to(tx, row, AssignmentStatus::Queued, Changes::default())?;
@@ -253,15 +249,14 @@ pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
 }
 
 /// Crews that have queued work and a free slot.
-pub fn crews_ready(conn: &Connection) -> Result<Vec<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT c.id FROM crew_counts n JOIN crews c ON c.id = n.crew_id
-             WHERE n.queued > 0 AND n.running < c.max_concurrent_agents AND c.deleted_at IS NULL
-             ORDER BY c.id",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
+pub fn crews_ready(db: &Db<'_>) -> Result<Vec<i64>> {
+    db.query(
+        "SELECT c.id FROM crew_counts n JOIN crews c ON c.id = n.crew_id
+         WHERE n.queued > 0 AND n.running < c.max_concurrent_agents AND c.deleted_at IS NULL
+         ORDER BY c.id",
+        args![],
+        |r| r.get(0),
+    )
 }
 
 /// What the runner needs to execute a claimed assignment.
@@ -282,15 +277,13 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
     if !crew.is_live() || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents {
         return Ok(None);
     }
-    let head = optional(
-        tx.prepare_cached(&format!(
-            "{SELECT} WHERE s.crew_id = ?1 AND s.status = 'queued' ORDER BY s.queued_at, s.id LIMIT 1"
-        ))?
-        .query_row([crew.id], from_row),
+    let head = tx.query_opt(
+        &format!("{SELECT} WHERE s.crew_id = ?1 AND s.status = 'queued' ORDER BY s.queued_at, s.id LIMIT 1"),
+        args![crew.id],
+        from_row,
     )?;
     let Some(head) = head else { return Ok(None) };
-    let agent =
-        super::agents::by_id(tx, head.agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
+    let agent = super::agents::by_id(tx, head.agent.id)?.ok_or_else(|| DomainError::vanished("agent"))?;
     let (run, run_token) = runs::start_managed(
         tx,
         NewRun {
@@ -334,10 +327,11 @@ pub fn cancel_waiting(tx: &mut Tx<'_>, owner: Owner, reason: &str) -> Result<usi
         Owner::Agent(id) => ("s.agent_id", id),
         Owner::PipelineRun(id) => ("s.pipeline_run_id", id),
     };
-    let waiting: Vec<AssignmentRow> = tx
-        .prepare_cached(&format!("{SELECT} WHERE {column} = ?1 AND s.status IN ('pending', 'queued') ORDER BY s.id"))?
-        .query_map([id], from_row)?
-        .collect::<rusqlite::Result<_>>()?;
+    let waiting = tx.query(
+        &format!("{SELECT} WHERE {column} = ?1 AND s.status IN ('pending', 'queued') ORDER BY s.id"),
+        args![id],
+        from_row,
+    )?;
     let n = waiting.len();
     for row in waiting {
         let changes = Changes { error_message: Some(reason.to_string()), ..Changes::default() };
@@ -347,11 +341,8 @@ pub fn cancel_waiting(tx: &mut Tx<'_>, owner: Owner, reason: &str) -> Result<usi
 }
 
 /// Assignments left running by a daemon that died.
-pub fn running(conn: &Connection) -> Result<Vec<AssignmentRow>> {
-    Ok(conn
-        .prepare_cached(&format!("{SELECT} WHERE s.status = 'running' ORDER BY s.id"))?
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?)
+pub fn running(db: &Db<'_>) -> Result<Vec<AssignmentRow>> {
+    db.query(&format!("{SELECT} WHERE s.status = 'running' ORDER BY s.id"), args![], from_row)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -361,7 +352,7 @@ pub struct Filter {
 }
 
 /// Newest first.
-pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<Assignment>> {
+pub fn list(db: &Db<'_>, f: &Filter, page: PageRequest) -> Result<Page<Assignment>> {
     let mut q = Query::new(SELECT);
     if let Some(after) = page.after {
         q.and("s.id < ", after);
@@ -372,6 +363,6 @@ pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<Ass
     if let Some(s) = f.status {
         q.and("s.status = ", s.as_str().to_string());
     }
-    let rows = q.fetch(conn, "s.id DESC", page.limit + 1, |r| from_row(r).map(|a| (a.id, a.to_api())))?;
+    let rows = q.fetch(db, "s.id DESC", page.limit + 1, |r| from_row(r).map(|a| (a.id, a.to_api())))?;
     Ok(page::build(rows, page.limit))
 }

@@ -9,9 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
-
 use super::Tx;
+use super::sql::{Db, args};
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::provider::{self, SeriesLabel};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus};
@@ -47,17 +46,17 @@ fn add(tx: &mut Tx<'_>, family: &'static str, label: &str, delta: i64) {
 /// is the cheapest statement SQLite has (a single statement over several
 /// rows needs ephemeral tables, which cost more than the rows), with an
 /// INSERT for a row's first use.
-pub(super) fn write(conn: &Connection, pending: Pending) -> Result<()> {
+pub(super) fn write(db: &Db<'_>, pending: Pending) -> Result<()> {
     for ((family, label), delta) in pending.0 {
         if delta == 0 {
             continue;
         }
-        let updated = conn
-            .prepare_cached("UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2")?
-            .execute(params![family, label, delta])?;
+        let updated = db.execute(
+            "UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2",
+            args![family, label, delta],
+        )?;
         if updated == 0 {
-            conn.prepare_cached("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)")?
-                .execute(params![family, label, delta])?;
+            db.execute("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)", args![family, label, delta])?;
         }
     }
     Ok(())
@@ -74,15 +73,15 @@ pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
 /// crew); returns the new queued count when it changed (plain statements,
 /// for the reason `write` gives). Written at once, not at commit: the
 /// dispatcher's budget check reads it.
-fn crew_count(conn: &Connection, crew_id: i64, queued: i64, running: i64) -> Result<Option<i64>> {
-    conn.prepare_cached("UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1")?
-        .execute(params![crew_id, queued, running])?;
+fn crew_count(db: &Db<'_>, crew_id: i64, queued: i64, running: i64) -> Result<Option<i64>> {
+    db.execute(
+        "UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1",
+        args![crew_id, queued, running],
+    )?;
     if queued == 0 {
         return Ok(None);
     }
-    Ok(Some(
-        conn.prepare_cached("SELECT queued FROM crew_counts WHERE crew_id = ?1")?.query_row([crew_id], |r| r.get(0))?,
-    ))
+    Ok(Some(db.query_one("SELECT queued FROM crew_counts WHERE crew_id = ?1", args![crew_id], |r| r.get(0))?))
 }
 
 /// An assignment of `crew_id` moved from `from` (None: created) to `to`.
@@ -145,29 +144,19 @@ pub struct LlmDelta {
 /// `Ok(false)` when the series has no row yet.
 fn bump_series(tx: &Tx<'_>, label: &str, d: LlmDelta) -> Result<bool> {
     let t = d.tokens;
-    let n = tx
-        .prepare_cached(
-            "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2,
-                 input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
-                 cached_input_tokens = cached_input_tokens + ?5, cache_creation_tokens = cache_creation_tokens + ?6
-             WHERE label = ?1 AND cost_nanos <= ?7 - ?2 AND input_tokens <= ?7 - ?3 AND output_tokens <= ?7 - ?4
-                 AND cached_input_tokens <= ?7 - ?5 AND cache_creation_tokens <= ?7 - ?6",
-        )?
-        .execute(params![
-            label,
-            d.cost_nanos,
-            t.input,
-            t.output,
-            t.cached_input,
-            t.cache_creation,
-            pricing::SERIES_TOTAL_MAX
-        ])?;
+    let n = tx.execute(
+        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2,
+             input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+             cached_input_tokens = cached_input_tokens + ?5, cache_creation_tokens = cache_creation_tokens + ?6
+         WHERE label = ?1 AND cost_nanos <= ?7 - ?2 AND input_tokens <= ?7 - ?3 AND output_tokens <= ?7 - ?4
+             AND cached_input_tokens <= ?7 - ?5 AND cache_creation_tokens <= ?7 - ?6",
+        args![label, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation, pricing::SERIES_TOTAL_MAX],
+    )?;
     if n == 1 {
         return Ok(true);
     }
-    let exists: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)")?
-        .query_row([label], |r| r.get(0))?;
+    let exists: bool =
+        tx.query_one("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)", args![label], |r| r.get(0))?;
     if exists {
         return Err(DomainError::invalid(format!(
             "this call would take a running total of provider series {label:?} over its bound of {} \
@@ -195,9 +184,8 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
     if known_other && bump_series(tx, provider::OTHER, d)? {
         return Ok(provider::OTHER.to_string());
     }
-    let own_count: i64 = tx
-        .prepare_cached("SELECT COUNT(*) FROM llm_series WHERE label <> ?1")?
-        .query_row([provider::OTHER], |r| r.get(0))?;
+    let own_count: i64 =
+        tx.query_one("SELECT COUNT(*) FROM llm_series WHERE label <> ?1", args![provider::OTHER], |r| r.get(0))?;
     let label = match provider::series_label(provider, false, own_count) {
         SeriesLabel::Own | SeriesLabel::NewOwn => provider,
         SeriesLabel::Other => {
@@ -213,18 +201,18 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
     // Position orders the series by first appearance (`other` is listed last
     // whatever its position).
     let t = d.tokens;
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO llm_series (label, position, calls, cost_nanos, input_tokens, output_tokens,
              cached_input_tokens, cache_creation_tokens)
          VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![label, own_count + 1, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation])?;
+        args![label, own_count + 1, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation],
+    )?;
     Ok(label.to_string())
 }
 
 /// Running agents of a crew now (the dispatcher's budget check).
-pub fn crew_running(conn: &Connection, crew_id: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT COALESCE((SELECT running FROM crew_counts WHERE crew_id = ?1), 0)")?
-        .query_row([crew_id], |r| r.get(0))?)
+pub fn crew_running(db: &Db<'_>, crew_id: i64) -> Result<i64> {
+    db.query_one("SELECT COALESCE((SELECT running FROM crew_counts WHERE crew_id = ?1), 0)", args![crew_id], |r| {
+        r.get(0)
+    })
 }

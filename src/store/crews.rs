@@ -1,9 +1,8 @@
 //! Crews.
 
-use rusqlite::{Connection, Row, params};
-
+use super::Tx;
 use super::page::{self, Page, PageRequest};
-use super::{Tx, optional};
+use super::sql::{Db, Row, args};
 use crate::domain::ids::{self, Kind};
 use crate::domain::types::Crew;
 use crate::domain::{DomainError, Result, time};
@@ -23,7 +22,7 @@ pub struct CrewRow {
 
 const COLUMNS: &str = "id, slug, name, max_concurrent_agents, runtime, image, created_at, updated_at, deleted_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<CrewRow> {
+fn from_row(r: &Row<'_>) -> Result<CrewRow> {
     Ok(CrewRow {
         id: r.get(0)?,
         slug: r.get(1)?,
@@ -79,27 +78,29 @@ pub struct NewCrew {
     pub image: Option<String>,
 }
 
-pub fn by_id(conn: &Connection, id: i64) -> Result<Option<CrewRow>> {
-    optional(conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE id = ?1"))?.query_row([id], from_row))
+pub fn by_id(db: &Db<'_>, id: i64) -> Result<Option<CrewRow>> {
+    db.query_opt(&format!("SELECT {COLUMNS} FROM crews WHERE id = ?1"), args![id], from_row)
 }
 
 /// Live crews whose agents run in containers, created before `before`.
-pub fn live_in_containers(conn: &Connection, before: i64) -> Result<Vec<CrewRow>> {
-    Ok(conn
-        .prepare_cached(&format!(
+pub fn live_in_containers(db: &Db<'_>, before: i64) -> Result<Vec<CrewRow>> {
+    db.query(
+        &format!(
             "SELECT {COLUMNS} FROM crews WHERE deleted_at IS NULL AND runtime = ?1 AND created_at < ?2 ORDER BY id"
-        ))?
-        .query_map(params![CONTAINER_RUNTIME, before], from_row)?
-        .collect::<rusqlite::Result<_>>()?)
+        ),
+        args![CONTAINER_RUNTIME, before],
+        from_row,
+    )
 }
 
 /// A crew named by id (live or deleted) or by the slug of a live crew.
-pub fn resolve(conn: &Connection, key: &str) -> Result<CrewRow> {
+pub fn resolve(db: &Db<'_>, key: &str) -> Result<CrewRow> {
     let found = match ids::parse(Kind::Crew, key) {
-        Some(id) => by_id(conn, id)?,
-        None => optional(
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE slug = ?1 AND deleted_at IS NULL"))?
-                .query_row([key], from_row),
+        Some(id) => by_id(db, id)?,
+        None => db.query_opt(
+            &format!("SELECT {COLUMNS} FROM crews WHERE slug = ?1 AND deleted_at IS NULL"),
+            args![key],
+            from_row,
         )?,
     };
     found.ok_or_else(|| DomainError::not_found("crew", key))
@@ -107,44 +108,46 @@ pub fn resolve(conn: &Connection, key: &str) -> Result<CrewRow> {
 
 /// Like `resolve`, for filters over history: a slug may also name the most
 /// recently deleted crew that had it.
-pub fn resolve_any(conn: &Connection, key: &str) -> Result<CrewRow> {
-    match resolve(conn, key) {
-        Err(DomainError::NotFound { .. }) if ids::parse(Kind::Crew, key).is_none() => optional(
-            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM crews WHERE slug = ?1 ORDER BY id DESC LIMIT 1"))?
-                .query_row([key], from_row),
-        )?
-        .ok_or_else(|| DomainError::not_found("crew", key)),
+pub fn resolve_any(db: &Db<'_>, key: &str) -> Result<CrewRow> {
+    match resolve(db, key) {
+        Err(DomainError::NotFound { .. }) if ids::parse(Kind::Crew, key).is_none() => db
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM crews WHERE slug = ?1 ORDER BY id DESC LIMIT 1"),
+                args![key],
+                from_row,
+            )?
+            .ok_or_else(|| DomainError::not_found("crew", key)),
         other => other,
     }
 }
 
 /// A crew that can take work.
-pub fn resolve_live(conn: &Connection, key: &str) -> Result<CrewRow> {
-    let crew = resolve(conn, key)?;
+pub fn resolve_live(db: &Db<'_>, key: &str) -> Result<CrewRow> {
+    let crew = resolve(db, key)?;
     if !crew.is_live() {
         return Err(DomainError::not_found("crew", key));
     }
     Ok(crew)
 }
 
-fn slug_taken(conn: &Connection, slug: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM crews WHERE slug = ?1 AND deleted_at IS NULL)")?
-        .query_row([slug], |r| r.get(0))?)
+fn slug_taken(db: &Db<'_>, slug: &str) -> Result<bool> {
+    db.query_one("SELECT EXISTS (SELECT 1 FROM crews WHERE slug = ?1 AND deleted_at IS NULL)", args![slug], |r| {
+        r.get(0)
+    })
 }
 
 pub fn insert(tx: &mut Tx<'_>, new: NewCrew) -> Result<CrewRow> {
     if slug_taken(tx, &new.slug)? {
         return Err(DomainError::conflict(format!("a crew with slug {:?} already exists", new.slug)));
     }
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO crews (slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )?
-        .insert(params![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now])?;
-    tx.execute("INSERT INTO crew_counts (crew_id) VALUES (?1)", [id])?;
-    by_id(tx, id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))
+    let id = tx.insert(
+        "INSERT INTO crews (slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "id",
+        args![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now],
+    )?;
+    tx.execute("INSERT INTO crew_counts (crew_id) VALUES (?1)", args![id])?;
+    by_id(tx, id)?.ok_or_else(|| DomainError::vanished("crew"))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -157,7 +160,7 @@ pub struct CrewPatch {
 pub fn update(tx: &mut Tx<'_>, crew: CrewRow, patch: CrewPatch) -> Result<CrewRow> {
     tx.execute(
         "UPDATE crews SET name = ?2, max_concurrent_agents = ?3, image = ?4, updated_at = ?5 WHERE id = ?1",
-        params![
+        args![
             crew.id,
             patch.name.unwrap_or(crew.name),
             patch.max_concurrent_agents.unwrap_or(crew.max_concurrent_agents),
@@ -165,27 +168,27 @@ pub fn update(tx: &mut Tx<'_>, crew: CrewRow, patch: CrewPatch) -> Result<CrewRo
             tx.now
         ],
     )?;
-    by_id(tx, crew.id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))
+    by_id(tx, crew.id)?.ok_or_else(|| DomainError::vanished("crew"))
 }
 
 /// Soft delete: the crew stops taking work; the caller cancels its queue.
 pub fn mark_deleted(tx: &mut Tx<'_>, crew_id: i64) -> Result<()> {
     tx.execute(
         "UPDATE crews SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-        params![crew_id, tx.now],
+        args![crew_id, tx.now],
     )?;
     Ok(())
 }
 
-pub fn list(conn: &Connection, include_deleted: bool, page: PageRequest) -> Result<Page<Crew>> {
-    let rows = conn
-        .prepare_cached(&format!(
+pub fn list(db: &Db<'_>, include_deleted: bool, page: PageRequest) -> Result<Page<Crew>> {
+    let rows = db.query(
+        &format!(
             "SELECT {COLUMNS} FROM crews
              WHERE id > ?1 AND (?2 OR deleted_at IS NULL)
              ORDER BY id LIMIT ?3"
-        ))?
-        .query_map(params![page.after.unwrap_or(0), include_deleted, page.limit + 1], from_row)?
-        .map(|r| r.map(|c| (c.id, c.to_api())))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        ),
+        args![page.after.unwrap_or(0), include_deleted, page.limit + 1],
+        |r| from_row(r).map(|c| (c.id, c.to_api())),
+    )?;
     Ok(page::build(rows, page.limit))
 }

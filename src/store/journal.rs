@@ -1,10 +1,9 @@
 //! The journal: live entries and their archive, read as one history.
 
-use rusqlite::{Connection, Row, params};
-
 use super::Tx;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
+use super::sql::{Db, Row, args};
 use crate::domain::event::{Channel, Event};
 use crate::domain::ids::{self, Kind};
 use crate::domain::types::JournalEntry;
@@ -46,12 +45,11 @@ impl NewEntry {
 
 pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
     let payload = serde_json::to_string(&e.payload)?;
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO journal (ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?
-        .insert(params![
+    let id = tx.insert(
+        "INSERT INTO journal (ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "id",
+        args![
             tx.now,
             e.entry_type,
             e.severity,
@@ -60,7 +58,8 @@ pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
             e.trace_id,
             e.summary,
             payload
-        ])?;
+        ],
+    )?;
     let crew = e.crew.map(|c| c.slug);
     let entry = JournalEntry {
         id: ids::format(Kind::Journal, id),
@@ -88,7 +87,7 @@ pub struct Filter {
     pub until: Option<i64>,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, JournalEntry)> {
+fn from_row(r: &Row<'_>) -> Result<(i64, JournalEntry)> {
     let id: i64 = r.get(0)?;
     let payload: String = r.get(8)?;
     Ok((
@@ -109,7 +108,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, JournalEntry)> {
 }
 
 /// One table's newest matching rows.
-fn query_table(conn: &Connection, table: &str, f: &Filter, page: PageRequest) -> Result<Vec<(i64, JournalEntry)>> {
+fn query_table(db: &Db<'_>, table: &str, f: &Filter, page: PageRequest) -> Result<Vec<(i64, JournalEntry)>> {
     let archived = table == "journal_archive";
     let mut q = Query::new(&format!(
         "SELECT j.id, j.ts, j.entry_type, j.severity, c.slug, a.slug, j.trace_id, j.summary, j.payload, {archived}
@@ -141,13 +140,13 @@ fn query_table(conn: &Connection, table: &str, f: &Filter, page: PageRequest) ->
     if let Some(u) = f.until {
         q.and("j.ts <= ", u);
     }
-    q.fetch(conn, "j.id DESC", page.limit + 1, from_row)
+    q.fetch(db, "j.id DESC", page.limit + 1, from_row)
 }
 
 /// Newest first, live and archived entries together.
-pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<JournalEntry>> {
-    let mut rows = query_table(conn, "journal", f, page)?;
-    rows.extend(query_table(conn, "journal_archive", f, page)?);
+pub fn list(db: &Db<'_>, f: &Filter, page: PageRequest) -> Result<Page<JournalEntry>> {
+    let mut rows = query_table(db, "journal", f, page)?;
+    rows.extend(query_table(db, "journal_archive", f, page)?);
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));
     Ok(page::build(rows, page.limit))
 }
@@ -157,31 +156,28 @@ pub fn list(conn: &Connection, f: &Filter, page: PageRequest) -> Result<Page<Jou
 /// SQLite gives a new row the highest live id plus one, so an empty journal
 /// would hand out ids the archive already holds.
 pub fn archive_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
-    let moved: Vec<i64> = tx
-        .prepare_cached(
-            "INSERT INTO journal_archive
-                 (id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, archived_at)
-             SELECT id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, ?3
-             FROM journal WHERE ts < ?1 AND id < (SELECT MAX(id) FROM journal) ORDER BY ts LIMIT ?2
-             RETURNING id",
-        )?
-        .query_map(params![cutoff, batch as i64, tx.now], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut delete = tx.prepare_cached("DELETE FROM journal WHERE id = ?1")?;
+    let moved: Vec<i64> = tx.query(
+        "INSERT INTO journal_archive
+             (id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, archived_at)
+         SELECT id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, ?3
+         FROM journal WHERE ts < ?1 AND id < (SELECT MAX(id) FROM journal) ORDER BY ts LIMIT ?2
+         RETURNING id",
+        args![cutoff, batch as i64, tx.now],
+        |r| r.get(0),
+    )?;
     for id in &moved {
-        delete.execute([id])?;
+        tx.execute("DELETE FROM journal WHERE id = ?1", args![id])?;
     }
     Ok(moved.len())
 }
 
 /// Deletes up to `batch` archived entries older than `cutoff`.
 pub fn prune_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
-    Ok(tx
-        .prepare_cached(
-            "DELETE FROM journal_archive WHERE id IN
-                 (SELECT id FROM journal_archive WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
-        )?
-        .execute(params![cutoff, batch as i64])?)
+    tx.execute(
+        "DELETE FROM journal_archive WHERE id IN
+             (SELECT id FROM journal_archive WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
+        args![cutoff, batch as i64],
+    )
 }
 
 pub fn check_severity(s: &str) -> Result<&'static str> {

@@ -1,8 +1,7 @@
 //! The paymaster's cost ledger and its per-provider running totals.
 
-use rusqlite::{Connection, params};
-
-use super::{Tx, counters, optional};
+use super::sql::{Db, args};
+use super::{Tx, counters};
 use crate::domain::ids::{self, Kind};
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::{LlmCallRecorded, SpendRow};
@@ -30,13 +29,12 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
         counters::LlmDelta { cost_nanos: call.cost_nanos, tokens: call.tokens },
     )?;
     let t = call.tokens;
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO llm_calls (ts, provider, series, model, input_tokens, output_tokens, cached_input_tokens,
-                 cache_creation_tokens, cost_nanos, billing_mode, priced, crew_id, agent_id, run_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )?
-        .insert(params![
+    let id = tx.insert(
+        "INSERT INTO llm_calls (ts, provider, series, model, input_tokens, output_tokens, cached_input_tokens,
+             cache_creation_tokens, cost_nanos, billing_mode, priced, crew_id, agent_id, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        "id",
+        args![
             tx.now,
             call.provider,
             series,
@@ -51,7 +49,8 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
             call.crew_id,
             call.agent_id,
             call.run_id
-        ])?;
+        ],
+    )?;
     Ok(LlmCallRecorded {
         id: ids::format(Kind::LlmCall, id),
         provider: call.provider,
@@ -61,8 +60,8 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
     })
 }
 
-pub fn run_exists(conn: &Connection, run_id: &str) -> Result<bool> {
-    Ok(optional(conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?.query_row([run_id], |_| Ok(())))?.is_some())
+pub fn run_exists(db: &Db<'_>, run_id: &str) -> Result<bool> {
+    Ok(db.query_opt("SELECT 1 FROM runs WHERE id = ?1", args![run_id], |_| Ok(()))?.is_some())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +94,7 @@ impl GroupBy {
 }
 
 /// Spend over `[since, until]`, most expensive first.
-pub fn spend(conn: &Connection, group_by: GroupBy, since: Option<i64>, until: Option<i64>) -> Result<Vec<SpendRow>> {
+pub fn spend(db: &Db<'_>, group_by: GroupBy, since: Option<i64>, until: Option<i64>) -> Result<Vec<SpendRow>> {
     let sql = format!(
         "SELECT {key}, COUNT(*), CAST(SUM(l.cost_nanos) AS BIGINT), CAST(SUM(l.input_tokens) AS BIGINT),
                 CAST(SUM(l.output_tokens) AS BIGINT)
@@ -104,18 +103,15 @@ pub fn spend(conn: &Connection, group_by: GroupBy, since: Option<i64>, until: Op
          GROUP BY {key} ORDER BY 3 DESC, 1",
         key = group_by.key_sql()
     );
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_map(params![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)], |r| {
-            Ok(SpendRow {
-                key: r.get(0)?,
-                calls: r.get(1)?,
-                cost_usd: pricing::nanos_to_usd(r.get(2)?),
-                input_tokens: r.get(3)?,
-                output_tokens: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
+    db.query(&sql, args![since.unwrap_or(i64::MIN), until.unwrap_or(i64::MAX)], |r| {
+        Ok(SpendRow {
+            key: r.get(0)?,
+            calls: r.get(1)?,
+            cost_usd: pricing::nanos_to_usd(r.get(2)?),
+            input_tokens: r.get(3)?,
+            output_tokens: r.get(4)?,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -145,16 +141,16 @@ mod tests {
         store.write(|tx| record(tx, call(1))).await.unwrap();
         // As if the series had taken in nearly all it may.
         let near = pricing::SERIES_TOTAL_MAX - 5;
-        store.with_writer(move |c| Ok(c.execute("UPDATE llm_series SET input_tokens = ?1", [near])?)).await.unwrap();
+        store.exclusive(move |db| db.execute("UPDATE llm_series SET input_tokens = ?1", args![near])).await.unwrap();
         let refused = store.write(|tx| record(tx, call(6))).await.unwrap_err();
         assert!(matches!(refused, DomainError::Invalid(ref m) if m.contains("bound")), "{refused}");
         // Exactly at the bound still fits.
         store.write(|tx| record(tx, call(5))).await.unwrap();
         let (calls, series) = store
-            .read(|c| {
-                let calls: i64 = c.query_row("SELECT COUNT(*) FROM llm_calls", [], |r| r.get(0))?;
-                let series = c.query_row("SELECT calls, input_tokens FROM llm_series", [], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            .read(|db| {
+                let calls: i64 = db.query_one("SELECT COUNT(*) FROM llm_calls", args![], |r| r.get(0))?;
+                let series = db.query_one("SELECT calls, input_tokens FROM llm_series", args![], |r| {
+                    Ok((r.get::<i64>(0)?, r.get::<i64>(1)?))
                 })?;
                 Ok((calls, series))
             })

@@ -1,8 +1,8 @@
-//! The only code that speaks SQL. One writer thread owns the only write
-//! connection (SQLite admits one writer at a time, so writers queue here
-//! instead of on SQLITE_BUSY) and commits in groups; a small pool of WAL
-//! readers serves reads on the blocking pool. Nothing runs on the async
-//! runtime's threads.
+//! The only code that speaks SQL. Table modules (`crews`, `assignments`,
+//! …) hold the rules of what each change writes, which counters move and
+//! what is journaled and published; they run their statements through
+//! `sql::Db`, and a backend (`sqlite`) runs those. No database type leaves
+//! this module.
 //!
 //! `Store::write` runs a closure atomically (its own savepoint in a group
 //! transaction); it returns, and the closure's events are published, only
@@ -21,44 +21,27 @@ pub mod query;
 pub mod recount;
 pub mod runs;
 pub mod snapshot;
-mod writer;
+pub mod sql;
+pub mod sqlite;
+mod tx;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 
 use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
-pub use writer::Tx;
-use writer::{Job, Writer};
+use crate::sync::lock;
+pub use sql::Db;
+use sqlite::Sqlite;
+pub use tx::Tx;
 
-const READERS: usize = 4;
-/// Prepared statements kept per connection: more than the store uses, so
-/// none is ever evicted and prepared again on a hot path.
-const STATEMENT_CACHE: usize = 256;
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a full disk reads as, until the store names its directory.
-const DISK_FULL: &str = "the disk holding the database is full";
 /// Free bytes below which the data directory counts as full.
 const MIN_FREE_BYTES: u64 = 1024 * 1024;
 /// How long one readiness probe's answer is reused.
 const PROBE_REUSE: Duration = Duration::from_secs(1);
-
-impl From<rusqlite::Error> for DomainError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseCorrupt, DatabaseLocked, DiskFull, NotADatabase};
-        match e.sqlite_error_code() {
-            Some(DatabaseBusy | DatabaseLocked) => DomainError::Unavailable(e.to_string()),
-            Some(DiskFull) => DomainError::Unavailable(DISK_FULL.into()),
-            Some(DatabaseCorrupt | NotADatabase) => DomainError::Unavailable(format!("the database is corrupt: {e}")),
-            _ => DomainError::internal(e),
-        }
-    }
-}
 
 impl From<serde_json::Error> for DomainError {
     fn from(e: serde_json::Error) -> Self {
@@ -66,7 +49,7 @@ impl From<serde_json::Error> for DomainError {
     }
 }
 
-/// SQLite's durability (`synchronous`).
+/// The database's durability: SQLite's `synchronous`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
     /// An acknowledged write is on disk (an fsync at every commit).
@@ -85,7 +68,8 @@ pub struct Options {
     /// Time budget of the start-up integrity check (zero: none).
     pub check_time: Duration,
     /// False only for the benchmark that measures what counter maintenance
-    /// costs: the metrics of such a store are wrong.
+    /// costs: the metrics of such a store are wrong. Only `counters` reads
+    /// it.
     pub maintain_counters: bool,
 }
 
@@ -101,11 +85,8 @@ impl Default for Options {
 }
 
 struct Inner {
-    writer: mpsc::Sender<Job>,
-    readers: Mutex<Vec<Connection>>,
-    reader_slots: Semaphore,
+    backend: Arc<Sqlite>,
     events: broadcast::Sender<Arc<Event>>,
-    path: PathBuf,
     /// Set once the database was found corrupt: not ready until restarted
     /// (when the start-up check refuses it).
     corrupt: Mutex<Option<String>>,
@@ -118,68 +99,21 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // FULL: a commit is on disk before it is acknowledged, so a power loss
-    // loses nothing acknowledged; group commit pays the fsync once per
-    // group. NORMAL in WAL mode survives a crash of the process, not of the
-    // machine: the newest commits may roll back.
-    let sync = match sync {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = {sync};
-         PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;"
-    ))?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(())
-}
-
-/// `PRAGMA quick_check` on a connection of its own (so no page it reads
-/// stays cached in the store's), within `budget`: a corrupt database is
-/// refused with what SQLite found; a check that runs out of time is only
-/// reported.
-fn check_integrity(path: &Path, budget: Duration) -> Result<()> {
-    if budget.is_zero() {
-        return Ok(());
-    }
-    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let deadline = Instant::now() + budget;
-    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
-    let found: rusqlite::Result<Vec<String>> =
-        conn.prepare("PRAGMA quick_check(20)").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
-    let corrupt = |found: String| {
-        DomainError::invalid(format!("the database {} is corrupt ({found}); restore it from a backup", path.display()))
-    };
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
-    match found {
-        Ok(lines) if lines == ["ok"] => Ok(()),
-        Ok(lines) => Err(corrupt(lines.join("; "))),
-        Err(e) if matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase)) => Err(corrupt(e.to_string())),
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
-            tracing::warn!(db = %path.display(), ?budget, "the start-up integrity check ran out of time; skipped the rest");
-            Ok(())
-        }
-        Err(e) => Err(DomainError::invalid(format!(
-            "the database {} cannot be checked ({e}); restore it from a backup",
-            path.display()
-        ))),
-    }
-}
-
 /// Free bytes on the file system holding `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs only writes into the struct passed; the path is
+    // NUL-terminated.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs writes into the struct passed; the path is NUL-terminated.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
     Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+fn typed<T: 'static>(value: Box<dyn std::any::Any + Send>) -> Result<T> {
+    value.downcast::<T>().map(|v| *v).map_err(|_| DomainError::internal("the store returned another type"))
 }
 
 impl Store {
@@ -187,52 +121,18 @@ impl Store {
     /// schema up to date. Refuses a corrupt database, and one migrated by a
     /// newer crewshipd.
     pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DomainError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        if path.exists() {
-            check_integrity(path, options.check_time)?;
-        }
-        let mut writer = Connection::open(path)?;
-        configure(&writer, options.sync)?;
-        migrations::apply(&mut writer)?;
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-            )?;
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            readers.push(conn);
-        }
-        let (jobs, queue) = mpsc::channel(options.write_queue);
-        let thread = Writer {
-            conn: writer,
-            events: events.clone(),
-            counting: options.maintain_counters,
-            folded: Default::default(),
-        };
-        std::thread::Builder::new()
-            .name("crewship-writer".into())
-            .spawn(move || thread.run(queue))
-            .map_err(|e| DomainError::internal(format!("cannot start the writer thread: {e}")))?;
+        let backend = Arc::new(Sqlite::open(path, events.clone(), options)?);
         Ok(Store {
-            inner: Arc::new(Inner {
-                writer: jobs,
-                readers: Mutex::new(readers),
-                reader_slots: Semaphore::new(READERS),
-                events,
-                path: path.to_path_buf(),
-                corrupt: Mutex::new(None),
-                probe: tokio::sync::Mutex::new(None),
-            }),
+            inner: Arc::new(Inner { backend, events, corrupt: Mutex::new(None), probe: tokio::sync::Mutex::new(None) }),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.backend.path()
+    }
+
+    fn dir(&self) -> &Path {
+        self.path().parent().unwrap_or(self.path())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -252,37 +152,49 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Write(Box::new(move |tx| f(tx).map(|v| Box::new(v) as _)), reply);
-        self.submit(job, answer).await
+        let value = self.inner.backend.write(Box::new(move |tx| f(tx).map(|v| Box::new(v) as _))).await;
+        typed(value.map_err(|e| self.explain(e))?)
     }
 
-    async fn submit<T: 'static>(
-        &self,
-        job: Job,
-        answer: oneshot::Receiver<Result<Box<dyn std::any::Any + Send>>>,
-    ) -> Result<T> {
-        let gone = || DomainError::Unavailable("the store's writer has stopped".into());
-        self.inner.writer.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                DomainError::Unavailable("too many writes are waiting for the database; retry shortly".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => gone(),
-        })?;
-        let value = answer.await.map_err(|_| gone())?.map_err(|e| self.explain(e))?;
-        value.downcast::<T>().map(|v| *v).map_err(|_| DomainError::internal("writer returned another type"))
+    /// Runs `f` alone, in a transaction of its own, between write groups
+    /// (the start-up recount, maintenance).
+    pub async fn exclusive<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
+    {
+        let value = self.inner.backend.exclusive(Box::new(move |db| f(db).map(|v| Box::new(v) as _))).await;
+        typed(value.map_err(|e| self.explain(e))?)
+    }
+
+    /// Runs `f` on a read connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
+    {
+        self.inner.backend.read(false, f).await.map_err(|e| self.explain(e))
+    }
+
+    /// Runs `f` in one read transaction: everything it reads describes the
+    /// same moment.
+    pub async fn snapshot<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
+    {
+        self.inner.backend.read(true, f).await.map_err(|e| self.explain(e))
     }
 
     /// Names the data directory in a full-disk error, and remembers a
     /// corrupt database for `/readyz`.
     fn explain(&self, e: DomainError) -> DomainError {
         match &e {
-            DomainError::Unavailable(m) if m == DISK_FULL => {
-                let dir = self.inner.path.parent().unwrap_or(&self.inner.path);
-                DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display()))
+            DomainError::Unavailable(m) if m == sqlite::DISK_FULL => {
+                DomainError::Unavailable(format!("no space left on the disk holding {}", self.dir().display()))
             }
-            DomainError::Unavailable(m) if m.starts_with("the database is corrupt") => {
-                *self.inner.corrupt.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+            DomainError::Unavailable(m) if m.starts_with(sqlite::CORRUPT) => {
+                *lock(&self.inner.corrupt) = Some(m.clone());
                 e
             }
             _ => e,
@@ -292,12 +204,14 @@ impl Store {
     /// Whether the store can serve: not found corrupt, room on its disk,
     /// and a write that commits (probed at most once per `PROBE_REUSE`).
     pub async fn ready(&self) -> Result<()> {
-        if let Some(reason) = self.inner.corrupt.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(reason) = lock(&self.inner.corrupt).clone() {
             return Err(DomainError::Unavailable(reason));
         }
-        let dir = self.inner.path.parent().unwrap_or(&self.inner.path);
-        if free_bytes(dir).is_some_and(|free| free < MIN_FREE_BYTES) {
-            return Err(DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display())));
+        if free_bytes(self.dir()).is_some_and(|free| free < MIN_FREE_BYTES) {
+            return Err(DomainError::Unavailable(format!(
+                "no space left on the disk holding {}",
+                self.dir().display()
+            )));
         }
         let mut probe = self.inner.probe.lock().await;
         if let Some((at, result)) = probe.as_ref()
@@ -307,73 +221,21 @@ impl Store {
         }
         let result = self
             .write(|tx| {
-                tx.prepare_cached(
+                tx.execute(
                     "INSERT INTO readiness_probe (id, probed_at) VALUES (1, ?1)
                      ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
-                )?
-                .execute([time::now_ms()])?;
-                Ok(())
+                    sql::args![time::now_ms()],
+                )
+                .map(drop)
             })
             .await;
         *probe = Some((Instant::now(), result.clone()));
         result
     }
 
-    /// Runs `f` on a read connection (a consistent WAL snapshot if `f`
-    /// opens a transaction).
-    pub async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let _permit =
-            self.inner.reader_slots.acquire().await.map_err(|_| DomainError::Unavailable("store closed".into()))?;
-        let conn = self
-            .inner
-            .readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .ok_or_else(|| DomainError::internal("reader pool empty"))?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = f(&conn);
-            inner.readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
-            result
-        })
-        .await
-        .map_err(|e| DomainError::internal(format!("read task: {e}")))?
-        .map_err(|e| self.explain(e))
-    }
-
-    /// Runs `f` with the writer connection outside any transaction, for
-    /// maintenance that manages its own transactions (recount, checkpoint).
-    pub async fn with_writer<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Raw(Box::new(move |conn| f(conn).map(|v| Box::new(v) as _)), reply);
-        self.submit(job, answer).await
-    }
-
     /// Flushes the WAL into the main file; called at shutdown.
     pub async fn checkpoint(&self) -> Result<()> {
-        self.with_writer(|conn| {
-            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
-            Ok(())
-        })
-        .await
-    }
-}
-
-/// Reads an optional row.
-pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-        Err(e) => Err(e.into()),
+        self.inner.backend.checkpoint().await
     }
 }
 
@@ -393,14 +255,7 @@ mod tests {
 
     /// The journal's summaries, in id order.
     async fn summaries(store: &Store) -> Vec<String> {
-        store
-            .read(|c| {
-                Ok(c.prepare("SELECT summary FROM journal ORDER BY id")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?)
-            })
-            .await
-            .unwrap()
+        store.read(|db| db.query("SELECT summary FROM journal ORDER BY id", sql::args![], |r| r.get(0))).await.unwrap()
     }
 
     #[tokio::test]
@@ -465,7 +320,7 @@ mod tests {
         let (_dir, store) = open();
         store.write(|tx| note(tx, "before")).await.unwrap();
         let n: i64 = store
-            .with_writer(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM journal", [], |r| r.get(0))?))
+            .exclusive(|db| db.query_one("SELECT COUNT(*) FROM journal", sql::args![], |r| r.get(0)))
             .await
             .unwrap();
         assert_eq!(n, 1);

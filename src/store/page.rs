@@ -1,10 +1,8 @@
-//! Keyset pagination: `?limit=&cursor=`, cursors opaque to clients.
+//! Keyset pagination: a page is the rows after a key, in the listing's
+//! order, and tells the key to continue after. (The opaque cursor clients
+//! see is the API's business.)
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-use crate::domain::{DomainError, Result};
-
+/// Rows per page unless asked otherwise, and at most.
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
@@ -15,38 +13,11 @@ pub struct PageRequest {
     pub after: Option<i64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-impl PageRequest {
-    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<PageRequest> {
-        let limit = match limit {
-            None => DEFAULT_LIMIT,
-            Some(s) => match s.parse::<i64>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(DomainError::invalid(format!("limit must be a whole number from 1 to {MAX_LIMIT}")));
-                }
-            },
-        };
-        let after = match cursor.filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) => Some(decode(c).ok_or_else(|| DomainError::invalid("cursor is not one this server issued"))?),
-        };
-        Ok(PageRequest { limit, after })
-    }
-}
-
-fn decode(cursor: &str) -> Option<i64> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok()?.strip_prefix("v1:")?.parse().ok()
-}
-
-pub fn encode(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{id}"))
+    /// The key to continue after, when there is more.
+    pub next: Option<i64>,
 }
 
 /// Builds a page from `limit + 1` fetched rows: the extra row only tells
@@ -54,8 +25,8 @@ pub fn encode(id: i64) -> String {
 pub fn build<T>(mut rows: Vec<(i64, T)>, limit: i64) -> Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|(id, _)| encode(*id)) } else { None };
-    Page { items: rows.into_iter().map(|(_, t)| t).collect(), next_cursor }
+    let next = if more { rows.last().map(|(id, _)| *id) } else { None };
+    Page { items: rows.into_iter().map(|(_, t)| t).collect(), next }
 }
 
 #[cfg(test)]
@@ -63,15 +34,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursor_round_trip_and_limits() {
-        let p = PageRequest::parse(Some("10"), Some(&encode(42))).unwrap();
-        assert_eq!((p.limit, p.after), (10, Some(42)));
-        assert!(PageRequest::parse(Some("0"), None).is_err());
-        assert!(PageRequest::parse(Some("501"), None).is_err());
-        assert!(PageRequest::parse(None, Some("garbage!")).is_err());
+    fn a_page_knows_whether_there_is_more() {
         let page = build(vec![(3, 'a'), (2, 'b'), (1, 'c')], 2);
         assert_eq!(page.items, vec!['a', 'b']);
-        assert_eq!(page.next_cursor, Some(encode(2)));
-        assert_eq!(build(vec![(1, 'a')], 2).next_cursor, None);
+        assert_eq!(page.next, Some(2));
+        assert_eq!(build(vec![(1, 'a')], 2).next, None);
     }
 }

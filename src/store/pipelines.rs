@@ -2,13 +2,13 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::journal::{self, NewEntry};
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
-use super::{Tx, counters, optional};
+use super::sql::{Db, Row, args};
+use super::{Tx, counters};
 use crate::domain::event::{Channel, Event};
 use crate::domain::ids::{self, Kind};
 use crate::domain::status::{PipelineRunStatus, StepStatus};
@@ -39,15 +39,13 @@ pub struct PipelineRow {
 
 const PIPELINE_COLUMNS: &str = "id, slug, name, max_concurrent_runs, steps, created_at, deleted_at";
 
-fn pipeline_from_row(r: &Row<'_>) -> rusqlite::Result<PipelineRow> {
-    let steps: String = r.get(4)?;
+fn pipeline_from_row(r: &Row<'_>) -> Result<PipelineRow> {
     Ok(PipelineRow {
         id: r.get(0)?,
         slug: r.get(1)?,
         name: r.get(2)?,
         max_concurrent_runs: r.get(3)?,
-        steps: serde_json::from_str(&steps)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?,
+        steps: r.json(4)?,
         created_at: r.get(5)?,
         deleted_at: r.get(6)?,
     })
@@ -76,22 +74,18 @@ impl PipelineRow {
     }
 }
 
-pub fn pipeline_by_id(conn: &Connection, id: i64) -> Result<Option<PipelineRow>> {
-    optional(
-        conn.prepare_cached(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1"))?
-            .query_row([id], pipeline_from_row),
-    )
+pub fn pipeline_by_id(db: &Db<'_>, id: i64) -> Result<Option<PipelineRow>> {
+    db.query_opt(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE id = ?1"), args![id], pipeline_from_row)
 }
 
 /// A live pipeline by slug or id.
-pub fn resolve(conn: &Connection, key: &str) -> Result<PipelineRow> {
+pub fn resolve(db: &Db<'_>, key: &str) -> Result<PipelineRow> {
     let found = match ids::parse(Kind::Pipeline, key) {
-        Some(id) => pipeline_by_id(conn, id)?.filter(|p| p.deleted_at.is_none()),
-        None => optional(
-            conn.prepare_cached(&format!(
-                "SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL"
-            ))?
-            .query_row([key], pipeline_from_row),
+        Some(id) => pipeline_by_id(db, id)?.filter(|p| p.deleted_at.is_none()),
+        None => db.query_opt(
+            &format!("SELECT {PIPELINE_COLUMNS} FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL"),
+            args![key],
+            pipeline_from_row,
         )?,
     };
     found.ok_or_else(|| DomainError::not_found("pipeline", key))
@@ -105,33 +99,34 @@ pub struct NewPipeline {
 }
 
 pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
-    let taken: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)")?
-        .query_row([&new.slug], |r| r.get(0))?;
+    let taken: bool = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)",
+        args![new.slug],
+        |r| r.get(0),
+    )?;
     if taken {
         return Err(DomainError::conflict(format!("a pipeline with slug {:?} already exists", new.slug)));
     }
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .insert(params![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now])?;
-    pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::Internal("pipeline vanished".into()))
+    let id = tx.insert(
+        "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "id",
+        args![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now],
+    )?;
+    pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline"))
 }
 
 pub fn mark_deleted(tx: &mut Tx<'_>, id: i64) -> Result<()> {
-    tx.execute("UPDATE pipelines SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, tx.now])?;
+    tx.execute("UPDATE pipelines SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", args![id, tx.now])?;
     Ok(())
 }
 
-pub fn list(conn: &Connection, page: PageRequest) -> Result<Page<Pipeline>> {
+pub fn list(db: &Db<'_>, page: PageRequest) -> Result<Page<Pipeline>> {
     let mut q = Query::new(&format!("SELECT {PIPELINE_COLUMNS} FROM pipelines"));
-    q.and("deleted_at IS ", rusqlite::types::Value::Null);
+    q.and_sql("deleted_at IS NULL");
     if let Some(after) = page.after {
         q.and("id > ", after);
     }
-    let rows = q.fetch(conn, "id", page.limit + 1, |r| pipeline_from_row(r).map(|p| (p.id, p.to_api())))?;
+    let rows = q.fetch(db, "id", page.limit + 1, |r| pipeline_from_row(r).map(|p| (p.id, p.to_api())))?;
     Ok(page::build(rows, page.limit))
 }
 
@@ -150,7 +145,7 @@ pub struct StepRow {
 }
 
 #[derive(Debug, Clone)]
-pub struct RunRow {
+pub struct PipelineRunRow {
     pub id: i64,
     pub pipeline_id: i64,
     pub pipeline: String,
@@ -168,10 +163,10 @@ const RUN_SELECT: &str = "SELECT r.id, r.pipeline_id, p.slug, r.status, r.inputs
         r.started_at, r.finished_at, r.reason
      FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id";
 
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+fn run_from_row(r: &Row<'_>) -> Result<PipelineRunRow> {
     let status: String = r.get(3)?;
     let inputs: String = r.get(4)?;
-    Ok(RunRow {
+    Ok(PipelineRunRow {
         id: r.get(0)?,
         pipeline_id: r.get(1)?,
         pipeline: r.get(2)?,
@@ -186,14 +181,13 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
-fn load_steps(conn: &Connection, run: &mut RunRow) -> Result<()> {
-    run.steps = conn
-        .prepare_cached(
-            "SELECT s.idx, s.step_id, s.crew_id, c.slug, s.agent_id, a.slug, s.task, s.status, s.assignment_id, s.output
-             FROM pipeline_run_steps s JOIN crews c ON c.id = s.crew_id JOIN agents a ON a.id = s.agent_id
-             WHERE s.pipeline_run_id = ?1 ORDER BY s.idx",
-        )?
-        .query_map([run.id], |r| {
+fn load_steps(db: &Db<'_>, run: &mut PipelineRunRow) -> Result<()> {
+    run.steps = db.query(
+        "SELECT s.idx, s.step_id, s.crew_id, c.slug, s.agent_id, a.slug, s.task, s.status, s.assignment_id, s.output
+         FROM pipeline_run_steps s JOIN crews c ON c.id = s.crew_id JOIN agents a ON a.id = s.agent_id
+         WHERE s.pipeline_run_id = ?1 ORDER BY s.idx",
+        args![run.id],
+        |r| {
             let status: String = r.get(7)?;
             Ok(StepRow {
                 idx: r.get(0)?,
@@ -207,12 +201,12 @@ fn load_steps(conn: &Connection, run: &mut RunRow) -> Result<()> {
                 assignment_id: r.get(8)?,
                 output: r.get(9)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     Ok(())
 }
 
-impl RunRow {
+impl PipelineRunRow {
     pub fn public_id(&self) -> String {
         ids::format(Kind::PipelineRun, self.id)
     }
@@ -272,29 +266,31 @@ impl RunRow {
     }
 }
 
-pub fn run_by_id(conn: &Connection, id: i64) -> Result<Option<RunRow>> {
-    let run = optional(conn.prepare_cached(&format!("{RUN_SELECT} WHERE r.id = ?1"))?.query_row([id], run_from_row))?;
+pub fn run_by_id(db: &Db<'_>, id: i64) -> Result<Option<PipelineRunRow>> {
+    let run = db.query_opt(&format!("{RUN_SELECT} WHERE r.id = ?1"), args![id], run_from_row)?;
     match run {
         Some(mut run) => {
-            load_steps(conn, &mut run)?;
+            load_steps(db, &mut run)?;
             Ok(Some(run))
         }
         None => Ok(None),
     }
 }
 
-pub fn get_run(conn: &Connection, key: &str) -> Result<RunRow> {
+pub fn get_run(db: &Db<'_>, key: &str) -> Result<PipelineRunRow> {
     ids::parse(Kind::PipelineRun, key)
-        .map(|id| run_by_id(conn, id))
+        .map(|id| run_by_id(db, id))
         .transpose()?
         .flatten()
         .ok_or_else(|| DomainError::not_found("pipeline run", key))
 }
 
-pub fn running_count(conn: &Connection, pipeline_id: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'running'")?
-        .query_row([pipeline_id], |r| r.get(0))?)
+pub fn running_count(db: &Db<'_>, pipeline_id: i64) -> Result<i64> {
+    db.query_one(
+        "SELECT COUNT(*) FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'running'",
+        args![pipeline_id],
+        |r| r.get(0),
+    )
 }
 
 /// Creates a run from its steps' tasks as rendered with its inputs (by the
@@ -307,7 +303,7 @@ pub fn create_run(
     inputs: serde_json::Map<String, serde_json::Value>,
     dry_run: bool,
     rendered: Vec<String>,
-) -> Result<RunRow> {
+) -> Result<PipelineRunRow> {
     if rendered.len() != pipeline.steps.len() {
         return Err(DomainError::internal("a pipeline run needs one rendered task per step"));
     }
@@ -320,66 +316,54 @@ pub fn create_run(
     };
     let started = (status == PipelineRunStatus::Running).then_some(tx.now);
     let finished = dry_run.then_some(tx.now);
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO pipeline_runs (pipeline_id, status, inputs, dry_run, created_at, started_at, finished_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .insert(params![
-            pipeline.id,
-            status.as_str(),
-            serde_json::to_string(&inputs)?,
-            dry_run,
-            tx.now,
-            started,
-            finished
-        ])?;
+    let id = tx.insert(
+        "INSERT INTO pipeline_runs (pipeline_id, status, inputs, dry_run, created_at, started_at, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "id",
+        args![pipeline.id, status.as_str(), serde_json::to_string(&inputs)?, dry_run, tx.now, started, finished],
+    )?;
     let step_status = if dry_run { StepStatus::Skipped } else { StepStatus::Pending };
     for (idx, (step, task)) in pipeline.steps.iter().zip(rendered).enumerate() {
-        tx.prepare_cached(
+        tx.execute(
             "INSERT INTO pipeline_run_steps (pipeline_run_id, idx, step_id, crew_id, agent_id, task, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            id,
-            idx as i64,
-            step.id,
-            step.crew_id,
-            step.agent_id,
-            dry_run.then_some(task),
-            step_status.as_str()
-        ])?;
+            args![id, idx as i64, step.id, step.crew_id, step.agent_id, dry_run.then_some(task), step_status.as_str()],
+        )?;
     }
     counters::pipeline_run_moved(tx, None, status)?;
-    let run = run_by_id(tx, id)?.ok_or_else(|| DomainError::Internal("pipeline run vanished".into()))?;
+    let run = run_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline run"))?;
     run.publish(tx, "info")?;
     Ok(run)
 }
 
 /// Moves a pipeline run to `to` (with a reason for failures, cancels and
 /// interruptions).
-pub fn move_run(tx: &mut Tx<'_>, run: RunRow, to: PipelineRunStatus, reason: Option<String>) -> Result<RunRow> {
+pub fn move_run(
+    tx: &mut Tx<'_>,
+    run: PipelineRunRow,
+    to: PipelineRunStatus,
+    reason: Option<String>,
+) -> Result<PipelineRunRow> {
     run.status.check_transition(to)?;
     let started = if to == PipelineRunStatus::Running { Some(tx.now) } else { run.started_at };
     let finished = to.is_terminal().then_some(tx.now);
-    let changed = tx
-        .prepare_cached(
-            "UPDATE pipeline_runs SET status = ?3, started_at = ?4, finished_at = ?5, reason = COALESCE(?6, reason)
-             WHERE id = ?1 AND status = ?2",
-        )?
-        .execute(params![run.id, run.status.as_str(), to.as_str(), started, finished, reason])?;
+    let changed = tx.execute(
+        "UPDATE pipeline_runs SET status = ?3, started_at = ?4, finished_at = ?5, reason = COALESCE(?6, reason)
+         WHERE id = ?1 AND status = ?2",
+        args![run.id, run.status.as_str(), to.as_str(), started, finished, reason],
+    )?;
     if changed != 1 {
         return Err(DomainError::conflict(format!("pipeline run {} changed concurrently", run.public_id())));
     }
     counters::pipeline_run_moved(tx, Some(run.status), to)?;
     if to.is_terminal() {
         // Steps that never ran will not run now.
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE pipeline_run_steps SET status = 'skipped' WHERE pipeline_run_id = ?1 AND status = 'pending'",
-        )?
-        .execute([run.id])?;
+            args![run.id],
+        )?;
     }
-    let next = run_by_id(tx, run.id)?.ok_or_else(|| DomainError::Internal("pipeline run vanished".into()))?;
+    let next = run_by_id(tx, run.id)?.ok_or_else(|| DomainError::vanished("pipeline run"))?;
     let severity = match to {
         PipelineRunStatus::Failed | PipelineRunStatus::Interrupted => "warning",
         _ => "info",
@@ -398,37 +382,36 @@ pub fn update_step(
     assignment_id: Option<i64>,
     output: Option<&str>,
 ) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "UPDATE pipeline_run_steps
          SET status = ?3, task = COALESCE(?4, task), assignment_id = COALESCE(?5, assignment_id),
              output = COALESCE(?6, output)
          WHERE pipeline_run_id = ?1 AND idx = ?2",
-    )?
-    .execute(params![run_id, idx, status.as_str(), task, assignment_id, output])?;
+        args![run_id, idx, status.as_str(), task, assignment_id, output],
+    )?;
     Ok(())
 }
 
 /// The oldest queued run of a pipeline.
-pub fn next_queued(conn: &Connection, pipeline_id: i64) -> Result<Option<RunRow>> {
-    let id: Option<i64> = optional(
-        conn.prepare_cached(
-            "SELECT id FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
-        )?
-        .query_row([pipeline_id], |r| r.get(0)),
+pub fn next_queued(db: &Db<'_>, pipeline_id: i64) -> Result<Option<PipelineRunRow>> {
+    let id: Option<i64> = db.query_opt(
+        "SELECT id FROM pipeline_runs WHERE pipeline_id = ?1 AND status = 'queued' ORDER BY id LIMIT 1",
+        args![pipeline_id],
+        |r| r.get(0),
     )?;
-    id.map(|id| run_by_id(conn, id)).transpose().map(Option::flatten)
+    id.map(|id| run_by_id(db, id)).transpose().map(Option::flatten)
 }
 
 /// Runs in one of `statuses`, oldest first.
-pub fn runs_in(conn: &Connection, statuses: &[PipelineRunStatus]) -> Result<Vec<RunRow>> {
+pub fn runs_in(db: &Db<'_>, statuses: &[PipelineRunStatus]) -> Result<Vec<PipelineRunRow>> {
     let mut out = Vec::new();
     for status in statuses {
-        let ids: Vec<i64> = conn
-            .prepare_cached("SELECT id FROM pipeline_runs WHERE status = ?1 ORDER BY id")?
-            .query_map([status.as_str()], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<i64> =
+            db.query("SELECT id FROM pipeline_runs WHERE status = ?1 ORDER BY id", args![status.as_str()], |r| {
+                r.get(0)
+            })?;
         for id in ids {
-            out.extend(run_by_id(conn, id)?);
+            out.extend(run_by_id(db, id)?);
         }
     }
     out.sort_by_key(|r| r.id);
@@ -441,7 +424,7 @@ pub struct RunFilter {
     pub pipeline_id: Option<i64>,
 }
 
-pub fn list_runs(conn: &Connection, f: &RunFilter, page: PageRequest) -> Result<Page<PipelineRun>> {
+pub fn list_runs(db: &Db<'_>, f: &RunFilter, page: PageRequest) -> Result<Page<PipelineRun>> {
     let mut q = Query::new(RUN_SELECT);
     if let Some(after) = page.after {
         q.and("r.id < ", after);
@@ -452,9 +435,9 @@ pub fn list_runs(conn: &Connection, f: &RunFilter, page: PageRequest) -> Result<
     if let Some(p) = f.pipeline_id {
         q.and("r.pipeline_id = ", p);
     }
-    let mut rows = q.fetch(conn, "r.id DESC", page.limit + 1, run_from_row)?;
+    let mut rows = q.fetch(db, "r.id DESC", page.limit + 1, run_from_row)?;
     for run in &mut rows {
-        load_steps(conn, run)?;
+        load_steps(db, run)?;
     }
     Ok(page::build(rows.into_iter().map(|r| (r.id, r.to_api())).collect(), page.limit))
 }

@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, params};
-
 use super::counters::{ASSIGNMENTS, PIPELINE_RUNS, QUEUE, QUEUE_CREWS, RUN_EVENTS};
+use super::sql::{Column, Db, Row, args};
 use crate::domain::Result;
 use crate::domain::status::RunStatus;
 
@@ -20,36 +19,36 @@ pub struct Drift {
 
 type Counts = BTreeMap<(String, String), i64>;
 
-fn grouped(conn: &Connection, sql: &str) -> Result<Vec<(String, i64)>> {
-    Ok(conn.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?)
+fn grouped(db: &Db<'_>, sql: &str) -> Result<Vec<(String, i64)>> {
+    db.query(sql, args![], |r| Ok((r.get(0)?, r.get(1)?)))
 }
 
-fn expected_counters(conn: &Connection) -> Result<Counts> {
+fn expected_counters(db: &Db<'_>) -> Result<Counts> {
     let mut out = Counts::new();
-    for (status, n) in grouped(conn, "SELECT status, COUNT(*) FROM assignments GROUP BY status")? {
+    for (status, n) in grouped(db, "SELECT status, COUNT(*) FROM assignments GROUP BY status")? {
         out.insert((ASSIGNMENTS.into(), status), n);
     }
-    for (status, n) in grouped(conn, "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status")? {
+    for (status, n) in grouped(db, "SELECT status, COUNT(*) FROM pipeline_runs GROUP BY status")? {
         out.insert((PIPELINE_RUNS.into(), status), n);
     }
     // Every run has had its `started`; terminal runs one terminal event.
-    for (status, n) in grouped(conn, "SELECT status, COUNT(*) FROM runs GROUP BY status")? {
+    for (status, n) in grouped(db, "SELECT status, COUNT(*) FROM runs GROUP BY status")? {
         *out.entry((RUN_EVENTS.into(), RunStatus::Running.event().into())).or_default() += n;
         if let Some(s) = RunStatus::parse(&status).filter(|s| s.is_terminal()) {
             *out.entry((RUN_EVENTS.into(), s.event().into())).or_default() += n;
         }
     }
     let crews: i64 =
-        conn.query_row("SELECT COUNT(DISTINCT crew_id) FROM assignments WHERE status = 'queued'", [], |r| r.get(0))?;
+        db.query_one("SELECT COUNT(DISTINCT crew_id) FROM assignments WHERE status = 'queued'", args![], |r| r.get(0))?;
     out.insert((QUEUE.into(), QUEUE_CREWS.into()), crews);
     Ok(out)
 }
 
-fn stored_counters(conn: &Connection) -> Result<Counts> {
-    Ok(conn
-        .prepare("SELECT family, label, value FROM counters")?
-        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?)
+fn stored_counters(db: &Db<'_>) -> Result<Counts> {
+    Ok(db
+        .query("SELECT family, label, value FROM counters", args![], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
+        .into_iter()
+        .collect())
 }
 
 /// Keys whose stored and recounted values differ (a missing row counts as
@@ -67,15 +66,11 @@ fn differing<K: Ord + Clone, V: Default + PartialEq + Copy>(
         .collect()
 }
 
-fn keyed<K: rusqlite::types::FromSql + Ord, V>(
-    conn: &Connection,
-    sql: &str,
-    value: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<V>,
-) -> Result<BTreeMap<K, V>> {
-    Ok(conn.prepare(sql)?.query_map([], |r| Ok((r.get(0)?, value(r)?)))?.collect::<rusqlite::Result<_>>()?)
+fn keyed<K: Column + Ord, V>(db: &Db<'_>, sql: &str, value: impl Fn(&Row<'_>) -> Result<V>) -> Result<BTreeMap<K, V>> {
+    Ok(db.query(sql, args![], |r| Ok((r.get(0)?, value(r)?)))?.into_iter().collect())
 }
 
-fn pair(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64)> {
+fn pair(r: &Row<'_>) -> Result<(i64, i64)> {
     Ok((r.get(1)?, r.get(2)?))
 }
 
@@ -83,28 +78,30 @@ fn pair(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64)> {
 const LLM_TOTALS: [&str; 6] =
     ["calls", "cost_nanos", "input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens"];
 
-fn totals(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; 6]> {
+fn totals(r: &Row<'_>) -> Result<[i64; 6]> {
     Ok([r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?])
 }
 
-/// Recounts everything in one transaction; repairs and returns the drift.
-pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+/// Recounts everything; repairs and returns the drift. Runs in one
+/// transaction of its own (`Store::exclusive`), so what it counts holds
+/// still.
+pub fn check_and_repair(tx: &Db<'_>) -> Result<Vec<Drift>> {
     let mut drift = Vec::new();
 
-    for ((family, label), stored, recounted) in differing(&stored_counters(&tx)?, &expected_counters(&tx)?) {
+    for ((family, label), stored, recounted) in differing(&stored_counters(tx)?, &expected_counters(tx)?) {
         drift.push(Drift { counter: format!("{family}/{label}"), stored, recounted });
         tx.execute(
             "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
              ON CONFLICT (family, label) DO UPDATE SET value = excluded.value",
-            params![family, label, recounted],
+            args![family, label, recounted],
         )?;
     }
 
-    let stored = keyed(&tx, "SELECT crew_id, queued, running FROM crew_counts", pair)?;
+    let stored = keyed(tx, "SELECT crew_id, queued, running FROM crew_counts", pair)?;
     let recounted = keyed(
-        &tx,
-        "SELECT crew_id, SUM(status = 'queued'), SUM(status = 'running') FROM assignments
+        tx,
+        "SELECT crew_id, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END)
+         FROM assignments
          WHERE status IN ('queued', 'running') GROUP BY crew_id",
         pair,
     )?;
@@ -114,13 +111,13 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
         tx.execute(
             "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
              ON CONFLICT (crew_id) DO UPDATE SET queued = excluded.queued, running = excluded.running",
-            params![crew, r.0, r.1],
+            args![crew, r.0, r.1],
         )?;
     }
 
-    let stored = keyed(&tx, &format!("SELECT label, {} FROM llm_series", LLM_TOTALS.join(", ")), totals)?;
+    let stored = keyed(tx, &format!("SELECT label, {} FROM llm_series", LLM_TOTALS.join(", ")), totals)?;
     let recounted = keyed(
-        &tx,
+        tx,
         "SELECT series, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT),
              CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT),
              CAST(SUM(cache_creation_tokens) AS BIGINT)
@@ -139,11 +136,10 @@ pub fn check_and_repair(conn: &mut Connection) -> Result<Vec<Drift>> {
                  input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
                  cached_input_tokens = excluded.cached_input_tokens,
                  cache_creation_tokens = excluded.cache_creation_tokens",
-            params![label, r[0], r[1], r[2], r[3], r[4], r[5]],
+            args![label, r[0], r[1], r[2], r[3], r[4], r[5]],
         )?;
     }
     // Rows of several values may differ in some of them only.
     drift.retain(|d| d.stored != d.recounted);
-    tx.commit()?;
     Ok(drift)
 }

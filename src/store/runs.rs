@@ -1,10 +1,9 @@
 //! Runs: one row per execution, named by its trace id. Each run journals
 //! exactly one `run.started` and at most one terminal event.
 
-use rusqlite::{Connection, Row, params};
-
 use super::journal::{self, Named, NewEntry};
-use super::{Tx, counters, optional};
+use super::sql::{Db, Row, args};
+use super::{Tx, counters};
 use crate::domain::event::{Channel, Event};
 use crate::domain::ids::{self, Kind};
 use crate::domain::run_token;
@@ -39,7 +38,7 @@ fn named(id: Option<i64>, slug: Option<String>) -> Option<Named> {
     Some(Named { id: id?, slug: slug? })
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+fn from_row(r: &Row<'_>) -> Result<RunRow> {
     let status: String = r.get(9)?;
     Ok(RunRow {
         pk: r.get(0)?,
@@ -110,12 +109,12 @@ impl RunRow {
     }
 }
 
-pub fn by_id(conn: &Connection, id: &str) -> Result<Option<RunRow>> {
-    optional(conn.prepare_cached(&format!("{SELECT} WHERE r.id = ?1"))?.query_row([id], from_row))
+pub fn by_id(db: &Db<'_>, id: &str) -> Result<Option<RunRow>> {
+    db.query_opt(&format!("{SELECT} WHERE r.id = ?1"), args![id], from_row)
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<RunRow> {
-    by_id(conn, id)?.ok_or_else(|| DomainError::not_found("run", id))
+pub fn get(db: &Db<'_>, id: &str) -> Result<RunRow> {
+    by_id(db, id)?.ok_or_else(|| DomainError::not_found("run", id))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -143,12 +142,11 @@ pub fn start_managed(tx: &mut Tx<'_>, new: NewRun) -> Result<(RunRow, run_token:
 }
 
 fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) -> Result<RunRow> {
-    let pk: i64 = tx
-        .prepare_cached(
-            "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at, token_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
-        )?
-        .insert(params![
+    let pk = tx.insert(
+        "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at, token_hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+        "pk",
+        args![
             id,
             new.crew.as_ref().map(|c| c.id),
             new.agent.as_ref().map(|a| a.id),
@@ -157,7 +155,8 @@ fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) 
             new.managed,
             tx.now,
             token_hash
-        ])?;
+        ],
+    )?;
     let run = RunRow {
         pk,
         id,
@@ -192,12 +191,11 @@ pub fn finish(
     exit_code: Option<i64>,
 ) -> Result<RunRow> {
     run.status.check_transition(status)?;
-    let changed = tx
-        .prepare_cached(
-            "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4, exit_code = ?5
-             WHERE pk = ?1 AND status = 'running'",
-        )?
-        .execute(params![run.pk, status.as_str(), tx.now, error, exit_code])?;
+    let changed = tx.execute(
+        "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4, exit_code = ?5
+         WHERE pk = ?1 AND status = 'running'",
+        args![run.pk, status.as_str(), tx.now, error, exit_code],
+    )?;
     if changed != 1 {
         return Err(DomainError::conflict(format!("run {} is no longer running", run.id)));
     }
@@ -228,34 +226,31 @@ pub fn report(tx: &mut Tx<'_>, id: &str, status: RunStatus, error: Option<String
 /// Records where the processes of a run crewshipd executes are: their
 /// process group and, if any, their cgroup.
 pub fn set_process(tx: &Tx<'_>, pk: i64, pid: u32, cgroup: Option<&str>) -> Result<()> {
-    tx.prepare_cached("UPDATE runs SET pid = ?2, cgroup = ?3 WHERE pk = ?1")?.execute(params![pk, pid, cgroup])?;
+    tx.execute("UPDATE runs SET pid = ?2, cgroup = ?3 WHERE pk = ?1", args![pk, i64::from(pid), cgroup])?;
     Ok(())
 }
 
 /// The run a run token names, with the digest of its secret.
-pub fn with_token_hash(conn: &Connection, id: &str) -> Result<Option<(RunRow, Option<String>)>> {
-    let Some(run) = by_id(conn, id)? else { return Ok(None) };
-    let hash = conn.prepare_cached("SELECT token_hash FROM runs WHERE pk = ?1")?.query_row([run.pk], |r| r.get(0))?;
+pub fn with_token_hash(db: &Db<'_>, id: &str) -> Result<Option<(RunRow, Option<String>)>> {
+    let Some(run) = by_id(db, id)? else { return Ok(None) };
+    let hash = db.query_one("SELECT token_hash FROM runs WHERE pk = ?1", args![run.pk], |r| r.get(0))?;
     Ok(Some((run, hash)))
 }
 
 pub fn save_output(tx: &Tx<'_>, pk: i64, output: &str) -> Result<()> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO run_outputs (run_pk, output) VALUES (?1, ?2)
          ON CONFLICT (run_pk) DO UPDATE SET output = excluded.output",
-    )?
-    .execute(params![pk, output])?;
+        args![pk, output],
+    )?;
     Ok(())
 }
 
-pub fn output(conn: &Connection, pk: i64) -> Result<Option<String>> {
-    optional(conn.prepare_cached("SELECT output FROM run_outputs WHERE run_pk = ?1")?.query_row([pk], |r| r.get(0)))
+pub fn output(db: &Db<'_>, pk: i64) -> Result<Option<String>> {
+    db.query_opt("SELECT output FROM run_outputs WHERE run_pk = ?1", args![pk], |r| r.get(0))
 }
 
 /// Runs crewshipd started that are still marked running.
-pub fn running_managed(conn: &Connection) -> Result<Vec<RunRow>> {
-    Ok(conn
-        .prepare_cached(&format!("{SELECT} WHERE r.status = 'running' AND r.managed = 1"))?
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<_>>()?)
+pub fn running_managed(db: &Db<'_>) -> Result<Vec<RunRow>> {
+    db.query(&format!("{SELECT} WHERE r.status = 'running' AND r.managed = ?1"), args![true], from_row)
 }

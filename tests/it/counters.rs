@@ -137,7 +137,9 @@ proptest! {
             let (status, dir) = d.terminate().await;
             assert!(status.success());
             let mut conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
-            let drift = recount::check_and_repair(&mut conn).unwrap();
+            let tx = conn.transaction().unwrap();
+            let drift = recount::check_and_repair(&crewship::store::sqlite::db(&tx)).unwrap();
+            tx.commit().unwrap();
             assert!(drift.is_empty(), "counters drifted from the base tables: {drift:?}");
         });
     }

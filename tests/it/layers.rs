@@ -76,7 +76,21 @@ fn the_top_level_modules_are_one_way_layers() {
     assert_eq!(cycle(&graph), None, "modules that reach each other: {graph:#?}");
     // The bottom layers stand alone.
     assert_eq!(graph["domain"], BTreeSet::new());
-    assert_eq!(graph["store"], BTreeSet::from(["domain".to_string()]));
+    assert_eq!(graph["store"], BTreeSet::from(["domain".to_string(), "sync".to_string()]));
+}
+
+#[test]
+fn no_database_type_is_named_outside_the_store() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let leaks: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with(src.join("store")))
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("rusqlite"))
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert!(leaks.is_empty(), "database types outside store/: {leaks:?}");
 }
 
 #[test]

@@ -354,13 +354,14 @@ fn vm_steps(conn: &rusqlite::Connection, f: impl FnOnce(&rusqlite::Connection)) 
 /// Every read the DB-derived block makes (src/metrics/snapshot.rs
 /// `compute`), in one go.
 fn snapshot_reads(conn: &rusqlite::Connection) {
-    use crewship::store::{counters, migrations, snapshot};
+    use crewship::store::{counters, migrations, snapshot, sqlite};
+    let db = sqlite::db(conn);
     for family in [counters::ASSIGNMENTS, counters::PIPELINE_RUNS, counters::RUN_EVENTS] {
-        snapshot::family(conn, family).unwrap();
+        snapshot::family(&db, family).unwrap();
     }
-    snapshot::queue(conn).unwrap();
-    snapshot::llm_series(conn).unwrap();
-    migrations::current(conn).unwrap();
+    snapshot::queue(&db).unwrap();
+    snapshot::llm_series(&db).unwrap();
+    migrations::current(&db).unwrap();
 }
 
 /// METRICS.md §5: the cost of the block must not grow with table sizes.
@@ -374,7 +375,7 @@ fn snapshot_cost_does_not_grow_with_table_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let open = |name: &str| {
         let mut conn = rusqlite::Connection::open(dir.path().join(name)).unwrap();
-        crewship::store::migrations::apply(&mut conn).unwrap();
+        crewship::store::sqlite::migrations::apply(&mut conn).unwrap();
         // The same bounded rows in both stores.
         conn.execute_batch(
             "INSERT INTO counters (family, label, value) VALUES

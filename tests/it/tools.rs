@@ -437,9 +437,9 @@ fn parse_sample(line: &str) -> Line {
 }
 
 /// The highest migration version the source tree knows, from the file
-/// names under src/store/migrations (`<version>_<name>.sql`).
+/// names under src/store/sqlite/migrations (`<version>_<name>.sql`).
 pub fn latest_migration_version() -> i64 {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/sqlite/migrations");
     std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| {

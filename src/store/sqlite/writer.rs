@@ -6,7 +6,6 @@
 
 use std::any::Any;
 use std::collections::HashSet;
-use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -15,6 +14,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
+use crate::store::counters::{self, Pending};
+use crate::store::sql::Db;
+use crate::store::tx::Tx;
 
 /// Operations per transaction, at most: bounds one commit's latency.
 const MAX_GROUP: usize = 256;
@@ -37,47 +39,18 @@ fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Option<Job> {
     jobs.blocking_recv()
 }
 
-type Value = Box<dyn Any + Send>;
-pub(super) type WriteFn = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Value> + Send>;
-pub(super) type RawFn = Box<dyn FnOnce(&mut Connection) -> Result<Value> + Send>;
+pub(in crate::store) type Value = Box<dyn Any + Send>;
+pub(in crate::store) type WriteFn = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Value> + Send>;
+pub(in crate::store) type ExclusiveFn = Box<dyn FnOnce(&Db<'_>) -> Result<Value> + Send>;
 
-pub(super) enum Job {
+pub(in crate::store) enum Job {
     /// Runs inside the group's transaction, in its own savepoint.
     Write(WriteFn, oneshot::Sender<Result<Value>>),
-    /// Runs alone with the connection, outside any transaction.
-    Raw(RawFn, oneshot::Sender<Result<Value>>),
-}
-
-/// One operation's view of the write transaction, plus the events it will
-/// publish once committed.
-pub struct Tx<'c> {
-    conn: &'c Connection,
-    events: Vec<Event>,
-    /// One clock reading per operation, so every row it writes agrees.
-    pub now: i64,
-    /// False only in the benchmark variant that measures what counter
-    /// maintenance costs.
-    counting: bool,
-    pub(super) pending: super::counters::Pending,
-    /// Providers known to count under `other` (a decision for good).
-    pub(super) folded: &'c mut HashSet<String>,
-}
-
-impl Deref for Tx<'_> {
-    type Target = Connection;
-    fn deref(&self) -> &Connection {
-        self.conn
-    }
-}
-
-impl Tx<'_> {
-    pub fn emit(&mut self, event: Event) {
-        self.events.push(event);
-    }
-
-    pub fn counting(&self) -> bool {
-        self.counting
-    }
+    /// Runs alone in a transaction of its own, between groups (the
+    /// start-up recount, maintenance).
+    Exclusive(ExclusiveFn, oneshot::Sender<Result<Value>>),
+    /// Flushes the WAL into the main file (shutdown).
+    Checkpoint(oneshot::Sender<Result<Value>>),
 }
 
 pub(super) struct Writer {
@@ -96,11 +69,14 @@ impl Writer {
             while let Some(job) = next.take() {
                 match job {
                     Job::Write(f, reply) => group.push((f, reply)),
-                    Job::Raw(f, reply) => {
+                    Job::Exclusive(f, reply) => {
                         self.commit_group(std::mem::take(&mut group));
-                        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.conn)))
-                            .unwrap_or_else(|_| Err(DomainError::Internal("maintenance task panicked".into())));
-                        let _ = reply.send(result);
+                        let _ = reply.send(self.exclusive(f));
+                    }
+                    Job::Checkpoint(reply) => {
+                        self.commit_group(std::mem::take(&mut group));
+                        let done = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+                        let _ = reply.send(done.map(|()| Box::new(()) as Value).map_err(DomainError::from));
                     }
                 }
                 if group.len() < MAX_GROUP {
@@ -109,6 +85,14 @@ impl Writer {
             }
             self.commit_group(std::mem::take(&mut group));
         }
+    }
+
+    fn exclusive(&mut self, f: ExclusiveFn) -> Result<Value> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = catch_unwind(AssertUnwindSafe(|| f(&Db::sqlite(&tx))))
+            .unwrap_or_else(|_| Err(DomainError::internal("maintenance task panicked")))?;
+        tx.commit()?;
+        Ok(value)
     }
 
     fn commit_group(&mut self, group: Vec<(WriteFn, oneshot::Sender<Result<Value>>)>) {
@@ -131,21 +115,14 @@ impl Writer {
         let (open, release, undo) =
             if alone { ("", "", "") } else { ("SAVEPOINT op", "RELEASE op", "ROLLBACK TO op; RELEASE op") };
         let mut done = Vec::with_capacity(group.len());
-        let mut counted = super::counters::Pending::default();
+        let mut counted = Pending::default();
         let mut group = group.into_iter();
         for (f, reply) in group.by_ref() {
             if let Err(e) = tx.execute_batch(open) {
                 let _ = reply.send(Err(e.into()));
                 continue;
             }
-            let mut op = Tx {
-                conn: &tx,
-                events: Vec::new(),
-                now: time::now_ms(),
-                counting: self.counting,
-                pending: Default::default(),
-                folded: &mut self.folded,
-            };
+            let mut op = Tx::new(Db::sqlite(&tx), time::now_ms(), self.counting, &mut self.folded);
             let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
                 .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
             let (events, pending) = (op.events, op.pending);
@@ -178,7 +155,7 @@ impl Writer {
                 }
             }
         }
-        match super::counters::write(&tx, counted).and_then(|()| tx.commit().map_err(DomainError::from)) {
+        match counters::write(&Db::sqlite(&tx), counted).and_then(|()| tx.commit().map_err(DomainError::from)) {
             Ok(()) => {
                 for (reply, value, events) in done {
                     for event in events {

@@ -1,0 +1,44 @@
+//! One write operation's view of its transaction: where it runs its
+//! statements, the events it publishes once committed, the counter changes
+//! it has gathered, and one clock reading for every row it writes.
+
+use std::collections::HashSet;
+use std::ops::Deref;
+
+use super::counters::Pending;
+use super::sql::Db;
+use crate::domain::event::Event;
+
+pub struct Tx<'c> {
+    db: Db<'c>,
+    pub(super) events: Vec<Event>,
+    /// One clock reading per operation, so every row it writes agrees.
+    pub now: i64,
+    /// False only in the benchmark variant that measures what counter
+    /// maintenance costs (`Options::maintain_counters`).
+    counting: bool,
+    pub(super) pending: Pending,
+    /// Providers known to count under `other` (a decision for good).
+    pub(super) folded: &'c mut HashSet<String>,
+}
+
+impl<'c> Deref for Tx<'c> {
+    type Target = Db<'c>;
+    fn deref(&self) -> &Db<'c> {
+        &self.db
+    }
+}
+
+impl<'c> Tx<'c> {
+    pub(super) fn new(db: Db<'c>, now: i64, counting: bool, folded: &'c mut HashSet<String>) -> Tx<'c> {
+        Tx { db, events: Vec::new(), now, counting, pending: Pending::default(), folded }
+    }
+
+    pub fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+}
