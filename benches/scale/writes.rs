@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crewship::domain::Result as DomainResult;
+use crewship::domain::kinds::{BillingMode, Role, Runtime, Severity};
 use crewship::domain::pricing::Tokens;
 use crewship::domain::status::{AssignmentStatus, RunStatus};
 use crewship::store::agents::{self, AgentRow, NewAgent};
@@ -115,7 +116,7 @@ async fn fixture(store: &Store) -> Res<Fixture> {
                         slug: format!("bench-{k}"),
                         name: format!("Bench crew {k}"),
                         max_concurrent_agents: 4,
-                        runtime: "local".into(),
+                        runtime: Runtime::Local,
                         image: None,
                     },
                 )?;
@@ -125,7 +126,7 @@ async fn fixture(store: &Store) -> Res<Fixture> {
                     NewAgent {
                         slug: "worker".into(),
                         name: "Worker".into(),
-                        role: "agent".into(),
+                        role: Role::Agent,
                         command: vec!["sh".into(), "-c".into(), "true".into()],
                         env: BTreeMap::new(),
                         timeout_seconds: 600,
@@ -172,7 +173,7 @@ fn append_journal(tx: &mut Tx<'_>, fx: &Fixture, i: usize) -> DomainResult<()> {
     let (crew, agent) = fx.named(i);
     let entry = NewEntry {
         entry_type: "agent.note".into(),
-        severity: "info",
+        severity: Severity::Info,
         crew: Some(crew),
         agent: Some(agent),
         trace_id: None,
@@ -191,7 +192,7 @@ fn record_call(tx: &mut Tx<'_>, fx: &Fixture, i: usize) -> DomainResult<()> {
         tokens: Tokens { input: 1_200, output: 300, cached_input: 0, cache_creation: 0 },
         cost_nanos: 8_100_000,
         priced: true,
-        billing_mode: "metered",
+        billing_mode: BillingMode::Metered,
         crew_id: Some(crew.id),
         agent_id: Some(agent.id),
         run_id: None,

@@ -6,12 +6,13 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path};
+use super::extract::{JsonBody, Listing, Params, Path, Validate};
 use super::refs;
 use super::state::AppState;
-use crate::domain::DomainError;
+use crate::config::Config;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
+use crate::domain::{DomainError, Result};
 use crate::store::agents;
 use crate::store::assignments::{self, Filter};
 
@@ -23,17 +24,23 @@ pub struct CreateAssignment {
     assigned_by: Option<String>,
 }
 
+impl Validate for CreateAssignment {
+    fn validate(&self, config: &Config) -> Result<()> {
+        if self.task.trim().is_empty() {
+            return Err(DomainError::invalid("task must not be empty"));
+        }
+        let limit = config.runner.max_task_bytes;
+        if self.task.len() > limit {
+            return Err(DomainError::invalid(format!("task is over {limit} bytes (CREWSHIP_MAX_TASK_BYTES)")));
+        }
+        Ok(())
+    }
+}
+
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreateAssignment>,
 ) -> ApiResult<(StatusCode, Json<Assignment>)> {
-    if b.task.trim().is_empty() {
-        return Err(DomainError::invalid("task must not be empty").into());
-    }
-    let limit = app.config.runner.max_task_bytes;
-    if b.task.len() > limit {
-        return Err(DomainError::invalid(format!("task is over {limit} bytes (CREWSHIP_MAX_TASK_BYTES)")).into());
-    }
     let row = app
         .store
         .write(move |tx| {

@@ -8,10 +8,13 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path};
+use super::extract::{JsonBody, Listing, Params, Path, Validate};
 use super::state::AppState;
-use crate::domain::event::Event;
+use crate::config::Config;
+use crate::domain::event::{Change, Event, EventKind};
 use crate::domain::ids::Kind;
+use crate::domain::kinds::{Role, Runtime};
+use crate::domain::named::Named as _;
 use crate::domain::types::{Agent, Crew};
 use crate::domain::{DomainError, Result, validate};
 use crate::store::Tx;
@@ -20,9 +23,6 @@ use crate::store::assignments::{self, Owner};
 use crate::store::counters;
 use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
 use crate::store::journal::{self, Named, NewEntry};
-
-const RUNTIMES: &[&str] = &["local", crews::CONTAINER_RUNTIME];
-const ROLES: &[&str] = &["lead", "agent"];
 
 #[derive(Deserialize)]
 pub struct CreateCrew {
@@ -33,24 +33,34 @@ pub struct CreateCrew {
     image: Option<String>,
 }
 
-fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
-    if allowed.contains(&value) {
+impl CreateCrew {
+    fn runtime(&self) -> Result<Runtime> {
+        self.runtime.as_deref().map_or(Ok(Runtime::Local), |r| Runtime::parse_field("runtime", r))
+    }
+}
+
+impl Validate for CreateCrew {
+    fn validate(&self, _: &Config) -> Result<()> {
+        validate::slug(&self.slug, Kind::Crew)?;
+        validate::name(&self.name)?;
+        validate::at_least_one("max_concurrent_agents", self.max_concurrent_agents.unwrap_or(2))?;
+        if self.runtime()? == Runtime::Docker {
+            require_image(self.image.as_deref())?;
+        }
         Ok(())
-    } else {
-        Err(DomainError::invalid(format!("{field} must be one of {}", allowed.join(", "))))
     }
 }
 
 /// Journals a crew or agent change and tells `crew:<slug>` subscribers.
-fn crew_changed(tx: &mut Tx<'_>, crew: &CrewRow, kind: &str, data: &impl serde::Serialize) -> Result<()> {
+fn crew_changed(tx: &mut Tx<'_>, crew: &CrewRow, kind: EventKind, data: &impl serde::Serialize) -> Result<()> {
     journal::append(
         tx,
         NewEntry {
             crew: Some(Named { id: crew.id, slug: crew.slug.clone() }),
-            ..NewEntry::info(kind, format!("{kind}: {}", crew.slug))
+            ..NewEntry::info(kind.to_string(), format!("{kind}: {}", crew.slug))
         },
     )?;
-    tx.emit(Event::on(kind, None, Some(crew.slug.clone()), data));
+    tx.emit(Event::new(kind, Some(crew.slug.clone()), data));
     Ok(())
 }
 
@@ -65,21 +75,14 @@ pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreateCrew>,
 ) -> ApiResult<(StatusCode, Json<Crew>)> {
-    validate::slug(&b.slug, Kind::Crew)?;
-    validate::name(&b.name)?;
+    let runtime = b.runtime()?;
     let max = b.max_concurrent_agents.unwrap_or(2);
-    validate::at_least_one("max_concurrent_agents", max)?;
-    let runtime = b.runtime.unwrap_or_else(|| "local".into());
-    one_of("runtime", &runtime, RUNTIMES)?;
-    if runtime == crews::CONTAINER_RUNTIME {
-        require_image(b.image.as_deref())?;
-    }
     let new = NewCrew { slug: b.slug, name: b.name, max_concurrent_agents: max, runtime, image: b.image };
     let crew = app
         .store
         .write(move |tx| {
             let crew = crews::insert(tx, new)?;
-            crew_changed(tx, &crew, "crew.created", &crew.to_api())?;
+            crew_changed(tx, &crew, EventKind::Crew(Change::Created), &crew.to_api())?;
             Ok(crew)
         })
         .await?;
@@ -105,17 +108,23 @@ pub struct PatchCrew {
     image: Option<Option<String>>,
 }
 
+impl Validate for PatchCrew {
+    fn validate(&self, _: &Config) -> Result<()> {
+        if let Some(n) = &self.name {
+            validate::name(n)?;
+        }
+        if let Some(m) = self.max_concurrent_agents {
+            validate::at_least_one("max_concurrent_agents", m)?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn patch(
     State(app): State<AppState>,
     Path(key): Path<String>,
     JsonBody(b): JsonBody<PatchCrew>,
 ) -> ApiResult<Json<Crew>> {
-    if let Some(n) = &b.name {
-        validate::name(n)?;
-    }
-    if let Some(m) = b.max_concurrent_agents {
-        validate::at_least_one("max_concurrent_agents", m)?;
-    }
     let patch = CrewPatch { name: b.name, max_concurrent_agents: b.max_concurrent_agents, image: b.image };
     let (crew, new_image) = app
         .store
@@ -135,7 +144,7 @@ pub async fn patch(
                     )));
                 }
             }
-            crew_changed(tx, &crew, "crew.updated", &crew.to_api())?;
+            crew_changed(tx, &crew, EventKind::Crew(Change::Updated), &crew.to_api())?;
             Ok((crew, new_image))
         })
         .await?;
@@ -154,8 +163,8 @@ pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> Api
             let crew = crews::resolve_live(tx, &key)?;
             crews::mark_deleted(tx, crew.id)?;
             assignments::cancel_waiting(tx, Owner::Crew(crew.id), "crew deleted")?;
-            let crew = crews::by_id(tx, crew.id)?.ok_or_else(|| DomainError::Internal("crew vanished".into()))?;
-            crew_changed(tx, &crew, "crew.deleted", &crew.to_api())?;
+            let crew = crews::by_id(tx, crew.id)?.ok_or_else(|| DomainError::vanished("crew"))?;
+            crew_changed(tx, &crew, EventKind::Crew(Change::Deleted), &crew.to_api())?;
             Ok(crew)
         })
         .await?;
@@ -171,6 +180,21 @@ pub struct CreateAgent {
     command: Vec<String>,
     env: Option<BTreeMap<String, String>>,
     timeout_seconds: Option<i64>,
+}
+
+fn role(role: Option<&str>) -> Result<Option<Role>> {
+    role.map(|r| Role::parse_field("role", r)).transpose()
+}
+
+impl Validate for CreateAgent {
+    fn validate(&self, _: &Config) -> Result<()> {
+        validate::slug(&self.slug, Kind::Agent)?;
+        validate::name(&self.name)?;
+        role(self.role.as_deref())?;
+        check_command(&self.command)?;
+        check_env(self.env.as_ref().unwrap_or(&BTreeMap::new()))?;
+        validate::at_least_one("timeout_seconds", self.timeout_seconds.unwrap_or(1800))
+    }
 }
 
 fn check_command(command: &[String]) -> Result<()> {
@@ -203,22 +227,15 @@ pub async fn create_agent(
     Path(crew_key): Path<String>,
     JsonBody(b): JsonBody<CreateAgent>,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
-    validate::slug(&b.slug, Kind::Agent)?;
-    validate::name(&b.name)?;
-    let role = b.role.unwrap_or_else(|| "agent".into());
-    one_of("role", &role, ROLES)?;
-    check_command(&b.command)?;
-    let env = b.env.unwrap_or_default();
-    check_env(&env)?;
-    let timeout_seconds = b.timeout_seconds.unwrap_or(1800);
-    validate::at_least_one("timeout_seconds", timeout_seconds)?;
+    let role = role(b.role.as_deref())?.unwrap_or(Role::Agent);
+    let (env, timeout_seconds) = (b.env.unwrap_or_default(), b.timeout_seconds.unwrap_or(1800));
     let new = NewAgent { slug: b.slug, name: b.name, role, command: b.command, env, timeout_seconds };
     let agent = app
         .store
         .write(move |tx| {
             let crew = crews::resolve_live(tx, &crew_key)?;
             let agent = agents::insert(tx, &crew, new)?;
-            crew_changed(tx, &crew, "agent.created", &agent.to_api())?;
+            crew_changed(tx, &crew, EventKind::Agent(Change::Created), &agent.to_api())?;
             Ok(agent)
         })
         .await?;
@@ -252,34 +269,38 @@ pub struct PatchAgent {
     timeout_seconds: Option<i64>,
 }
 
+impl Validate for PatchAgent {
+    fn validate(&self, _: &Config) -> Result<()> {
+        if let Some(n) = &self.name {
+            validate::name(n)?;
+        }
+        role(self.role.as_deref())?;
+        if let Some(c) = &self.command {
+            check_command(c)?;
+        }
+        if let Some(e) = &self.env {
+            check_env(e)?;
+        }
+        if let Some(t) = self.timeout_seconds {
+            validate::at_least_one("timeout_seconds", t)?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn patch_agent(
     State(app): State<AppState>,
     Path((crew_key, agent_key)): Path<(String, String)>,
     JsonBody(b): JsonBody<PatchAgent>,
 ) -> ApiResult<Json<Agent>> {
-    if let Some(n) = &b.name {
-        validate::name(n)?;
-    }
-    if let Some(r) = &b.role {
-        one_of("role", r, ROLES)?;
-    }
-    if let Some(c) = &b.command {
-        check_command(c)?;
-    }
-    if let Some(e) = &b.env {
-        check_env(e)?;
-    }
-    if let Some(t) = b.timeout_seconds {
-        validate::at_least_one("timeout_seconds", t)?;
-    }
-    let patch =
-        AgentPatch { name: b.name, role: b.role, command: b.command, env: b.env, timeout_seconds: b.timeout_seconds };
+    let role = role(b.role.as_deref())?;
+    let patch = AgentPatch { name: b.name, role, command: b.command, env: b.env, timeout_seconds: b.timeout_seconds };
     let agent = app
         .store
         .write(move |tx| {
             let crew = crews::resolve_live(tx, &crew_key)?;
             let agent = agents::update(tx, agents::resolve(tx, &crew, &agent_key)?, patch)?;
-            crew_changed(tx, &crew, "agent.updated", &agent.to_api())?;
+            crew_changed(tx, &crew, EventKind::Agent(Change::Updated), &agent.to_api())?;
             Ok(agent)
         })
         .await?;
@@ -300,8 +321,8 @@ pub async fn delete_agent(
             }
             agents::mark_deleted(tx, agent.id)?;
             assignments::cancel_waiting(tx, Owner::Agent(agent.id), "agent deleted")?;
-            let agent = agents::by_id(tx, agent.id)?.ok_or_else(|| DomainError::Internal("agent vanished".into()))?;
-            crew_changed(tx, &crew, "agent.deleted", &agent.to_api())?;
+            let agent = agents::by_id(tx, agent.id)?.ok_or_else(|| DomainError::vanished("agent"))?;
+            crew_changed(tx, &crew, EventKind::Agent(Change::Deleted), &agent.to_api())?;
             Ok(agent)
         })
         .await?;

@@ -16,15 +16,26 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::config::Config;
 use crate::domain::{DomainError, time};
 use crate::store::page::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 
-/// A JSON body: malformed JSON or a wrong type is 400, a missing field 422,
-/// a body over the limit 413, one that does not arrive within the body
-/// timeout 408. An empty body reads as `{}`.
+/// A request body that states its own rules: the JSON extractor checks
+/// them before a handler sees the body (a broken rule is a 422). Rules
+/// that need the database (an unknown crew) stay with the handler.
+pub trait Validate {
+    fn validate(&self, _config: &Config) -> crate::domain::Result<()> {
+        Ok(())
+    }
+}
+
+/// A JSON body that passed its `Validate` rules: malformed JSON or a wrong
+/// type is 400, a missing field or a broken rule 422, a body over the limit
+/// 413, one that does not arrive within the body timeout 408. An empty body
+/// reads as `{}`.
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -49,14 +60,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if !value.is_object() {
             return Err(ApiError::bad_request("invalid_type", "request body must be a JSON object"));
         }
-        T::deserialize(value).map(JsonBody).map_err(|e| {
+        let body = T::deserialize(value).map_err(|e| {
             let msg = e.to_string();
             if msg.starts_with("missing field") {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", msg)
             } else {
                 ApiError::bad_request("invalid_type", msg)
             }
-        })
+        })?;
+        body.validate(&state.config)?;
+        Ok(JsonBody(body))
     }
 }
 

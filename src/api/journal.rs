@@ -8,11 +8,14 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params};
+use super::extract::{JsonBody, Listing, Params, Validate};
 use super::refs;
 use super::state::AppState;
-use crate::domain::DomainError;
+use crate::config::Config;
+use crate::domain::kinds::Severity;
+use crate::domain::named::Named as _;
 use crate::domain::types::JournalEntry;
+use crate::domain::{DomainError, Result};
 use crate::store::journal::{self, Filter, NewEntry};
 
 pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<JournalEntry>>> {
@@ -46,22 +49,35 @@ pub struct PostEntry {
     payload: Option<serde_json::Value>,
 }
 
+impl PostEntry {
+    fn severity(&self) -> Result<Severity> {
+        self.severity.as_deref().map_or(Ok(Severity::Info), |s| Severity::parse_field("severity", s))
+    }
+}
+
+impl Validate for PostEntry {
+    fn validate(&self, _: &Config) -> Result<()> {
+        let entry_type = self.entry_type.trim();
+        if entry_type.is_empty() || entry_type.len() > 100 {
+            return Err(DomainError::invalid("entry_type must be 1-100 characters"));
+        }
+        if entry_type.starts_with("run.") {
+            return Err(DomainError::invalid("entry types run.* are reserved for the run endpoints"));
+        }
+        if self.summary.trim().is_empty() {
+            return Err(DomainError::invalid("summary must not be empty"));
+        }
+        self.severity().map(drop)
+    }
+}
+
 pub async fn post(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
     JsonBody(b): JsonBody<PostEntry>,
 ) -> ApiResult<(StatusCode, Json<JournalEntry>)> {
     let entry_type = b.entry_type.trim().to_string();
-    if entry_type.is_empty() || entry_type.len() > 100 {
-        return Err(DomainError::invalid("entry_type must be 1-100 characters").into());
-    }
-    if entry_type.starts_with("run.") {
-        return Err(DomainError::invalid("entry types run.* are reserved for the run endpoints").into());
-    }
-    if b.summary.trim().is_empty() {
-        return Err(DomainError::invalid("summary must not be empty").into());
-    }
-    let severity = journal::check_severity(b.severity.as_deref().unwrap_or("info"))?;
+    let severity = b.severity()?;
     let entry = app
         .store
         .write(move |tx| {

@@ -9,12 +9,15 @@ use serde_json::{Value, json};
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params};
+use super::extract::{JsonBody, Params, Validate};
 use super::refs;
 use super::state::AppState;
+use crate::config::Config;
+use crate::domain::kinds::BillingMode;
+use crate::domain::named::Named as _;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::LlmCallRecorded;
-use crate::domain::{DomainError, provider, time};
+use crate::domain::{DomainError, Result, provider, time};
 use crate::store::ledger::{self, GroupBy, NewCall};
 
 #[derive(Deserialize)]
@@ -32,6 +35,42 @@ pub struct RecordCall {
     run_id: Option<String>,
 }
 
+impl RecordCall {
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            input: self.input_tokens,
+            output: self.output_tokens,
+            cached_input: self.cached_input_tokens.unwrap_or(0),
+            cache_creation: self.cache_creation_tokens.unwrap_or(0),
+        }
+    }
+
+    fn billing_mode(&self) -> Result<BillingMode> {
+        self.billing_mode.as_deref().map_or(Ok(BillingMode::Metered), |m| BillingMode::parse_field("billing_mode", m))
+    }
+}
+
+impl Validate for RecordCall {
+    fn validate(&self, _: &Config) -> Result<()> {
+        provider::normalize(&self.provider)?;
+        let model = self.model.trim();
+        if model.is_empty() || model.len() > 200 {
+            return Err(DomainError::invalid("model must be 1-200 characters"));
+        }
+        let t = self.tokens();
+        for (field, v) in [
+            ("input_tokens", t.input),
+            ("output_tokens", t.output),
+            ("cached_input_tokens", t.cached_input),
+            ("cache_creation_tokens", t.cache_creation),
+        ] {
+            pricing::check_tokens(field, v)?;
+        }
+        self.billing_mode()?;
+        self.cost_usd.map(pricing::usd_to_nanos).transpose().map(drop)
+    }
+}
+
 pub async fn record(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -39,33 +78,13 @@ pub async fn record(
 ) -> ApiResult<(StatusCode, Json<LlmCallRecorded>)> {
     let provider = provider::normalize(&b.provider)?;
     let model = b.model.trim().to_string();
-    if model.is_empty() || model.len() > 200 {
-        return Err(DomainError::invalid("model must be 1-200 characters").into());
-    }
-    let tokens = Tokens {
-        input: b.input_tokens,
-        output: b.output_tokens,
-        cached_input: b.cached_input_tokens.unwrap_or(0),
-        cache_creation: b.cache_creation_tokens.unwrap_or(0),
-    };
-    for (field, v) in [
-        ("input_tokens", tokens.input),
-        ("output_tokens", tokens.output),
-        ("cached_input_tokens", tokens.cached_input),
-        ("cache_creation_tokens", tokens.cache_creation),
-    ] {
-        pricing::check_tokens(field, v)?;
-    }
-    let billing_mode = match b.billing_mode.as_deref().unwrap_or("metered") {
-        "metered" => "metered",
-        "flat_rate" => "flat_rate",
-        _ => return Err(DomainError::invalid("billing_mode must be metered or flat_rate").into()),
-    };
+    let tokens = b.tokens();
+    let billing_mode = b.billing_mode()?;
     // Flat-rate calls cost nothing per call but still count as calls. An
     // unpriced model is recorded at 0 USD with `priced: false`, not refused:
     // the call happened and must count.
     let (cost_nanos, priced) = match (billing_mode, b.cost_usd) {
-        ("flat_rate", _) => (0, true),
+        (BillingMode::FlatRate, _) => (0, true),
         (_, Some(usd)) => (pricing::usd_to_nanos(usd)?, true),
         (_, None) => match app.rate_card.price(&provider, &model, tokens)? {
             Some(n) => (n, true),
@@ -109,7 +128,7 @@ pub async fn record(
 }
 
 pub async fn spend(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
-    let group_by = GroupBy::parse(params.get("group_by").unwrap_or("provider"))?;
+    let group_by = GroupBy::parse_field("group_by", params.get("group_by").unwrap_or("provider"))?;
     let since = params.time("since")?;
     let until = params.time("until")?;
     let rows = app.store.read(move |c| ledger::spend(c, group_by, since, until)).await?;

@@ -8,9 +8,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path};
+use super::extract::{JsonBody, Listing, Params, Path, Validate};
 use super::refs;
 use super::state::AppState;
+use crate::config::Config;
 use crate::domain::ids::Kind;
 use crate::domain::status::PipelineRunStatus;
 use crate::domain::template::{self, Ref};
@@ -25,6 +26,15 @@ pub struct CreatePipeline {
     name: String,
     max_concurrent_runs: Option<i64>,
     steps: Vec<StepSpec>,
+}
+
+impl Validate for CreatePipeline {
+    fn validate(&self, config: &Config) -> Result<()> {
+        validate::slug(&self.slug, Kind::Pipeline)?;
+        validate::name(&self.name)?;
+        validate::at_least_one("max_concurrent_runs", self.max_concurrent_runs.unwrap_or(1))?;
+        check_steps(&self.steps, config.runner.max_pipeline_steps)
+    }
 }
 
 /// Steps within the bound, ids unique, templates well-formed, step
@@ -67,11 +77,7 @@ pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreatePipeline>,
 ) -> ApiResult<(StatusCode, Json<Pipeline>)> {
-    validate::slug(&b.slug, Kind::Pipeline)?;
-    validate::name(&b.name)?;
     let max = b.max_concurrent_runs.unwrap_or(1);
-    validate::at_least_one("max_concurrent_runs", max)?;
-    check_steps(&b.steps, app.config.runner.max_pipeline_steps)?;
     let pipeline = app
         .store
         .write(move |tx| {
@@ -123,6 +129,8 @@ pub struct StartRun {
     inputs: Option<serde_json::Map<String, serde_json::Value>>,
     dry_run: Option<bool>,
 }
+
+impl Validate for StartRun {}
 
 pub async fn start_run(
     State(app): State<AppState>,

@@ -7,12 +7,14 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Path};
+use super::extract::{JsonBody, Path, Validate};
 use super::refs;
 use super::state::AppState;
-use crate::domain::DomainError;
+use crate::config::Config;
+use crate::domain::named::{Named as _, must_be_one_of};
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;
+use crate::domain::{DomainError, Result};
 use crate::store::runs::{self, NewRun};
 
 #[derive(Deserialize)]
@@ -21,6 +23,8 @@ pub struct StartRun {
     agent: Option<String>,
     trigger: Option<String>,
 }
+
+impl Validate for StartRun {}
 
 pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>) -> ApiResult<(StatusCode, Json<Run>)> {
     let run = app
@@ -40,15 +44,29 @@ pub struct ReportRun {
     error: Option<String>,
 }
 
+impl ReportRun {
+    /// One of the terminal statuses.
+    fn status(&self) -> Result<RunStatus> {
+        RunStatus::parse(&self.status).filter(|s| s.is_terminal()).ok_or_else(|| {
+            let terminal = RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| s.as_str());
+            DomainError::invalid(must_be_one_of("status", terminal))
+        })
+    }
+}
+
+impl Validate for ReportRun {
+    fn validate(&self, _: &Config) -> Result<()> {
+        self.status().map(drop)
+    }
+}
+
 /// A terminal report; repeats return the first outcome and write nothing.
 pub async fn report(
     State(app): State<AppState>,
     Path(id): Path<String>,
     JsonBody(b): JsonBody<ReportRun>,
 ) -> ApiResult<Json<Run>> {
-    let status = RunStatus::parse(&b.status)
-        .filter(|s| s.is_terminal())
-        .ok_or_else(|| DomainError::invalid("status must be one of completed, failed, cancelled, timeout"))?;
+    let status = b.status()?;
     let run = app.store.write(move |tx| runs::report(tx, &id, status, b.error)).await?;
     Ok(Json(run.to_api()))
 }

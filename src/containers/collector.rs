@@ -16,7 +16,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::lifecycle::CrewContainers;
 use super::stats::{self, CpuReading};
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::{DomainError, Result, time};
 
 /// A running collector; `stop` ends it.
@@ -83,7 +83,7 @@ fn record(containers: &CrewContainers, seen: &mut Seen, (id, crew, polled): Poll
                 tracing::info!(container = id, crew, "container answers stats again");
             }
             containers.registry().record(sample.clone());
-            containers.store().publish(Event::new("container.sample", Channel::Containers, Some(crew), &sample));
+            containers.store().publish(Event::new(EventKind::ContainerSample, Some(crew), &sample));
         }
         Err(e) => {
             seen.cpu.remove(&id);

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::docker::{Engine, Found, container_name};
 use super::registry::Registry;
+use crate::domain::kinds::Severity;
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::crews::{self, CrewRow};
@@ -87,7 +88,7 @@ impl CrewContainers {
             self.journal(
                 crew,
                 "container.started",
-                "info",
+                Severity::Info,
                 format!("container of crew {} started", crew.slug),
                 payload,
             )
@@ -181,22 +182,28 @@ impl CrewContainers {
     async fn stopped(&self, crew: &CrewRow, container_id: &str, removed: bool) {
         let payload = json!({ "container_id": container_id, "name": container_name(crew), "removed": removed });
         let what = if removed { "stopped and removed" } else { "stopped" };
-        self.journal(crew, "container.stopped", "info", format!("container of crew {} {what}", crew.slug), payload)
-            .await;
+        self.journal(
+            crew,
+            "container.stopped",
+            Severity::Info,
+            format!("container of crew {} {what}", crew.slug),
+            payload,
+        )
+        .await;
     }
 
     async fn failed(&self, crew: &CrewRow, action: &str, e: &DomainError) {
         tracing::warn!(crew = crew.slug, action, error = %e, "crew container");
         let payload = json!({ "name": container_name(crew), "action": action, "error": e.to_string() });
         let summary = format!("cannot {action} the container of crew {}: {e}", crew.slug);
-        self.journal(crew, "container.error", "error", summary, payload).await;
+        self.journal(crew, "container.error", Severity::Error, summary, payload).await;
     }
 
     async fn journal(
         &self,
         crew: &CrewRow,
         entry_type: &str,
-        severity: &'static str,
+        severity: Severity,
         summary: String,
         payload: serde_json::Value,
     ) {

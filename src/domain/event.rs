@@ -1,43 +1,82 @@
-//! What every committed state change publishes to the hub.
+//! What every committed state change publishes to its subscribers: a kind
+//! (matched by the workers, named on the wire), the crew it concerns, and
+//! the entity as clients see it.
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// The channels of API.md; `crew:<slug>` is derived from `Event::crew`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Channel {
-    Assignments,
-    Runs,
-    Journal,
-    Containers,
-    PipelineRuns,
+use super::named::named_enum;
+use super::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
+
+named_enum!(
+    /// The channels of API.md; `crew:<slug>` is derived from `Event::crew`.
+    Channel {
+        Assignments => "assignments",
+        Runs => "runs",
+        Journal => "journal",
+        Containers => "containers",
+        PipelineRuns => "pipeline_runs",
+    }
+);
+
+named_enum!(
+    /// What happened to a crew or an agent.
+    Change {
+        Created => "created",
+        Updated => "updated",
+        Deleted => "deleted",
+    }
+);
+
+/// What an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The assignment (by row id) reached `status`.
+    Assignment {
+        id: i64,
+        status: AssignmentStatus,
+    },
+    Run(RunStatus),
+    PipelineRun(PipelineRunStatus),
+    JournalEntry,
+    Crew(Change),
+    Agent(Change),
+    ContainerSample,
 }
 
-impl Channel {
-    pub const ALL: [Channel; 5] =
-        [Channel::Assignments, Channel::Runs, Channel::Journal, Channel::Containers, Channel::PipelineRuns];
-
-    pub fn as_str(self) -> &'static str {
+impl EventKind {
+    /// The channel it is delivered on (crew and agent changes have none:
+    /// only `crew:<slug>` subscribers see them).
+    pub fn channel(self) -> Option<Channel> {
         match self {
-            Channel::Assignments => "assignments",
-            Channel::Runs => "runs",
-            Channel::Journal => "journal",
-            Channel::Containers => "containers",
-            Channel::PipelineRuns => "pipeline_runs",
+            EventKind::Assignment { .. } => Some(Channel::Assignments),
+            EventKind::Run(_) => Some(Channel::Runs),
+            EventKind::PipelineRun(_) => Some(Channel::PipelineRuns),
+            EventKind::JournalEntry => Some(Channel::Journal),
+            EventKind::ContainerSample => Some(Channel::Containers),
+            EventKind::Crew(_) | EventKind::Agent(_) => None,
         }
     }
+}
 
-    pub fn parse(s: &str) -> Option<Channel> {
-        Channel::ALL.into_iter().find(|c| c.as_str() == s)
+/// The wire name: `assignment.queued`, `run.started`, `journal.entry`, ….
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventKind::Assignment { status, .. } => write!(f, "assignment.{}", status.as_str()),
+            EventKind::Run(status) => write!(f, "run.{}", status.event()),
+            EventKind::PipelineRun(status) => write!(f, "pipeline_run.{}", status.as_str()),
+            EventKind::JournalEntry => f.write_str("journal.entry"),
+            EventKind::Crew(change) => write!(f, "crew.{}", change.as_str()),
+            EventKind::Agent(change) => write!(f, "agent.{}", change.as_str()),
+            EventKind::ContainerSample => f.write_str("container.sample"),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// e.g. `assignment.queued`, `run.completed`, `journal.entry`.
-    pub kind: String,
-    /// None: only `crew:<slug>` subscribers see it (crew and agent changes).
-    pub channel: Option<Channel>,
+    pub kind: EventKind,
     /// The crew's slug, for `crew:<slug>` subscribers.
     pub crew: Option<String>,
     pub data: Value,
@@ -46,18 +85,29 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: impl Into<String>, channel: Channel, crew: Option<String>, data: &impl Serialize) -> Event {
-        Event::on(kind, Some(channel), crew, data)
+    pub fn new(kind: EventKind, crew: Option<String>, data: &impl Serialize) -> Event {
+        Event { kind, crew, data: serde_json::to_value(data).unwrap_or(Value::Null), ts: super::time::now_ms() }
     }
 
-    /// An event on `channel` (None: only `crew:<slug>` subscribers see it).
-    pub fn on(kind: impl Into<String>, channel: Option<Channel>, crew: Option<String>, data: &impl Serialize) -> Event {
-        Event {
-            kind: kind.into(),
-            channel,
-            crew,
-            data: serde_json::to_value(data).unwrap_or(Value::Null),
-            ts: super::time::now_ms(),
-        }
+    pub fn channel(&self) -> Option<Channel> {
+        self.kind.channel()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::named::Named;
+
+    #[test]
+    fn wire_names() {
+        let queued = EventKind::Assignment { id: 1, status: AssignmentStatus::Queued };
+        assert_eq!(queued.to_string(), "assignment.queued");
+        assert_eq!(EventKind::Run(RunStatus::Running).to_string(), "run.started");
+        assert_eq!(EventKind::PipelineRun(PipelineRunStatus::DryRun).to_string(), "pipeline_run.dry_run");
+        assert_eq!(EventKind::Crew(Change::Updated).to_string(), "crew.updated");
+        assert_eq!(EventKind::Agent(Change::Updated).channel(), None);
+        assert_eq!(Channel::parse("pipeline_runs"), Some(Channel::PipelineRuns));
+        assert_eq!(Channel::ALL.len(), 5);
     }
 }

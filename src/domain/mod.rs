@@ -4,6 +4,8 @@
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod kinds;
+pub mod named;
 pub mod pricing;
 pub mod provider;
 pub mod run_token;

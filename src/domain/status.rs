@@ -1,34 +1,10 @@
 //! State machines for assignments, runs and pipeline runs. Every legal
 //! transition is listed here and nowhere else.
 
+use super::named::named_enum;
 use super::{DomainError, Result};
 
-macro_rules! status_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<$name> {
-                match s { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
-status_enum!(AssignmentStatus {
+named_enum!(AssignmentStatus {
     Pending => "pending",
     Queued => "queued",
     Running => "running",
@@ -37,7 +13,7 @@ status_enum!(AssignmentStatus {
     Cancelled => "cancelled",
 });
 
-status_enum!(RunStatus {
+named_enum!(RunStatus {
     Running => "running",
     Completed => "completed",
     Failed => "failed",
@@ -45,7 +21,7 @@ status_enum!(RunStatus {
     Timeout => "timeout",
 });
 
-status_enum!(PipelineRunStatus {
+named_enum!(PipelineRunStatus {
     Queued => "queued",
     Running => "running",
     Completed => "completed",
@@ -55,7 +31,7 @@ status_enum!(PipelineRunStatus {
     Interrupted => "interrupted",
 });
 
-status_enum!(StepStatus {
+named_enum!(StepStatus {
     Pending => "pending",
     Running => "running",
     Completed => "completed",
@@ -147,6 +123,7 @@ mod tests {
             (Running, Cancelled),
             (Running, Queued),
         ];
+        use crate::domain::named::Named;
         for from in AssignmentStatus::ALL {
             for to in AssignmentStatus::ALL {
                 assert_eq!(from.check_transition(*to).is_ok(), legal.contains(&(*from, *to)), "{from} -> {to}");
@@ -156,6 +133,7 @@ mod tests {
 
     #[test]
     fn run_machine_allows_one_terminal_step() {
+        use crate::domain::named::Named;
         for to in RunStatus::ALL {
             assert_eq!(RunStatus::Running.check_transition(*to).is_ok(), to.is_terminal());
             assert!(RunStatus::Completed.check_transition(*to).is_err());

@@ -5,13 +5,23 @@
 use super::exposition::{Family, Kind, Value};
 use super::process::{AllocStats, ProcessStats};
 use super::snapshot::DbSnapshot;
+use crate::domain::named::Named;
 use crate::domain::pricing;
 use crate::domain::provider;
+use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 
-pub const ASSIGNMENT_STATUSES: &[&str] = &["pending", "queued", "running", "completed", "failed", "cancelled", "other"];
-pub const PIPELINE_RUN_STATUSES: &[&str] =
-    &["queued", "running", "completed", "failed", "cancelled", "dry_run", "interrupted", "other"];
-pub const RUN_EVENTS: &[&str] = &["started", "completed", "failed", "cancelled", "timeout"];
+/// The closed label set of a status family: every status, then `other`
+/// for whatever else a row holds.
+fn statuses<T: Named>() -> Vec<&'static str> {
+    T::ALL.iter().map(|s| s.as_str()).chain([OTHER]).collect()
+}
+
+/// The run lifecycle events (a run's start, and each terminal status).
+fn run_events() -> Vec<&'static str> {
+    RunStatus::ALL.iter().map(|s| s.event()).collect()
+}
+
+const OTHER: &str = "other";
 
 /// Sums stored (label, count) pairs into a closed set: labels are trimmed
 /// and lower-cased; anything outside the set goes to `other` if the set
@@ -20,7 +30,7 @@ pub fn fold(closed: &[&'static str], stored: &[(String, i64)]) -> Vec<(&'static 
     let mut out: Vec<(&'static str, i64)> = closed.iter().map(|l| (*l, 0)).collect();
     for (label, n) in stored {
         let label = label.trim().to_lowercase();
-        let slot = out.iter().position(|(l, _)| *l == label).or_else(|| out.iter().position(|(l, _)| *l == "other"));
+        let slot = out.iter().position(|(l, _)| *l == label).or_else(|| out.iter().position(|(l, _)| *l == OTHER));
         if let Some(i) = slot {
             out[i].1 += n;
         }
@@ -147,7 +157,7 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "Assignments currently in each status.",
         Kind::Gauge,
         "status",
-        fold(ASSIGNMENT_STATUSES, &db.assignments.value),
+        fold(&statuses::<AssignmentStatus>(), &db.assignments.value),
     ));
     let q = db.queue.value;
     f.push(Family::gauge(
@@ -170,14 +180,14 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "Pipeline runs in each status.",
         Kind::Gauge,
         "status",
-        fold(PIPELINE_RUN_STATUSES, &db.pipeline_runs.value),
+        fold(&statuses::<PipelineRunStatus>(), &db.pipeline_runs.value),
     ));
     f.push(labeled(
         "crewshipd_agent_run_events",
         "Agent run lifecycle events journaled, live and archived.",
         Kind::Counter,
         "event",
-        fold(RUN_EVENTS, &db.run_events.value),
+        fold(&run_events(), &db.run_events.value),
     ));
     let llm = cap_providers(&db.llm.value);
     let mut calls =
@@ -254,13 +264,15 @@ mod tests {
             ("weird".to_string(), 4),
             ("Other".to_string(), 1),
         ];
-        let folded = fold(ASSIGNMENT_STATUSES, &stored);
+        let folded = fold(&statuses::<AssignmentStatus>(), &stored);
         assert_eq!(folded.len(), 7);
         assert_eq!(folded.iter().find(|(l, _)| *l == "queued").unwrap().1, 5);
         assert_eq!(folded.iter().find(|(l, _)| *l == "other").unwrap().1, 5);
         assert_eq!(folded.iter().find(|(l, _)| *l == "pending").unwrap().1, 0);
         // No `other` in the run-event set: unknown events are not invented.
-        assert_eq!(fold(RUN_EVENTS, &[("exploded".to_string(), 9)]).iter().map(|(_, n)| n).sum::<i64>(), 0);
+        assert_eq!(fold(&run_events(), &[("exploded".to_string(), 9)]).iter().map(|(_, n)| n).sum::<i64>(), 0);
+        assert_eq!(run_events(), ["started", "completed", "failed", "cancelled", "timeout"]);
+        assert_eq!(statuses::<PipelineRunStatus>().len(), 8);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use tokio::sync::{broadcast, watch};
 
 use super::runner::Runner;
 use crate::domain::Result;
-use crate::domain::event::Event;
+use crate::domain::event::{Change, Event, EventKind};
+use crate::domain::status::AssignmentStatus;
 use crate::store::assignments::{self, Claimed};
 use crate::store::{Store, crews};
 
@@ -25,9 +26,11 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Events after which there may be something to start.
 fn wakes(e: &Event) -> bool {
+    use AssignmentStatus::{Cancelled, Completed, Failed, Pending};
     matches!(
-        e.kind.as_str(),
-        "assignment.pending" | "assignment.completed" | "assignment.failed" | "assignment.cancelled" | "crew.updated"
+        e.kind,
+        EventKind::Assignment { status: Pending | Completed | Failed | Cancelled, .. }
+            | EventKind::Crew(Change::Updated)
     )
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use super::runner::Runner;
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, StepStatus};
 use crate::domain::{DomainError, Result, template};
@@ -100,13 +100,14 @@ fn settle_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, a: &AssignmentRow) 
 
 /// Waits until assignment `id` publishes a terminal event, or until events
 /// were missed (the caller re-reads the store either way).
-async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: &str) -> bool {
+async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: i64) -> bool {
     loop {
         match events.recv().await {
             Ok(e) => {
-                let terminal =
-                    matches!(e.kind.as_str(), "assignment.completed" | "assignment.failed" | "assignment.cancelled");
-                if terminal && e.channel == Some(Channel::Assignments) && e.data["id"] == id {
+                if let EventKind::Assignment { id: of, status } = e.kind
+                    && of == id
+                    && status.is_terminal()
+                {
                     return true;
                 }
             }
@@ -207,7 +208,7 @@ impl Executor {
                         .await?;
                     if a.status.is_terminal() {
                         self.store.write(move |tx| settle_step(tx, run_id, &step, &a)).await?;
-                    } else if !await_terminal(&mut events, &a.public_id()).await {
+                    } else if !await_terminal(&mut events, a.id).await {
                         return Ok(None);
                     }
                 }

@@ -7,6 +7,7 @@ use super::crews::CrewRow;
 use super::page::{self, Page, PageRequest};
 use super::sql::{Db, Row, args};
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::Role;
 use crate::domain::types::Agent;
 use crate::domain::{DomainError, Result, time};
 
@@ -17,7 +18,7 @@ pub struct AgentRow {
     pub crew_slug: String,
     pub slug: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub timeout_seconds: i64,
@@ -37,7 +38,7 @@ fn from_row(r: &Row<'_>) -> Result<AgentRow> {
         crew_slug: r.get(2)?,
         slug: r.get(3)?,
         name: r.get(4)?,
-        role: r.get(5)?,
+        role: r.named(5)?,
         command: r.json(6)?,
         env: r.json(7)?,
         timeout_seconds: r.get(8)?,
@@ -59,7 +60,7 @@ impl AgentRow {
             crew_id: ids::format(Kind::Crew, self.crew_id),
             slug: self.slug.clone(),
             name: self.name.clone(),
-            role: self.role.clone(),
+            role: self.role.as_str().to_string(),
             command: self.command.clone(),
             env: self.env.clone(),
             timeout_seconds: self.timeout_seconds,
@@ -120,7 +121,7 @@ pub fn resolve_loose(db: &Db<'_>, crew: Option<&CrewRow>, key: &str) -> Result<A
 pub struct NewAgent {
     pub slug: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub command: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub timeout_seconds: i64,
@@ -146,7 +147,7 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
             crew.slug, new.slug
         )));
     }
-    if new.role == "lead"
+    if new.role == Role::Lead
         && let Some(lead) = live_lead(tx, crew.id)?
     {
         return Err(DomainError::conflict(format!("crew {:?} already has a lead: {lead:?}", crew.slug)));
@@ -159,7 +160,7 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
             crew.id,
             new.slug,
             new.name,
-            new.role,
+            new.role.as_str(),
             serde_json::to_string(&new.command)?,
             serde_json::to_string(&new.env)?,
             new.timeout_seconds,
@@ -172,7 +173,7 @@ pub fn insert(tx: &mut Tx<'_>, crew: &CrewRow, new: NewAgent) -> Result<AgentRow
 #[derive(Debug, Clone, Default)]
 pub struct AgentPatch {
     pub name: Option<String>,
-    pub role: Option<String>,
+    pub role: Option<Role>,
     pub command: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
     pub timeout_seconds: Option<i64>,
@@ -182,9 +183,9 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
     if !agent.is_live() {
         return Err(DomainError::not_found("agent", agent.public_id()));
     }
-    let role = patch.role.unwrap_or(agent.role.clone());
-    if role == "lead"
-        && agent.role != "lead"
+    let role = patch.role.unwrap_or(agent.role);
+    if role == Role::Lead
+        && agent.role != Role::Lead
         && let Some(lead) = live_lead(tx, agent.crew_id)?
     {
         return Err(DomainError::conflict(format!("crew {:?} already has a lead: {lead:?}", agent.crew_slug)));
@@ -195,7 +196,7 @@ pub fn update(tx: &mut Tx<'_>, agent: AgentRow, patch: AgentPatch) -> Result<Age
         args![
             agent.id,
             patch.name.unwrap_or(agent.name),
-            role,
+            role.as_str(),
             serde_json::to_string(&patch.command.unwrap_or(agent.command))?,
             serde_json::to_string(&patch.env.unwrap_or(agent.env))?,
             patch.timeout_seconds.unwrap_or(agent.timeout_seconds),

@@ -10,8 +10,9 @@ use super::query::Query;
 use super::runs::{self, NewRun, RunRow};
 use super::sql::{Db, Row, args};
 use super::{Tx, counters};
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::Severity;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
 use crate::domain::{DomainError, Result, time};
@@ -106,7 +107,7 @@ pub fn get(db: &Db<'_>, key: &str) -> Result<AssignmentRow> {
         .ok_or_else(|| DomainError::not_found("assignment", key))
 }
 
-fn publish(tx: &mut Tx<'_>, row: &AssignmentRow, summary: String, severity: &'static str) -> Result<()> {
+fn publish(tx: &mut Tx<'_>, row: &AssignmentRow, summary: String, severity: Severity) -> Result<()> {
     let status = row.status.as_str();
     journal::append(
         tx,
@@ -120,12 +121,8 @@ fn publish(tx: &mut Tx<'_>, row: &AssignmentRow, summary: String, severity: &'st
             payload: serde_json::json!({ "assignment_id": row.public_id(), "status": status }),
         },
     )?;
-    tx.emit(Event::new(
-        format!("assignment.{status}"),
-        Channel::Assignments,
-        Some(row.crew.slug.clone()),
-        &row.to_api(),
-    ));
+    let kind = EventKind::Assignment { id: row.id, status: row.status };
+    tx.emit(Event::new(kind, Some(row.crew.slug.clone()), &row.to_api()));
     Ok(())
 }
 
@@ -161,7 +158,7 @@ pub fn create(
         attempts: 0,
         pipeline_run_id,
     };
-    publish(tx, &row, format!("assignment created for agent {}", agent.slug), "info")?;
+    publish(tx, &row, format!("assignment created for agent {}", agent.slug), Severity::Info)?;
     Ok(row)
 }
 
@@ -225,9 +222,9 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
     counters::assignment_moved(tx, next.crew.id, Some(from), to)?;
     let (summary, severity) = match (&next.error_message, to) {
         (Some(e), AssignmentStatus::Failed | AssignmentStatus::Cancelled) => {
-            (format!("assignment {to}: {e}"), "warning")
+            (format!("assignment {to}: {e}"), Severity::Warning)
         }
-        _ => (format!("assignment {to}"), "info"),
+        _ => (format!("assignment {to}"), Severity::Info),
     };
     publish(tx, &next, summary, severity)?;
     Ok(next)

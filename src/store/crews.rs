@@ -4,6 +4,7 @@ use super::Tx;
 use super::page::{self, Page, PageRequest};
 use super::sql::{Db, Row, args};
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::Runtime;
 use crate::domain::types::Crew;
 use crate::domain::{DomainError, Result, time};
 
@@ -13,7 +14,7 @@ pub struct CrewRow {
     pub slug: String,
     pub name: String,
     pub max_concurrent_agents: i64,
-    pub runtime: String,
+    pub runtime: Runtime,
     pub image: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -28,7 +29,7 @@ fn from_row(r: &Row<'_>) -> Result<CrewRow> {
         slug: r.get(1)?,
         name: r.get(2)?,
         max_concurrent_agents: r.get(3)?,
-        runtime: r.get(4)?,
+        runtime: r.named(4)?,
         image: r.get(5)?,
         created_at: r.get(6)?,
         updated_at: r.get(7)?,
@@ -47,7 +48,7 @@ impl CrewRow {
             slug: self.slug.clone(),
             name: self.name.clone(),
             max_concurrent_agents: self.max_concurrent_agents,
-            runtime: self.runtime.clone(),
+            runtime: self.runtime.as_str().to_string(),
             image: self.image.clone(),
             created_at: time::rfc3339(self.created_at),
             updated_at: time::rfc3339(self.updated_at),
@@ -62,19 +63,16 @@ impl CrewRow {
     /// Its agents run in the crew's container (runtime `docker`), not as
     /// local processes.
     pub fn runs_in_container(&self) -> bool {
-        self.runtime == CONTAINER_RUNTIME
+        self.runtime == Runtime::Docker
     }
 }
-
-/// The runtime whose agents run in the crew's container.
-pub const CONTAINER_RUNTIME: &str = "docker";
 
 #[derive(Debug, Clone)]
 pub struct NewCrew {
     pub slug: String,
     pub name: String,
     pub max_concurrent_agents: i64,
-    pub runtime: String,
+    pub runtime: Runtime,
     pub image: Option<String>,
 }
 
@@ -88,7 +86,7 @@ pub fn live_in_containers(db: &Db<'_>, before: i64) -> Result<Vec<CrewRow>> {
         &format!(
             "SELECT {COLUMNS} FROM crews WHERE deleted_at IS NULL AND runtime = ?1 AND created_at < ?2 ORDER BY id"
         ),
-        args![CONTAINER_RUNTIME, before],
+        args![Runtime::Docker.as_str(), before],
         from_row,
     )
 }
@@ -144,7 +142,7 @@ pub fn insert(tx: &mut Tx<'_>, new: NewCrew) -> Result<CrewRow> {
         "INSERT INTO crews (slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         "id",
-        args![new.slug, new.name, new.max_concurrent_agents, new.runtime, new.image, tx.now],
+        args![new.slug, new.name, new.max_concurrent_agents, new.runtime.as_str(), new.image, tx.now],
     )?;
     tx.execute("INSERT INTO crew_counts (crew_id) VALUES (?1)", args![id])?;
     by_id(tx, id)?.ok_or_else(|| DomainError::vanished("crew"))

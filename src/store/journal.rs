@@ -4,12 +4,11 @@ use super::Tx;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, args};
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::Severity;
 use crate::domain::types::JournalEntry;
-use crate::domain::{DomainError, Result, time};
-
-pub const SEVERITIES: &[&str] = &["debug", "info", "warning", "error"];
+use crate::domain::{Result, time};
 
 /// An entity an entry is about: its row id and its slug.
 #[derive(Debug, Clone)]
@@ -21,7 +20,7 @@ pub struct Named {
 #[derive(Debug, Clone)]
 pub struct NewEntry {
     pub entry_type: String,
-    pub severity: &'static str,
+    pub severity: Severity,
     pub crew: Option<Named>,
     pub agent: Option<Named>,
     pub trace_id: Option<String>,
@@ -33,7 +32,7 @@ impl NewEntry {
     pub fn info(entry_type: impl Into<String>, summary: impl Into<String>) -> NewEntry {
         NewEntry {
             entry_type: entry_type.into(),
-            severity: "info",
+            severity: Severity::Info,
             crew: None,
             agent: None,
             trace_id: None,
@@ -52,7 +51,7 @@ pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
         args![
             tx.now,
             e.entry_type,
-            e.severity,
+            e.severity.as_str(),
             e.crew.as_ref().map(|c| c.id),
             e.agent.as_ref().map(|a| a.id),
             e.trace_id,
@@ -65,7 +64,7 @@ pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
         id: ids::format(Kind::Journal, id),
         ts: time::rfc3339(tx.now),
         entry_type: e.entry_type,
-        severity: e.severity.to_string(),
+        severity: e.severity.as_str().to_string(),
         crew: crew.clone(),
         agent: e.agent.map(|a| a.slug),
         trace_id: e.trace_id,
@@ -73,7 +72,7 @@ pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
         payload: e.payload,
         archived: false,
     };
-    tx.emit(Event::new("journal.entry", Channel::Journal, crew, &entry));
+    tx.emit(Event::new(EventKind::JournalEntry, crew, &entry));
     Ok(entry)
 }
 
@@ -178,12 +177,4 @@ pub fn prune_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> 
              (SELECT id FROM journal_archive WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
         args![cutoff, batch as i64],
     )
-}
-
-pub fn check_severity(s: &str) -> Result<&'static str> {
-    SEVERITIES
-        .iter()
-        .find(|v| **v == s)
-        .copied()
-        .ok_or_else(|| DomainError::invalid(format!("severity must be one of {}", SEVERITIES.join(", "))))
 }

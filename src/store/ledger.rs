@@ -2,10 +2,12 @@
 
 use super::sql::{Db, args};
 use super::{Tx, counters};
+use crate::domain::Result;
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::BillingMode;
+use crate::domain::named::named_enum;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::{LlmCallRecorded, SpendRow};
-use crate::domain::{DomainError, Result};
 
 #[derive(Debug, Clone)]
 pub struct NewCall {
@@ -16,7 +18,7 @@ pub struct NewCall {
     pub cost_nanos: i64,
     /// False when no price was given and the rate card had none.
     pub priced: bool,
-    pub billing_mode: &'static str,
+    pub billing_mode: BillingMode,
     pub crew_id: Option<i64>,
     pub agent_id: Option<i64>,
     pub run_id: Option<String>,
@@ -44,7 +46,7 @@ pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
             t.cached_input,
             t.cache_creation,
             call.cost_nanos,
-            call.billing_mode,
+            call.billing_mode.as_str(),
             call.priced,
             call.crew_id,
             call.agent_id,
@@ -64,25 +66,17 @@ pub fn run_exists(db: &Db<'_>, run_id: &str) -> Result<bool> {
     Ok(db.query_opt("SELECT 1 FROM runs WHERE id = ?1", args![run_id], |_| Ok(()))?.is_some())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupBy {
-    Provider,
-    Crew,
-    Agent,
-    Model,
-}
+named_enum!(
+    /// What spend is reported by.
+    GroupBy {
+        Provider => "provider",
+        Crew => "crew",
+        Agent => "agent",
+        Model => "model",
+    }
+);
 
 impl GroupBy {
-    pub fn parse(s: &str) -> Result<GroupBy> {
-        match s {
-            "provider" => Ok(GroupBy::Provider),
-            "crew" => Ok(GroupBy::Crew),
-            "agent" => Ok(GroupBy::Agent),
-            "model" => Ok(GroupBy::Model),
-            _ => Err(DomainError::invalid("group_by must be one of provider, crew, agent, model")),
-        }
-    }
-
     fn key_sql(self) -> &'static str {
         match self {
             GroupBy::Provider => "l.provider",
@@ -117,6 +111,7 @@ pub fn spend(db: &Db<'_>, group_by: GroupBy, since: Option<i64>, until: Option<i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DomainError;
     use crate::store::{Options, Store};
 
     fn call(input: i64) -> NewCall {
@@ -126,7 +121,7 @@ mod tests {
             tokens: Tokens { input, ..Tokens::default() },
             cost_nanos: 1,
             priced: true,
-            billing_mode: "metered",
+            billing_mode: BillingMode::Metered,
             crew_id: None,
             agent_id: None,
             run_id: None,

@@ -9,8 +9,9 @@ use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, args};
 use super::{Tx, counters};
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::Severity;
 use crate::domain::status::{PipelineRunStatus, StepStatus};
 use crate::domain::types::{Pipeline, PipelineRun, PipelineRunStep, StepSpec};
 use crate::domain::{DomainError, Result, time};
@@ -247,7 +248,7 @@ impl PipelineRunRow {
             .collect()
     }
 
-    fn publish(&self, tx: &mut Tx<'_>, severity: &'static str) -> Result<()> {
+    fn publish(&self, tx: &mut Tx<'_>, severity: Severity) -> Result<()> {
         let status = self.status.as_str();
         let summary = match &self.reason {
             Some(r) => format!("pipeline {} run {status}: {r}", self.pipeline),
@@ -261,7 +262,7 @@ impl PipelineRunRow {
                 ..NewEntry::info(format!("pipeline_run.{status}"), summary)
             },
         )?;
-        tx.emit(Event::new(format!("pipeline_run.{status}"), Channel::PipelineRuns, None, &self.to_api()));
+        tx.emit(Event::new(EventKind::PipelineRun(self.status), None, &self.to_api()));
         Ok(())
     }
 }
@@ -332,7 +333,7 @@ pub fn create_run(
     }
     counters::pipeline_run_moved(tx, None, status)?;
     let run = run_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline run"))?;
-    run.publish(tx, "info")?;
+    run.publish(tx, Severity::Info)?;
     Ok(run)
 }
 
@@ -365,8 +366,8 @@ pub fn move_run(
     }
     let next = run_by_id(tx, run.id)?.ok_or_else(|| DomainError::vanished("pipeline run"))?;
     let severity = match to {
-        PipelineRunStatus::Failed | PipelineRunStatus::Interrupted => "warning",
-        _ => "info",
+        PipelineRunStatus::Failed | PipelineRunStatus::Interrupted => Severity::Warning,
+        _ => Severity::Info,
     };
     next.publish(tx, severity)?;
     Ok(next)

@@ -4,8 +4,9 @@
 use super::journal::{self, Named, NewEntry};
 use super::sql::{Db, Row, args};
 use super::{Tx, counters};
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
+use crate::domain::kinds::Severity;
 use crate::domain::run_token;
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;
@@ -75,7 +76,7 @@ impl RunRow {
         }
     }
 
-    fn journal(&self, tx: &mut Tx<'_>, severity: &'static str, summary: String) -> Result<()> {
+    fn journal(&self, tx: &mut Tx<'_>, severity: Severity, summary: String) -> Result<()> {
         let mut payload = serde_json::Map::new();
         payload.insert("status".into(), self.status.as_str().into());
         if let Some(a) = self.assignment_id {
@@ -99,12 +100,7 @@ impl RunRow {
                 payload: payload.into(),
             },
         )?;
-        tx.emit(Event::new(
-            format!("run.{}", self.status.event()),
-            Channel::Runs,
-            self.crew.as_ref().map(|c| c.slug.clone()),
-            &self.to_api(),
-        ));
+        tx.emit(Event::new(EventKind::Run(self.status), self.crew.as_ref().map(|c| c.slug.clone()), &self.to_api()));
         Ok(())
     }
 }
@@ -178,7 +174,7 @@ fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) 
         Some(a) => format!("run started for agent {}", a.slug),
         None => "run started".to_string(),
     };
-    run.journal(tx, "info", summary)?;
+    run.journal(tx, Severity::Info, summary)?;
     Ok(run)
 }
 
@@ -201,7 +197,7 @@ pub fn finish(
     }
     let run = RunRow { status, finished_at: Some(tx.now), error, exit_code, ..run };
     counters::run_event(tx, status.event())?;
-    let severity = if status == RunStatus::Completed { "info" } else { "warning" };
+    let severity = if status == RunStatus::Completed { Severity::Info } else { Severity::Warning };
     let summary = match &run.error {
         Some(e) => format!("run {}: {e}", status.as_str()),
         None => format!("run {}", status.as_str()),

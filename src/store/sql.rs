@@ -109,6 +109,12 @@ impl Row<'_> {
         })
     }
 
+    /// A column holding the name of a `Named` value.
+    pub fn named<T: crate::domain::named::Named>(&self, i: usize) -> Result<T> {
+        let text: String = self.get(i)?;
+        T::parse(&text).ok_or_else(|| DomainError::internal(format!("unknown value {text:?} in column {i}")))
+    }
+
     /// A JSON column.
     pub fn json<T: serde::de::DeserializeOwned>(&self, i: usize) -> Result<T> {
         let text: String = self.get(i)?;

@@ -94,7 +94,7 @@ fn valid_channel(c: &str) -> bool {
 /// The subscribed channel an event is delivered on, if any: its own
 /// channel first, then its crew's.
 fn route(subs: &BTreeSet<String>, e: &Event) -> Option<String> {
-    if let Some(c) = e.channel.filter(|c| subs.contains(c.as_str())) {
+    if let Some(c) = e.channel().filter(|c| subs.contains(c.as_str())) {
         return Some(c.as_str().to_string());
     }
     let crew = format!("crew:{}", e.crew.as_deref()?);
@@ -133,7 +133,9 @@ pub async fn run<A: Fn(&str) -> bool>(mut socket: WebSocket, sessions: &Sessions
             },
             event = events.recv() => match event {
                 Ok(e) => match route(&subs, &e) {
-                    Some(channel) => text(json!({ "type": e.kind, "channel": channel, "ts": time::rfc3339(e.ts), "data": e.data })),
+                    Some(channel) => {
+                        text(json!({ "type": e.kind.to_string(), "channel": channel, "ts": time::rfc3339(e.ts), "data": e.data }))
+                    }
                     None => continue,
                 },
                 Err(RecvError::Lagged(_)) => return close(socket, TOO_SLOW, "too slow: events were dropped").await,
@@ -194,17 +196,20 @@ fn reply(subs: &mut BTreeSet<String>, frame: &str, max_channels: usize) -> serde
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{Change, EventKind};
+    use crate::domain::status::AssignmentStatus;
 
     #[test]
     fn routing_prefers_the_event_channel() {
-        let e = Event::new("assignment.queued", Channel::Assignments, Some("alpha".into()), &json!({}));
+        let queued = EventKind::Assignment { id: 1, status: AssignmentStatus::Queued };
+        let e = Event::new(queued, Some("alpha".into()), &json!({}));
         let mut subs = BTreeSet::new();
         assert_eq!(route(&subs, &e), None);
         subs.insert("crew:alpha".to_string());
         assert_eq!(route(&subs, &e).as_deref(), Some("crew:alpha"));
         subs.insert("assignments".to_string());
         assert_eq!(route(&subs, &e).as_deref(), Some("assignments"));
-        let crew_only = Event::on("crew.updated", None, Some("alpha".into()), &json!({}));
+        let crew_only = Event::new(EventKind::Crew(Change::Updated), Some("alpha".into()), &json!({}));
         assert_eq!(route(&subs, &crew_only).as_deref(), Some("crew:alpha"));
         assert!(valid_channel("crew:x") && !valid_channel("crew:") && !valid_channel("nope"));
     }

@@ -1,0 +1,74 @@
+//! Enums of named values (statuses, kinds, modes): each with its text, a
+//! parser, and `ALL`, from which every "must be one of" message and every
+//! closed metric label set is built, so no list is ever written twice.
+
+use super::{DomainError, Result};
+
+/// A closed set of named values.
+pub trait Named: Sized + Copy + 'static {
+    const ALL: &'static [Self];
+    fn as_str(self) -> &'static str;
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+
+    /// `s` as a value of `field`, or a 422 listing what it may be.
+    fn parse_field(field: &str, s: &str) -> Result<Self> {
+        Self::parse(s).ok_or_else(|| DomainError::invalid(must_be_one_of(field, Self::ALL.iter().map(|v| v.as_str()))))
+    }
+}
+
+/// "`field` must be one of a, b, c".
+pub fn must_be_one_of<'a>(field: &str, values: impl IntoIterator<Item = &'a str>) -> String {
+    format!("{field} must be one of {}", values.into_iter().collect::<Vec<_>>().join(", "))
+}
+
+/// Declares an enum of named values (`Named`, `Display`).
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $crate::domain::named::Named for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                $crate::domain::named::Named::as_str(self)
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                <$name as $crate::domain::named::Named>::parse(s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    named_enum!(Colour { Red => "red", Dark => "dark_blue" });
+
+    #[test]
+    fn names_parse_and_list_themselves() {
+        assert_eq!(Colour::parse("dark_blue"), Some(Colour::Dark));
+        assert_eq!(Colour::Red.to_string(), "red");
+        let e = Colour::parse_field("colour", "green").unwrap_err().to_string();
+        assert_eq!(e, "colour must be one of red, dark_blue");
+    }
+}
