@@ -1,21 +1,41 @@
-//! crewshipd: the control-plane daemon for crews of AI agents.
-//!
-//! Layers, outermost first: `api` (HTTP handlers), `metrics` (the
-//! /metrics endpoint), `ws` (the event hub), `runtime` (long-running
-//! workers), `store` (the only SQL), `domain` (rules, no I/O).
+//! crewshipd: the control-plane daemon for crews of AI agents, and its
+//! operator CLI. The binaries use `daemon`, `config` and `cli`; the layers
+//! below them (docs/architecture.md) are private to the crate, and
+//! `internals` is the one deliberate door the benchmarks and the story
+//! tests use to reach below the HTTP API.
 
-pub mod api;
-pub mod bearer;
-pub mod capture;
+mod api;
+mod bearer;
+mod capture;
 pub mod cli;
-pub mod clientip;
+mod clientip;
 pub mod config;
-pub mod containers;
+mod containers;
 pub mod daemon;
-pub mod domain;
-pub mod metrics;
-pub mod runtime;
-pub mod server;
-pub mod store;
-pub mod sync;
-pub mod ws;
+mod domain;
+mod metrics;
+mod runtime;
+mod server;
+mod store;
+mod sync;
+mod ws;
+
+/// What the benchmarks and story tests reach below the HTTP API: the store
+/// and its tables, the rules, and the pieces of /metrics. Not a stable
+/// interface.
+pub mod internals {
+    pub mod store {
+        pub use crate::store::{
+            Db, Options, Store, Synchronous, Tx, agents, assignments, counters, crews, journal, ledger, migrations,
+            pipelines, recount, runs, snapshot, sqlite,
+        };
+    }
+
+    pub mod domain {
+        pub use crate::domain::{Result, kinds, pricing, provider, status, time};
+    }
+
+    pub mod metrics {
+        pub use crate::metrics::{exposition, families, process, snapshot};
+    }
+}

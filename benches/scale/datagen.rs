@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, Statement, params};
 use serde::{Deserialize, Serialize};
 
-use crewship::domain::provider;
-use crewship::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
-use crewship::domain::time;
-use crewship::store::pipelines::StoredStep;
-use crewship::store::{counters, migrations, recount, sqlite};
+use crewship::internals::domain::provider;
+use crewship::internals::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
+use crewship::internals::domain::time;
+use crewship::internals::store::pipelines::StoredStep;
+use crewship::internals::store::{counters, migrations, recount, sqlite};
 
 use crate::Res;
 

@@ -77,7 +77,7 @@ impl Machine {
             wrk: first_line("wrk", &["-v"]),
             sqlite: rusqlite::version().to_string(),
             commit,
-            date: crewship::domain::time::rfc3339(crewship::domain::time::now_ms()),
+            date: crewship::internals::domain::time::rfc3339(crewship::internals::domain::time::now_ms()),
             load_before: loadavg(),
             load_after: String::new(),
         }

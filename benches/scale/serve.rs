@@ -339,13 +339,13 @@ fn median_of(n: usize, mut f: impl FnMut()) -> f64 {
 /// `metrics::render` (and of the gzip layer), each timed alone, in this
 /// process, with the snapshot of the big store.
 async fn render_steps(store: &Path) -> Res<Vec<Step>> {
-    use crewship::metrics::exposition::{self, Format};
-    use crewship::metrics::{families, process};
+    use crewship::internals::metrics::exposition::{self, Format};
+    use crewship::internals::metrics::{families, process};
     use std::io::Write;
 
     const N: usize = 2_000;
-    let s = crewship::store::Store::open(store, tokio::sync::broadcast::channel(16).0, Default::default())?;
-    let db = crewship::metrics::snapshot::compute(&s, None).await;
+    let s = crewship::internals::store::Store::open(store, tokio::sync::broadcast::channel(16).0, Default::default())?;
+    let db = crewship::internals::metrics::snapshot::compute(&s, None).await;
     let live = families::Live {
         uptime_seconds: 1.0,
         alive_tasks: process::alive_tasks(),

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use serde::Serialize;
 
-use crewship::domain::provider;
-use crewship::metrics::snapshot::{DbSnapshot, compute};
-use crewship::store::Store;
+use crewship::internals::domain::provider;
+use crewship::internals::metrics::snapshot::{DbSnapshot, compute};
+use crewship::internals::store::Store;
 
 use crate::Res;
 use crate::stats::Timing;

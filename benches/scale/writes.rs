@@ -14,20 +14,20 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crewship::domain::Result as DomainResult;
-use crewship::domain::kinds::{BillingMode, Role, Runtime, Severity};
-use crewship::domain::pricing::Tokens;
-use crewship::domain::status::{AssignmentStatus, RunStatus};
-use crewship::store::agents::{self, AgentRow, NewAgent};
-use crewship::store::assignments::AssignmentRow;
-use crewship::store::assignments::{self, Changes};
-use crewship::store::counters;
-use crewship::store::crews::{self, CrewRow, NewCrew};
-use crewship::store::journal::{self, Named, NewEntry};
-use crewship::store::ledger::{self, NewCall};
-use crewship::store::runs::RunRow;
-use crewship::store::runs::{self, NewRun};
-use crewship::store::{Options, Store, Tx};
+use crewship::internals::domain::Result as DomainResult;
+use crewship::internals::domain::kinds::{BillingMode, Role, Runtime, Severity};
+use crewship::internals::domain::pricing::Tokens;
+use crewship::internals::domain::status::{AssignmentStatus, RunStatus};
+use crewship::internals::store::agents::{self, AgentRow, NewAgent};
+use crewship::internals::store::assignments::AssignmentRow;
+use crewship::internals::store::assignments::{self, Changes};
+use crewship::internals::store::counters;
+use crewship::internals::store::crews::{self, CrewRow, NewCrew};
+use crewship::internals::store::journal::{self, Named, NewEntry};
+use crewship::internals::store::ledger::{self, NewCall};
+use crewship::internals::store::runs::RunRow;
+use crewship::internals::store::runs::{self, NewRun};
+use crewship::internals::store::{Options, Store, Tx};
 
 use crate::Res;
 use crate::stats::median;
@@ -40,7 +40,7 @@ fn uncounted() -> Options {
 
 /// The default store, with `synchronous = NORMAL` instead of FULL.
 fn normal_sync() -> Options {
-    Options { sync: crewship::store::Synchronous::Normal, ..Options::default() }
+    Options { sync: crewship::internals::store::Synchronous::Normal, ..Options::default() }
 }
 
 /// Slices per variant; the variants alternate, rotating which goes first.
@@ -230,8 +230,9 @@ async fn op(store: &Store, kind: Kind, fx: &Arc<Fixture>, i: usize) -> Res<()> {
 
 /// CPU time (user + system) of this whole process, in seconds.
 fn process_cpu() -> f64 {
-    // SAFETY: getrusage fills a plain struct on the stack.
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct on the stack.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)

@@ -40,10 +40,14 @@ impl From<DomainError> for ApiError {
             DomainError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             DomainError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             DomainError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            DomainError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            DomainError::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
-            tracing::error!(error = %e, "request failed");
+            // The whole chain: what failed, and what it failed on.
+            let chain = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>();
+            tracing::error!(error = %e, caused_by = ?chain, "request failed");
         }
         ApiError::new(status, code, e.to_string())
     }

@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, RwLock};
 
 use crate::domain::{DomainError, Result};
 use crate::store::crews::CrewRow;
+use crate::sync::lock;
 
 const LABEL_CREW: &str = "crewship.crew";
 const LABEL_CREW_ID: &str = "crewship.crew_id";
@@ -98,7 +99,7 @@ impl Engine {
     /// replacing the container holds it alone, so no run starts in a
     /// container about to go.
     pub fn gate(&self, crew_id: i64) -> Arc<RwLock<()>> {
-        self.inner.gates.lock().unwrap_or_else(|p| p.into_inner()).entry(crew_id).or_default().clone()
+        lock(&self.inner.gates).entry(crew_id).or_default().clone()
     }
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> DomainError {
@@ -134,7 +135,7 @@ impl Engine {
                 DomainError::Unavailable(format!("docker engine: {message}"))
             }
             BollardError::DockerResponseServerError { message, .. } => {
-                DomainError::Internal(format!("docker engine refused a request about {what} {key}: {message}"))
+                DomainError::internal(format!("docker engine refused a request about {what} {key}: {message}"))
             }
             other => self.unreachable(other),
         }

@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use super::docker::Engine;
 use crate::capture::Output;
 use crate::domain::{DomainError, Result};
+use crate::sync::lock;
 
 /// How long to wait for an exec to end after SIGKILL before giving up on
 /// it (the engine may have lost it, or it had not started yet).
@@ -85,7 +86,7 @@ async fn start(engine: &Engine, job: &Job<'_>, output: Arc<Mutex<Output>>) -> Re
     let StartExecResults::Attached { output: mut stream, mut input } =
         docker.start_exec(&exec_id, None).await.map_err(|e| engine.error("exec", &exec_id, e))?
     else {
-        return Err(DomainError::Internal("the engine started an attached exec detached".into()));
+        return Err(DomainError::internal("the engine started an attached exec detached"));
     };
     let task = job.task.clone();
     let feeder = tokio::spawn(async move {
@@ -100,7 +101,7 @@ async fn start(engine: &Engine, job: &Job<'_>, output: Arc<Mutex<Output>>) -> Re
                 LogOutput::StdErr { message } => (message, false),
                 LogOutput::StdIn { .. } => continue,
             };
-            output.lock().unwrap_or_else(|p| p.into_inner()).push(&bytes, is_stdout);
+            lock(&output).push(&bytes, is_stdout);
         }
     });
     Ok(Started { exec_id, streams, feeder })
@@ -117,7 +118,7 @@ async fn exit_code(engine: &Engine, exec_id: &str) -> Result<i64> {
         if inspected.running != Some(true) {
             return inspected
                 .exit_code
-                .ok_or_else(|| DomainError::Internal(format!("exec {exec_id} ended without an exit code")));
+                .ok_or_else(|| DomainError::internal(format!("exec {exec_id} ended without an exit code")));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(250));

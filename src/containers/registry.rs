@@ -40,7 +40,7 @@ impl Registry {
     }
 
     fn tracked(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
-        self.tracked.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.tracked)
     }
 
     /// (tracked, reporting); reporting ≤ tracked by construction.

@@ -1,5 +1,7 @@
 //! The domain's one error type; `api::error` maps it to HTTP in one place.
 
+use std::sync::Arc;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DomainError {
     /// An id or slug that names nothing.
@@ -15,9 +17,14 @@ pub enum DomainError {
     /// unreachable: worth a retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// A bug or an I/O failure the client cannot fix.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug or an I/O failure the client cannot fix, with the error it came
+    /// from when there was one (logs show the whole chain).
+    #[error("internal error: {message}")]
+    Internal {
+        message: String,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 pub type Result<T, E = DomainError> = std::result::Result<T, E>;
@@ -35,12 +42,17 @@ impl DomainError {
         DomainError::Conflict(msg.into())
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> Self {
-        DomainError::Internal(e.to_string())
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        DomainError::Internal { message: message.to_string(), source: None }
+    }
+
+    /// An internal error caused by `source`, which it keeps.
+    pub fn caused_by(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        DomainError::Internal { message: source.to_string(), source: Some(Arc::new(source)) }
     }
 
     /// A row the same transaction just wrote or read is gone: a bug.
     pub fn vanished(what: &str) -> Self {
-        DomainError::Internal(format!("{what} vanished"))
+        DomainError::internal(format!("{what} vanished"))
     }
 }

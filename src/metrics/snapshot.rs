@@ -130,7 +130,7 @@ impl SnapshotCache {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The current snapshot, computing a new one if it is older than the TTL.

@@ -20,6 +20,7 @@ use crate::domain::{DomainError, Result};
 use crate::store::assignments::{self, AssignmentRow, Changes};
 use crate::store::pipelines::{PipelineRow, PipelineRunRow};
 use crate::store::{Store, runs};
+use crate::sync::lock;
 use runner::{Runner, StopReason};
 
 pub struct Runtime {
@@ -170,7 +171,7 @@ impl Runtime {
     /// (`server_shutdown`) and their assignments return to the queue.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let tasks: Vec<_> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
         for task in tasks {
             let _ = task.await;
         }

@@ -16,6 +16,7 @@ use crate::domain::{DomainError, Result, template};
 use crate::store::assignments::{self, AssignmentRow};
 use crate::store::pipelines::{self, PipelineRunRow, StepRow};
 use crate::store::{Db, Store, Tx, agents, crews};
+use crate::sync::lock;
 
 pub struct Executor {
     store: Store,
@@ -124,13 +125,13 @@ impl Executor {
 
     /// Drives a running pipeline run in the background (once per run).
     pub fn drive(self: &Arc<Self>, run_id: i64) {
-        if !self.driving.lock().unwrap_or_else(|p| p.into_inner()).insert(run_id) {
+        if !lock(&self.driving).insert(run_id) {
             return;
         }
         let exec = self.clone();
         tokio::spawn(async move {
             let ended = exec.drive_steps(run_id).await;
-            exec.driving.lock().unwrap_or_else(|p| p.into_inner()).remove(&run_id);
+            lock(&exec.driving).remove(&run_id);
             match ended {
                 Ok(Some(pipeline_id)) => exec.start_queued(pipeline_id).await,
                 Ok(None) => {}
@@ -198,7 +199,7 @@ impl Executor {
                 }
                 Next::Wait(step) => {
                     let Some(aid) = step.assignment_id else {
-                        return Err(DomainError::Internal(format!("step {} runs without an assignment", step.step_id)));
+                        return Err(DomainError::internal(format!("step {} runs without an assignment", step.step_id)));
                     };
                     let a = self
                         .store

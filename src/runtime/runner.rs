@@ -22,6 +22,7 @@ use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
 use crate::store::runs;
+use crate::sync::lock;
 
 /// Whether a variable of the daemon's own environment is kept from agents:
 /// its settings (tokens and token files among them) and the database
@@ -92,7 +93,7 @@ async fn pump(mut from: impl AsyncRead + Unpin, into: Arc<Mutex<Output>>, is_std
         if n == 0 {
             break;
         }
-        into.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n], is_stdout);
+        lock(&into).push(&buf[..n], is_stdout);
     }
 }
 
@@ -138,7 +139,7 @@ impl Runner {
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Active>> {
-        self.active.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.active)
     }
 
     /// Starts executing a claimed assignment in the background.
@@ -169,7 +170,7 @@ impl Runner {
     pub fn live_output(&self, run_id: &str) -> Option<String> {
         let active = self.active();
         let a = active.values().find(|a| a.run_id == run_id)?;
-        let text = a.output.lock().unwrap_or_else(|p| p.into_inner()).text();
+        let text = lock(&a.output).text();
         Some(text)
     }
 
@@ -331,7 +332,7 @@ impl Runner {
     /// Records the end of a run and its assignment in one transaction.
     async fn finish(&self, c: Claimed, outcome: Outcome, output: &Mutex<Output>) -> Result<AssignmentRow> {
         let (text, summary) = {
-            let o = output.lock().unwrap_or_else(|p| p.into_inner());
+            let o = lock(output);
             (o.text(), o.summary())
         };
         let summary = Some(summary).filter(|s| !s.is_empty());
@@ -352,8 +353,8 @@ impl Runner {
         let record = move |tx: &mut crate::store::Tx<'_>| {
             let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
             runs::save_output(tx, run.pk, &text)?;
-            let row = assignments::by_id(tx, c.assignment.id)?
-                .ok_or_else(|| DomainError::Internal("assignment vanished".into()))?;
+            let row =
+                assignments::by_id(tx, c.assignment.id)?.ok_or_else(|| DomainError::internal("assignment vanished"))?;
             if shutdown {
                 return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts);
             }

@@ -103,9 +103,10 @@ pub struct Store {
 fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of the plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: statvfs only writes into the struct passed; the path is
     // NUL-terminated.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
@@ -282,7 +283,7 @@ mod tests {
         for (i, r) in results.iter().enumerate() {
             match i % 10 {
                 3 => assert!(matches!(r, Err(DomainError::Invalid(_)))),
-                7 => assert!(matches!(r, Err(DomainError::Internal(_)))),
+                7 => assert!(matches!(r, Err(DomainError::Internal { .. }))),
                 _ => assert_eq!(r.as_ref().unwrap(), &i),
             }
         }

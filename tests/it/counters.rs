@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use serde_json::json;
 
 use crate::common::{Daemon, sample, script};
-use crewship::store::recount;
+use crewship::internals::store::recount;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -138,7 +138,7 @@ proptest! {
             assert!(status.success());
             let mut conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
             let tx = conn.transaction().unwrap();
-            let drift = recount::check_and_repair(&crewship::store::sqlite::db(&tx)).unwrap();
+            let drift = recount::check_and_repair(&crewship::internals::store::sqlite::db(&tx)).unwrap();
             tx.commit().unwrap();
             assert!(drift.is_empty(), "counters drifted from the base tables: {drift:?}");
         });

@@ -345,6 +345,7 @@ fn vm_steps(conn: &rusqlite::Connection, f: impl FnOnce(&rusqlite::Connection)) 
         );
     }
     f(conn);
+    // SAFETY: removing the handler installed above.
     unsafe {
         rusqlite::ffi::sqlite3_progress_handler(conn.handle(), 0, None, std::ptr::null_mut());
     }
@@ -354,7 +355,7 @@ fn vm_steps(conn: &rusqlite::Connection, f: impl FnOnce(&rusqlite::Connection)) 
 /// Every read the DB-derived block makes (src/metrics/snapshot.rs
 /// `compute`), in one go.
 fn snapshot_reads(conn: &rusqlite::Connection) {
-    use crewship::store::{counters, migrations, snapshot, sqlite};
+    use crewship::internals::store::{counters, migrations, snapshot, sqlite};
     let db = sqlite::db(conn);
     for family in [counters::ASSIGNMENTS, counters::PIPELINE_RUNS, counters::RUN_EVENTS] {
         snapshot::family(&db, family).unwrap();
@@ -375,7 +376,7 @@ fn snapshot_cost_does_not_grow_with_table_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let open = |name: &str| {
         let mut conn = rusqlite::Connection::open(dir.path().join(name)).unwrap();
-        crewship::store::sqlite::migrations::apply(&mut conn).unwrap();
+        crewship::internals::store::sqlite::migrations::apply(&mut conn).unwrap();
         // The same bounded rows in both stores.
         conn.execute_batch(
             "INSERT INTO counters (family, label, value) VALUES

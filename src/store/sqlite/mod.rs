@@ -38,7 +38,7 @@ impl From<rusqlite::Error> for DomainError {
             Some(DatabaseBusy | DatabaseLocked) => DomainError::Unavailable(e.to_string()),
             Some(DiskFull) => DomainError::Unavailable(DISK_FULL.into()),
             Some(DatabaseCorrupt | NotADatabase) => DomainError::Unavailable(format!("{CORRUPT}: {e}")),
-            _ => DomainError::internal(e),
+            _ => DomainError::caused_by(e),
         }
     }
 }

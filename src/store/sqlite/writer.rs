@@ -124,7 +124,7 @@ impl Writer {
             }
             let mut op = Tx::new(Db::sqlite(&tx), time::now_ms(), self.counting, &mut self.folded);
             let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
-                .unwrap_or_else(|_| Err(DomainError::Internal("write operation panicked".into())));
+                .unwrap_or_else(|_| Err(DomainError::internal("write operation panicked")));
             let (events, pending) = (op.events, op.pending);
             let closed = match &result {
                 Ok(_) => tx.execute_batch(release),
