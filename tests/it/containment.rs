@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use crate::common::api::Assignment;
 use crate::common::{Daemon, PATIENCE};
 use crate::tools::{ci, eventually};
 
@@ -82,9 +83,10 @@ async fn an_agent_never_outlives_a_daemon_killed_with_9() {
     let mut ws = d.ws().await;
     ws.subscribe(&["assignments"]).await;
     let id = a["id"].as_str().unwrap();
-    let row = d.await_assignment(&mut ws, id, &["completed", "failed", "cancelled"]).await;
-    assert_eq!((row["status"].as_str(), row["attempts"].as_i64()), (Some("completed"), Some(2)), "{row}");
-    assert_eq!(row["result_summary"], "retried");
+    d.await_assignment(&mut ws, id, &["completed", "failed", "cancelled"]).await;
+    let row: Assignment = d.get_as(&format!("/api/v1/assignments/{id}"), 200).await;
+    assert_eq!((row.status.as_str(), row.attempts), ("completed", 2), "{row:?}");
+    assert_eq!(row.result_summary.as_deref(), Some("retried"));
 }
 
 #[tokio::test]

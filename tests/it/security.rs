@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::common::api::{Assignment, Crew, JournalEntry, Listing, Run};
 use crate::common::ws::Client;
 use crate::common::{Daemon, Reply, into_reply, sample};
 use crate::tools;
@@ -61,8 +62,10 @@ async fn a_web_page_cannot_make_the_daemon_run_anything() {
         assert_error(&anonymous, 401, "unauthorized");
     }
     // Nothing was created, so nothing can run.
-    assert_eq!(d.get("/api/v1/crews").await.body["items"], json!([]));
-    assert_eq!(d.get("/api/v1/assignments").await.body["items"], json!([]));
+    let crews: Listing<Crew> = d.get_as("/api/v1/crews", 200).await;
+    assert!(crews.items.is_empty(), "{crews:?}");
+    let work: Listing<Assignment> = d.get_as("/api/v1/assignments", 200).await;
+    assert!(work.items.is_empty(), "{work:?}");
     assert!(!marker.exists());
 }
 
@@ -210,9 +213,12 @@ async fn a_run_token_reaches_its_own_run_only() {
     );
     // What it recorded is its run's, whatever its bodies said.
     let run_id = done["run_id"].as_str().unwrap();
-    let notes = d.get(&format!("/api/v1/journal?type=agent.note&trace_id={run_id}")).await.body;
-    let note = &notes["items"][0];
-    assert_eq!((note["crew"].as_str(), note["agent"].as_str()), (Some("alpha"), Some("caller")), "{notes}");
+    let run: Run = d.get_as(&format!("/api/v1/runs/{run_id}"), 200).await;
+    assert_eq!((run.status.as_str(), run.exit_code), ("completed", Some(0)));
+    let notes: Listing<JournalEntry> =
+        d.get_as(&format!("/api/v1/journal?type=agent.note&trace_id={run_id}"), 200).await;
+    let note = &notes.items[0];
+    assert_eq!((note.crew.as_deref(), note.agent.as_deref()), (Some("alpha"), Some("caller")), "{notes:?}");
     let spend = d.get("/api/v1/paymaster/spend?group_by=crew").await.body;
     assert_eq!(
         spend["rows"],

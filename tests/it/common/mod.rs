@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod fake_docker;
 pub mod ws;
 
@@ -212,6 +213,22 @@ impl Daemon {
             .await
             .expect("request");
         into_reply(resp).await
+    }
+
+    /// A GET whose answer must have `status`, read as a `T`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str, status: u16) -> T {
+        Daemon::typed(self.get(path).await, "GET", path, status)
+    }
+
+    /// A POST whose answer must have `status`, read as a `T`.
+    pub async fn post_as<T: serde::de::DeserializeOwned>(&self, path: &str, body: Value, status: u16) -> T {
+        Daemon::typed(self.post(path, body).await, "POST", path, status)
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(r: Reply, method: &str, path: &str, status: u16) -> T {
+        assert_eq!(r.status.as_u16(), status, "{method} {path}: {}", r.text);
+        serde_json::from_value(r.body)
+            .unwrap_or_else(|e| panic!("{method} {path}: not the expected shape ({e}): {}", r.text))
     }
 
     /// POSTs and asserts the status, returning the body.
