@@ -32,7 +32,7 @@ pub mod internals {
     }
 
     pub mod domain {
-        pub use crate::domain::{Result, kinds, pricing, provider, status, time};
+        pub use crate::domain::{Result, kinds, pricing, provider, status, time, types};
     }
 
     pub mod metrics {

@@ -1,9 +1,10 @@
-//! The entities as clients see them (API.md field names).
+//! The entities as clients see them (API.md field names). They read back
+//! too, for the story tests' typed harness.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Crew {
     pub id: String,
     pub slug: String,
@@ -16,7 +17,7 @@ pub struct Crew {
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Agent {
     pub id: String,
     pub crew: String,
@@ -32,7 +33,7 @@ pub struct Agent {
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assignment {
     pub id: String,
     pub crew: String,
@@ -53,7 +54,7 @@ pub struct Assignment {
     pub pipeline_run_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub id: String,
     pub status: String,
@@ -67,7 +68,7 @@ pub struct Run {
     pub exit_code: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JournalEntry {
     pub id: String,
     pub ts: String,
@@ -81,7 +82,7 @@ pub struct JournalEntry {
     pub archived: bool,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepSpec {
     pub id: String,
     pub crew: String,
@@ -89,7 +90,7 @@ pub struct StepSpec {
     pub task: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pipeline {
     pub id: String,
     pub slug: String,
@@ -100,7 +101,7 @@ pub struct Pipeline {
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineRunStep {
     pub id: String,
     pub crew: String,
@@ -111,7 +112,7 @@ pub struct PipelineRunStep {
     pub output: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PipelineRun {
     pub id: String,
     pub pipeline: String,
@@ -125,7 +126,7 @@ pub struct PipelineRun {
     pub steps: Vec<PipelineRunStep>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LlmCallRecorded {
     pub id: String,
     pub provider: String,
@@ -134,7 +135,7 @@ pub struct LlmCallRecorded {
     pub priced: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpendRow {
     pub key: Option<String>,
     pub calls: i64,

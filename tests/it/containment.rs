@@ -43,23 +43,26 @@ async fn with_cgroups(env: &[(&str, &str)]) -> Option<Daemon> {
     None
 }
 
+/// A run whose agent leaves a process behind in a session of its own:
+/// once the run has completed, that process is gone.
+async fn straggler_dies_with_its_run(d: Daemon, seconds: &str) {
+    d.crew_with_agent("alpha", 1, &format!("setsid sleep {seconds} & echo left one behind")).await;
+    let done = d.run_to_end("alpha", "worker", "t").await;
+    assert_eq!(done["status"], "completed");
+    none_left(&["sleep", seconds]).await;
+}
+
 #[tokio::test]
 async fn a_straggler_that_called_setsid_dies_with_its_run_in_a_cgroup() {
     let Some(d) = with_cgroups(&[]).await else { return };
-    d.crew_with_agent("alpha", 1, "setsid sleep 3001 & echo left one behind").await;
-    let done = d.run_to_end("alpha", "worker", "t").await;
-    assert_eq!(done["status"], "completed");
-    none_left(&["sleep", "3001"]).await;
+    straggler_dies_with_its_run(d, "3001").await;
 }
 
 #[tokio::test]
 async fn a_straggler_that_called_setsid_dies_with_its_run_in_a_process_group() {
     let d = Daemon::start_with(&[("CREWSHIP_RUN_CONTAINMENT", "process-group")]).await;
     assert!(d.log().contains("a process group per run"), "{}", d.log());
-    d.crew_with_agent("alpha", 1, "setsid sleep 3002 & echo left one behind").await;
-    let done = d.run_to_end("alpha", "worker", "t").await;
-    assert_eq!(done["status"], "completed");
-    none_left(&["sleep", "3002"]).await;
+    straggler_dies_with_its_run(d, "3002").await;
 }
 
 #[tokio::test]
