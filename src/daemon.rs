@@ -18,7 +18,7 @@ use crate::domain::pricing::RateCard;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::SnapshotCache;
 use crate::runtime::{self, Runtime};
-use crate::store::{Store, recount};
+use crate::store::Store;
 use crate::ws::Sessions;
 use crate::{server, store};
 
@@ -142,8 +142,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         check_time: db.check_time,
         ..store::Options::default()
     };
-    let store = Store::open(&db.path, events, options)?;
-    let drift = store.exclusive(recount::check_and_repair).await?;
+    let store = Store::open(&db.location, events, options)?;
+    let drift = store.recount().await?;
     for d in &drift {
         tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }
@@ -180,7 +180,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         config,
     });
     tracing::info!(
-        %local, db = %store.path().display(), max_connections = limits.max_connections, open_files,
+        %local, db = store.describe(), max_connections = limits.max_connections, open_files,
         "crewshipd listening"
     );
     // Tests and scripts read the bound address (port 0 picks one) here; a

@@ -26,8 +26,8 @@ mod ws;
 pub mod internals {
     pub mod store {
         pub use crate::store::{
-            Db, Options, Store, Synchronous, Tx, agents, assignments, counters, crews, journal, ledger, migrations,
-            pipelines, recount, runs, snapshot, sqlite,
+            Db, Location, Options, Store, Synchronous, Tx, agents, assignments, counters, crews, journal, ledger,
+            migrations, pipelines, recount, runs, snapshot, sqlite,
         };
     }
 

@@ -344,7 +344,11 @@ async fn render_steps(store: &Path) -> Res<Vec<Step>> {
     use std::io::Write;
 
     const N: usize = 2_000;
-    let s = crewship::internals::store::Store::open(store, tokio::sync::broadcast::channel(16).0, Default::default())?;
+    let s = crewship::internals::store::Store::open(
+        &crewship::internals::store::Location::Sqlite(store.to_path_buf()),
+        tokio::sync::broadcast::channel(16).0,
+        Default::default(),
+    )?;
     let db = crewship::internals::metrics::snapshot::compute(&s, None).await;
     let live = families::Live {
         uptime_seconds: 1.0,

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crewship::internals::domain::provider;
 use crewship::internals::metrics::snapshot::{DbSnapshot, compute};
-use crewship::internals::store::Store;
+use crewship::internals::store::{Location, Store};
 
 use crate::Res;
 use crate::stats::Timing;
@@ -207,8 +207,13 @@ async fn time_compute(store: &Store, n: usize, into: &mut Vec<Duration>) {
 pub async fn run(big_path: &Path, data: &Path) -> Res<Report> {
     let empty_path = data.join("empty.db");
     crate::datagen::remove_db(&empty_path);
-    let empty = Store::open(&empty_path, tokio::sync::broadcast::channel(16).0, Default::default())?;
-    let big = Store::open(big_path, tokio::sync::broadcast::channel(16).0, Default::default())?;
+    let empty =
+        Store::open(&Location::Sqlite(empty_path.clone()), tokio::sync::broadcast::channel(16).0, Default::default())?;
+    let big = Store::open(
+        &Location::Sqlite(big_path.to_path_buf()),
+        tokio::sync::broadcast::channel(16).0,
+        Default::default(),
+    )?;
     let snap = compute(&big, None).await;
     if let Some((name, _, _)) = snap.health().iter().find(|h| !h.1) {
         return Err(format!("the {name} collector failed on the big store").into());

@@ -27,7 +27,7 @@ use crewship::internals::store::journal::{self, Named, NewEntry};
 use crewship::internals::store::ledger::{self, NewCall};
 use crewship::internals::store::runs::RunRow;
 use crewship::internals::store::runs::{self, NewRun};
-use crewship::internals::store::{Options, Store, Tx};
+use crewship::internals::store::{Location, Options, Store, Tx};
 
 use crate::Res;
 use crate::stats::median;
@@ -513,8 +513,9 @@ pub async fn run(data: &Path) -> Res<Report> {
     for p in &paths {
         crate::datagen::remove_db(p);
     }
-    let with = Store::open(&paths[0], tokio::sync::broadcast::channel(16).0, Options::default())?;
-    let without = Store::open(&paths[1], tokio::sync::broadcast::channel(16).0, uncounted())?;
+    let with =
+        Store::open(&Location::Sqlite(paths[0].clone()), tokio::sync::broadcast::channel(16).0, Options::default())?;
+    let without = Store::open(&Location::Sqlite(paths[1].clone()), tokio::sync::broadcast::channel(16).0, uncounted())?;
     let stores =
         [(with.clone(), Arc::new(fixture(&with).await?)), (without.clone(), Arc::new(fixture(&without).await?))];
 
@@ -536,7 +537,7 @@ pub async fn run(data: &Path) -> Res<Report> {
     // with a one-row scratch table.
     let probe_path = data.join("writes-extra-row.db");
     crate::datagen::remove_db(&probe_path);
-    let probe = Store::open(&probe_path, tokio::sync::broadcast::channel(16).0, uncounted())?;
+    let probe = Store::open(&Location::Sqlite(probe_path.clone()), tokio::sync::broadcast::channel(16).0, uncounted())?;
     probe
         .exclusive(|db| {
             db.batch(
@@ -628,8 +629,10 @@ async fn durability(data: &Path) -> Res<Vec<PathResult>> {
     for p in &paths {
         crate::datagen::remove_db(p);
     }
-    let full = Store::open(&paths[0], tokio::sync::broadcast::channel(16).0, Options::default())?;
-    let normal = Store::open(&paths[1], tokio::sync::broadcast::channel(16).0, normal_sync())?;
+    let full =
+        Store::open(&Location::Sqlite(paths[0].clone()), tokio::sync::broadcast::channel(16).0, Options::default())?;
+    let normal =
+        Store::open(&Location::Sqlite(paths[1].clone()), tokio::sync::broadcast::channel(16).0, normal_sync())?;
     let stores = [(full.clone(), Arc::new(fixture(&full).await?)), (normal.clone(), Arc::new(fixture(&normal).await?))];
     println!("  durability: synchronous FULL against NORMAL");
     let mut results = Vec::new();

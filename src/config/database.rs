@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ConfigError;
-use super::source::{Setting, Shown, Source, duration, positive};
-use crate::store::Synchronous;
+use super::source::{Setting, Shown, Source, duration, positive, text};
+use crate::store::{Location, Synchronous, postgres};
 
 /// The daemon's own API token, in the data directory (read by the CLI).
 pub const API_TOKEN_FILE: &str = "api-token";
@@ -24,7 +24,20 @@ pub const DATABASE_URL: Setting = Setting {
     var: "CREWSHIP_DATABASE_URL",
     flag: Some("--database-url"),
     default: Shown::Value("sqlite:crewship.db"),
-    help: "`sqlite:PATH` (relative to the data dir); PostgreSQL is not in this build",
+    help: "`sqlite:PATH` (relative to the data dir), or `postgres://USER@HOST:PORT/DB` (libpq's URL parameters, \
+           `sslmode=disable` or `prefer` and `application_name` among them)",
+};
+pub const DATABASE_POOL: Setting = Setting {
+    var: "CREWSHIP_DATABASE_POOL",
+    flag: None,
+    default: Shown::Value("8"),
+    help: "PostgreSQL connections in the pool",
+};
+pub const DATABASE_PASSWORD_FILE: Setting = Setting {
+    var: "CREWSHIP_DATABASE_PASSWORD_FILE",
+    flag: None,
+    default: Shown::Unset,
+    help: "a file holding the PostgreSQL password, when the URL has none (else `PGPASSWORD`); never logged",
 };
 pub const WRITE_QUEUE: Setting = Setting {
     var: "CREWSHIP_WRITE_QUEUE",
@@ -55,21 +68,18 @@ pub const DB_CHECK_TIME: Setting = Setting {
 #[derive(Debug, Clone)]
 pub struct Database {
     pub data_dir: PathBuf,
-    pub path: PathBuf,
+    pub location: Location,
     pub sync: Synchronous,
     pub write_queue: usize,
     pub event_buffer: usize,
     pub check_time: Duration,
 }
 
-fn database_path(url: &str, data_dir: &Path) -> Result<PathBuf, String> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err("the PostgreSQL backend is not available in this build; use a sqlite: URL".into());
-    }
+fn sqlite_path(url: &str, data_dir: &Path) -> Result<PathBuf, String> {
     let path = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or("expected sqlite:PATH (or sqlite://PATH)")?;
+        .ok_or("expected sqlite:PATH (or sqlite://PATH), or postgres://USER@HOST/DB")?;
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Err("expected a file path (an in-memory database would lose every write)".into());
@@ -102,9 +112,18 @@ impl Database {
                 None => PathBuf::from(s),
             })
         })?;
-        let path = src.get(&DATABASE_URL, |s| database_path(s, &data_dir))?;
+        let pool = src.get(&DATABASE_POOL, positive)?;
+        let password_file = src.get_opt(&DATABASE_PASSWORD_FILE, text)?;
+        let location = src.get(&DATABASE_URL, |url| {
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                postgres::Settings::parse(url, password_file.as_deref(), src.env("PGPASSWORD"), pool)
+                    .map(|pg| Location::Postgres(Box::new(pg)))
+            } else {
+                sqlite_path(url, &data_dir).map(Location::Sqlite)
+            }
+        })?;
         Ok(Database {
-            path,
+            location,
             sync: src.get(&DB_SYNC, synchronous)?,
             write_queue: src.get(&WRITE_QUEUE, positive)?,
             event_buffer: src.get(&EVENT_BUFFER, event_buffer)?,

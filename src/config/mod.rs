@@ -35,6 +35,8 @@ pub const ALL: &[&Setting] = &[
     &listen::PORT,
     &database::DATA_DIR,
     &database::DATABASE_URL,
+    &database::DATABASE_POOL,
+    &database::DATABASE_PASSWORD_FILE,
     &security::API_TOKEN,
     &security::API_TOKEN_FILE,
     &security::API_ALLOW_LOOPBACK,

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
-use crate::store::Synchronous;
+use crate::store::{Location, Synchronous};
 
 fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -16,7 +16,7 @@ fn defaults() {
     assert_eq!(c.listen.port, 8080);
     assert_eq!(c.listen.host.to_string(), "0.0.0.0");
     assert_eq!(c.database.data_dir, PathBuf::from("/h/.crewship"));
-    assert_eq!(c.database.path, PathBuf::from("/h/.crewship/crewship.db"));
+    assert!(matches!(&c.database.location, Location::Sqlite(p) if p == &PathBuf::from("/h/.crewship/crewship.db")));
     assert_eq!(c.metrics.cache_ttl, Duration::from_secs(15));
     assert!(c.metrics.allow_loopback);
     assert!(c.metrics.token.is_none());
@@ -62,11 +62,24 @@ fn flags_override_env() {
 
 #[test]
 fn database_url_forms() {
+    let sqlite = |c: Config| match c.database.location {
+        Location::Sqlite(p) => p,
+        other => panic!("{other:?}"),
+    };
     let c = load(&[("CREWSHIP_DATA_DIR", "/d"), ("CREWSHIP_DATABASE_URL", "sqlite:x.db")]).unwrap();
-    assert_eq!(c.database.path, PathBuf::from("/d/x.db"));
+    assert_eq!(sqlite(c), PathBuf::from("/d/x.db"));
     let c = load(&[("CREWSHIP_DATABASE_URL", "sqlite:///abs/y.db?mode=rwc")]).unwrap();
-    assert_eq!(c.database.path, PathBuf::from("/abs/y.db"));
-    assert!(load(&[("CREWSHIP_DATABASE_URL", "postgres://db/x")]).is_err());
+    assert_eq!(sqlite(c), PathBuf::from("/abs/y.db"));
+    // PostgreSQL: the password never shows, wherever it came from.
+    let c = load(&[("CREWSHIP_DATABASE_URL", "postgres://crew:s3cret@db.example:6543/ops?application_name=n1")]);
+    let Location::Postgres(pg) = c.unwrap().database.location else { panic!("not postgres") };
+    assert_eq!(pg.describe(), "postgres://crew@db.example:6543/ops");
+    assert!(!format!("{pg:?}").contains("s3cret"));
+    let c = load(&[("CREWSHIP_DATABASE_URL", "postgresql://crew@db/ops"), ("PGPASSWORD", "pw")]).unwrap();
+    assert!(matches!(c.database.location, Location::Postgres(_)));
+    let err = load(&[("CREWSHIP_DATABASE_URL", "postgres://db/x?sslmode=require")]).unwrap_err().to_string();
+    assert!(err.contains("TLS"), "{err}");
+    assert!(load(&[("CREWSHIP_DATABASE_URL", "mysql://x")]).is_err());
 }
 
 #[test]

@@ -202,12 +202,17 @@ fn empty() -> DbSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Location;
 
     #[tokio::test(start_paused = true)]
     async fn a_stuck_computation_serves_the_last_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("t.db"), tokio::sync::broadcast::channel(8).0, Default::default()).unwrap();
+        let store = Store::open(
+            &Location::Sqlite(dir.path().join("t.db")),
+            tokio::sync::broadcast::channel(8).0,
+            Default::default(),
+        )
+        .unwrap();
         let cache = Arc::new(SnapshotCache::new(store, Duration::from_millis(10)));
         let old = Arc::new(empty());
         {

@@ -25,6 +25,8 @@ pub const QUEUE_CREWS: &str = "crews";
 /// Providers remembered as folded into `other`: bounded, since provider
 /// names come from clients.
 const FOLDED_CACHE: usize = 10_000;
+/// The advisory lock under which a provider gets its own series.
+const NEW_SERIES_LOCK: i64 = 0x6372_6577_0001;
 
 /// Counter changes of one operation, not yet written.
 #[derive(Debug, Default)]
@@ -42,21 +44,26 @@ fn add(tx: &mut Tx<'_>, family: &'static str, label: &str, delta: i64) {
     *tx.pending.0.entry((family, label.to_string())).or_default() += delta;
 }
 
-/// Writes counter changes, one row at a time: a plain UPDATE by primary key
-/// is the cheapest statement SQLite has (a single statement over several
-/// rows needs ephemeral tables, which cost more than the rows), with an
-/// INSERT for a row's first use.
-pub(super) fn write(db: &Db<'_>, pending: Pending) -> Result<()> {
+/// Writes counter changes, one row at a time, to stripe `stripe` of each
+/// (a plain UPDATE by primary key is the cheapest statement SQLite has; a
+/// single statement over several rows needs ephemeral tables, which cost
+/// more than the rows), with an upsert for a row's first use. Readers sum
+/// the stripes.
+pub(super) fn write(db: &Db<'_>, pending: Pending, stripe: i64) -> Result<()> {
     for ((family, label), delta) in pending.0 {
         if delta == 0 {
             continue;
         }
         let updated = db.execute(
-            "UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2",
-            args![family, label, delta],
+            "UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2 AND stripe = ?4",
+            args![family, label, delta, stripe],
         )?;
         if updated == 0 {
-            db.execute("INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)", args![family, label, delta])?;
+            db.execute(
+                "INSERT INTO counters (family, label, stripe, value) VALUES (?1, ?2, ?4, ?3)
+                 ON CONFLICT (family, label, stripe) DO UPDATE SET value = counters.value + excluded.value",
+                args![family, label, delta, stripe],
+            )?;
         }
     }
     Ok(())
@@ -66,7 +73,7 @@ pub(super) fn write(db: &Db<'_>, pending: Pending) -> Result<()> {
 /// would at commit (for the benchmark that times statements alone).
 pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
     let pending = std::mem::take(&mut tx.pending);
-    write(tx, pending)
+    write(tx, pending, tx.stripe)
 }
 
 /// Adds to a crew's queued and running counts (its row is created with the
@@ -183,6 +190,12 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
     }
     if known_other && bump_series(tx, provider::OTHER, d)? {
         return Ok(provider::OTHER.to_string());
+    }
+    // Who gets a series of their own is decided one writer at a time, so
+    // the cap holds under concurrent writers.
+    tx.lock_for_transaction(NEW_SERIES_LOCK)?;
+    if !known_other && bump_series(tx, provider, d)? {
+        return Ok(provider.to_string());
     }
     let own_count: i64 =
         tx.query_one("SELECT COUNT(*) FROM llm_series WHERE label <> ?1", args![provider::OTHER], |r| r.get(0))?;

@@ -112,7 +112,7 @@ pub fn spend(db: &Db<'_>, group_by: GroupBy, since: Option<i64>, until: Option<i
 mod tests {
     use super::*;
     use crate::domain::DomainError;
-    use crate::store::{Options, Store};
+    use crate::store::{Location, Options, Store};
 
     fn call(input: i64) -> NewCall {
         NewCall {
@@ -131,8 +131,12 @@ mod tests {
     #[tokio::test]
     async fn a_call_past_a_series_total_is_refused_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            Store::open(&dir.path().join("t.db"), tokio::sync::broadcast::channel(8).0, Options::default()).unwrap();
+        let store = Store::open(
+            &Location::Sqlite(dir.path().join("t.db")),
+            tokio::sync::broadcast::channel(8).0,
+            Options::default(),
+        )
+        .unwrap();
         store.write(|tx| record(tx, call(1))).await.unwrap();
         // As if the series had taken in nearly all it may.
         let near = pricing::SERIES_TOTAL_MAX - 5;

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 20261125220000, name: "initial" },
     Migration { version: 20261126020000, name: "queue_depth_from_assignments" },
     Migration { version: 20261201100000, name: "hardening" },
+    Migration { version: 20261202090000, name: "striped_counters" },
 ];
 
 pub fn latest_known() -> i64 {

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod migrations;
 pub mod page;
 pub mod pipelines;
+pub mod postgres;
 pub mod query;
 pub mod recount;
 pub mod runs;
@@ -25,7 +26,7 @@ pub mod sql;
 pub mod sqlite;
 mod tx;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,14 +35,18 @@ use tokio::sync::broadcast;
 use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
 use crate::sync::lock;
+use postgres::Postgres;
 pub use sql::Db;
 use sqlite::Sqlite;
 pub use tx::Tx;
+use tx::Value;
 
 /// Free bytes below which the data directory counts as full.
 const MIN_FREE_BYTES: u64 = 1024 * 1024;
 /// How long one readiness probe's answer is reused.
 const PROBE_REUSE: Duration = Duration::from_secs(1);
+/// The advisory lock of the recount's repair.
+const RECOUNT_LOCK: i64 = 0x6372_6577_0002;
 
 impl From<serde_json::Error> for DomainError {
     fn from(e: serde_json::Error) -> Self {
@@ -84,8 +89,22 @@ impl Default for Options {
     }
 }
 
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, shared with other nodes or not.
+    Postgres(Box<postgres::Settings>),
+}
+
+enum Backend {
+    Sqlite(Arc<Sqlite>),
+    Postgres(Box<Postgres>),
+}
+
 struct Inner {
-    backend: Arc<Sqlite>,
+    backend: Backend,
     events: broadcast::Sender<Arc<Event>>,
     /// Set once the database was found corrupt: not ready until restarted
     /// (when the start-up check refuses it).
@@ -121,19 +140,32 @@ impl Store {
     /// Opens (creating if needed) the database, checks it and brings its
     /// schema up to date. Refuses a corrupt database, and one migrated by a
     /// newer crewshipd.
-    pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Store> {
-        let backend = Arc::new(Sqlite::open(path, events.clone(), options)?);
+    pub fn open(location: &Location, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Store> {
+        let backend = match location {
+            Location::Sqlite(path) => Backend::Sqlite(Arc::new(Sqlite::open(path, events.clone(), options)?)),
+            Location::Postgres(settings) => {
+                Backend::Postgres(Box::new(Postgres::open((**settings).clone(), events.clone(), options)?))
+            }
+        };
         Ok(Store {
             inner: Arc::new(Inner { backend, events, corrupt: Mutex::new(None), probe: tokio::sync::Mutex::new(None) }),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        self.inner.backend.path()
+    /// The database, for the log (never a password).
+    pub fn describe(&self) -> String {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.path().display().to_string(),
+            Backend::Postgres(b) => b.describe(),
+        }
     }
 
-    fn dir(&self) -> &Path {
-        self.path().parent().unwrap_or(self.path())
+    /// The directory holding a SQLite database.
+    fn dir(&self) -> Option<&Path> {
+        match &self.inner.backend {
+            Backend::Sqlite(b) => Some(b.path().parent().unwrap_or(b.path())),
+            Backend::Postgres(_) => None,
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -146,26 +178,50 @@ impl Store {
         let _ = self.inner.events.send(Arc::new(event));
     }
 
-    /// Runs `f` atomically in the writer; returns once its transaction has
-    /// committed (its events are published by then).
+    /// Runs `f` atomically; returns once its transaction has committed (its
+    /// events are published by then). `f` may run more than once, when the
+    /// database aborts a transaction it could not order (PostgreSQL).
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Clone + Send + 'static,
     {
-        let value = self.inner.backend.write(Box::new(move |tx| f(tx).map(|v| Box::new(v) as _))).await;
+        let job: tx::WriteFn = Box::new(move |tx| (f.clone())(tx).map(|v| Box::new(v) as Value));
+        let value = match &self.inner.backend {
+            Backend::Sqlite(b) => b.write(job).await,
+            Backend::Postgres(b) => b.write(job).await,
+        };
         typed(value.map_err(|e| self.explain(e))?)
     }
 
-    /// Runs `f` alone, in a transaction of its own, between write groups
-    /// (the start-up recount, maintenance).
+    /// Runs `f` alone, in a transaction of its own (between write groups
+    /// on SQLite): maintenance.
     pub async fn exclusive<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
     {
-        let value = self.inner.backend.exclusive(Box::new(move |db| f(db).map(|v| Box::new(v) as _))).await;
+        let job: tx::ExclusiveFn = Box::new(move |db| f(db).map(|v| Box::new(v) as Value));
+        let value = match &self.inner.backend {
+            Backend::Sqlite(b) => b.exclusive(job).await,
+            Backend::Postgres(b) => b.exclusive(job).await,
+        };
         typed(value.map_err(|e| self.explain(e))?)
+    }
+
+    async fn read_with<T, F>(&self, consistent: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
+    {
+        let value = match &self.inner.backend {
+            Backend::Sqlite(b) => b.read(consistent, f).await,
+            Backend::Postgres(b) => {
+                let job = Box::new(move |db: &Db<'_>| f(db).map(|v| Box::new(v) as Value));
+                b.read(consistent, job).await.and_then(typed)
+            }
+        };
+        value.map_err(|e| self.explain(e))
     }
 
     /// Runs `f` on a read connection.
@@ -174,7 +230,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
     {
-        self.inner.backend.read(false, f).await.map_err(|e| self.explain(e))
+        self.read_with(false, f).await
     }
 
     /// Runs `f` in one read transaction: everything it reads describes the
@@ -184,16 +240,47 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
     {
-        self.inner.backend.read(true, f).await.map_err(|e| self.explain(e))
+        self.read_with(true, f).await
+    }
+
+    /// The start-up check: every maintained counter against a recount from
+    /// the base tables, on one snapshot, drift repaired (once, under a lock,
+    /// when several nodes start at once). Returns what it repaired.
+    pub async fn recount(&self) -> Result<Vec<recount::Drift>> {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => self.exclusive(recount::check_and_repair).await,
+            Backend::Postgres(_) => {
+                self.exclusive(|db| {
+                    db.lock_for_transaction(RECOUNT_LOCK)?;
+                    Ok(())
+                })
+                .await?;
+                let drift = self.snapshot(recount::find_drift).await?;
+                if drift.is_empty() {
+                    return Ok(drift);
+                }
+                self.exclusive(move |db| {
+                    // One repair at a time; one that finds the drift gone
+                    // (another node repaired it) adds nothing.
+                    db.lock_for_transaction(RECOUNT_LOCK)?;
+                    let still = recount::find_drift(db)?;
+                    let fix: Vec<_> = drift.into_iter().filter(|d| still.contains(d)).collect();
+                    recount::repair(db, &fix)?;
+                    Ok(fix)
+                })
+                .await
+            }
+        }
     }
 
     /// Names the data directory in a full-disk error, and remembers a
     /// corrupt database for `/readyz`.
     fn explain(&self, e: DomainError) -> DomainError {
         match &e {
-            DomainError::Unavailable(m) if m == sqlite::DISK_FULL => {
-                DomainError::Unavailable(format!("no space left on the disk holding {}", self.dir().display()))
-            }
+            DomainError::Unavailable(m) if m == sqlite::DISK_FULL => match self.dir() {
+                Some(dir) => DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display())),
+                None => DomainError::Unavailable("no space left on the database's disk".into()),
+            },
             DomainError::Unavailable(m) if m.starts_with(sqlite::CORRUPT) => {
                 *lock(&self.inner.corrupt) = Some(m.clone());
                 e
@@ -208,11 +295,10 @@ impl Store {
         if let Some(reason) = lock(&self.inner.corrupt).clone() {
             return Err(DomainError::Unavailable(reason));
         }
-        if free_bytes(self.dir()).is_some_and(|free| free < MIN_FREE_BYTES) {
-            return Err(DomainError::Unavailable(format!(
-                "no space left on the disk holding {}",
-                self.dir().display()
-            )));
+        if let Some(dir) = self.dir()
+            && free_bytes(dir).is_some_and(|free| free < MIN_FREE_BYTES)
+        {
+            return Err(DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display())));
         }
         let mut probe = self.inner.probe.lock().await;
         if let Some((at, result)) = probe.as_ref()
@@ -234,9 +320,12 @@ impl Store {
         result
     }
 
-    /// Flushes the WAL into the main file; called at shutdown.
+    /// Flushes SQLite's WAL into the main file; called at shutdown.
     pub async fn checkpoint(&self) -> Result<()> {
-        self.inner.backend.checkpoint().await
+        match &self.inner.backend {
+            Backend::Sqlite(b) => b.checkpoint().await,
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 }
 
@@ -246,7 +335,9 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db"), broadcast::channel(64).0, Options::default()).unwrap();
+        let store =
+            Store::open(&Location::Sqlite(dir.path().join("t.db")), broadcast::channel(64).0, Options::default())
+                .unwrap();
         (dir, store)
     }
 

@@ -1,6 +1,12 @@
 //! The start-up check: recompute every maintained counter from the base
 //! tables, log any drift, and repair it. A bug can then never silently
 //! corrupt what operators alert on.
+//!
+//! Drift is found on one consistent snapshot and repaired by adding the
+//! difference, not by overwriting: writes committed since the snapshot
+//! moved the base tables and the counters together, so the difference is
+//! still exactly what is missing. That holds while other writers go on
+//! (a fleet sharing one database).
 
 use std::collections::BTreeMap;
 
@@ -15,6 +21,15 @@ pub struct Drift {
     pub counter: String,
     pub stored: i64,
     pub recounted: i64,
+    target: Target,
+}
+
+/// Where a drifted value is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Counter { family: String, label: String },
+    CrewCount { crew: i64, running: bool },
+    Llm { label: String, column: usize },
 }
 
 type Counts = BTreeMap<(String, String), i64>;
@@ -45,10 +60,12 @@ fn expected_counters(db: &Db<'_>) -> Result<Counts> {
 }
 
 fn stored_counters(db: &Db<'_>) -> Result<Counts> {
-    Ok(db
-        .query("SELECT family, label, value FROM counters", args![], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
-        .into_iter()
-        .collect())
+    let rows = db.query(
+        "SELECT family, label, CAST(SUM(value) AS BIGINT) FROM counters GROUP BY family, label",
+        args![],
+        |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)),
+    )?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Keys whose stored and recounted values differ (a missing row counts as
@@ -82,42 +99,32 @@ fn totals(r: &Row<'_>) -> Result<[i64; 6]> {
     Ok([r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?])
 }
 
-/// Recounts everything; repairs and returns the drift. Runs in one
-/// transaction of its own (`Store::exclusive`), so what it counts holds
-/// still.
-pub fn check_and_repair(tx: &Db<'_>) -> Result<Vec<Drift>> {
+/// What differs from a recount, read from one consistent snapshot.
+pub fn find_drift(db: &Db<'_>) -> Result<Vec<Drift>> {
     let mut drift = Vec::new();
-
-    for ((family, label), stored, recounted) in differing(&stored_counters(tx)?, &expected_counters(tx)?) {
-        drift.push(Drift { counter: format!("{family}/{label}"), stored, recounted });
-        tx.execute(
-            "INSERT INTO counters (family, label, value) VALUES (?1, ?2, ?3)
-             ON CONFLICT (family, label) DO UPDATE SET value = excluded.value",
-            args![family, label, recounted],
-        )?;
+    for ((family, label), stored, recounted) in differing(&stored_counters(db)?, &expected_counters(db)?) {
+        let counter = format!("{family}/{label}");
+        drift.push(Drift { counter, stored, recounted, target: Target::Counter { family, label } });
     }
 
-    let stored = keyed(tx, "SELECT crew_id, queued, running FROM crew_counts", pair)?;
+    let stored = keyed(db, "SELECT crew_id, queued, running FROM crew_counts", pair)?;
     let recounted = keyed(
-        tx,
-        "SELECT crew_id, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END)
-         FROM assignments
-         WHERE status IN ('queued', 'running') GROUP BY crew_id",
+        db,
+        "SELECT crew_id, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END),
+             SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END)
+         FROM assignments WHERE status IN ('queued', 'running') GROUP BY crew_id",
         pair,
     )?;
     for (crew, s, r) in differing::<i64, _>(&stored, &recounted) {
-        drift.push(Drift { counter: format!("crew_counts/{crew}/queued"), stored: s.0, recounted: r.0 });
-        drift.push(Drift { counter: format!("crew_counts/{crew}/running"), stored: s.1, recounted: r.1 });
-        tx.execute(
-            "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
-             ON CONFLICT (crew_id) DO UPDATE SET queued = excluded.queued, running = excluded.running",
-            args![crew, r.0, r.1],
-        )?;
+        for (running, stored, recounted, name) in [(false, s.0, r.0, "queued"), (true, s.1, r.1, "running")] {
+            let counter = format!("crew_counts/{crew}/{name}");
+            drift.push(Drift { counter, stored, recounted, target: Target::CrewCount { crew, running } });
+        }
     }
 
-    let stored = keyed(tx, &format!("SELECT label, {} FROM llm_series", LLM_TOTALS.join(", ")), totals)?;
+    let stored = keyed(db, &format!("SELECT label, {} FROM llm_series", LLM_TOTALS.join(", ")), totals)?;
     let recounted = keyed(
-        tx,
+        db,
         "SELECT series, COUNT(*), CAST(SUM(cost_nanos) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT),
              CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(cached_input_tokens) AS BIGINT),
              CAST(SUM(cache_creation_tokens) AS BIGINT)
@@ -125,21 +132,64 @@ pub fn check_and_repair(tx: &Db<'_>) -> Result<Vec<Drift>> {
         totals,
     )?;
     for (label, s, r) in differing::<String, _>(&stored, &recounted) {
-        for (i, column) in LLM_TOTALS.iter().enumerate() {
-            drift.push(Drift { counter: format!("llm_series/{label}/{column}"), stored: s[i], recounted: r[i] });
+        for (column, name) in LLM_TOTALS.iter().enumerate() {
+            let (counter, target) =
+                (format!("llm_series/{label}/{name}"), Target::Llm { label: label.clone(), column });
+            drift.push(Drift { counter, stored: s[column], recounted: r[column], target });
         }
-        tx.execute(
-            "INSERT INTO llm_series (label, position, calls, cost_nanos, input_tokens, output_tokens,
-                 cached_input_tokens, cache_creation_tokens)
-             VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (label) DO UPDATE SET calls = excluded.calls, cost_nanos = excluded.cost_nanos,
-                 input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
-                 cached_input_tokens = excluded.cached_input_tokens,
-                 cache_creation_tokens = excluded.cache_creation_tokens",
-            args![label, r[0], r[1], r[2], r[3], r[4], r[5]],
-        )?;
     }
     // Rows of several values may differ in some of them only.
     drift.retain(|d| d.stored != d.recounted);
+    Ok(drift)
+}
+
+/// Adds what each drifted value is missing.
+pub fn repair(db: &Db<'_>, drift: &[Drift]) -> Result<()> {
+    for d in drift {
+        let delta = d.recounted - d.stored;
+        match &d.target {
+            Target::Counter { family, label } => {
+                db.execute(
+                    "INSERT INTO counters (family, label, stripe, value) VALUES (?1, ?2, 0, ?3)
+                     ON CONFLICT (family, label, stripe) DO UPDATE SET value = counters.value + excluded.value",
+                    args![family, label, delta],
+                )?;
+            }
+            Target::CrewCount { crew, running } => {
+                let (queued, running) = if *running { (0, delta) } else { (delta, 0) };
+                db.execute(
+                    "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (crew_id) DO UPDATE SET queued = crew_counts.queued + excluded.queued,
+                         running = crew_counts.running + excluded.running",
+                    args![crew, queued, running],
+                )?;
+            }
+            Target::Llm { label, column } => {
+                let mut deltas = [0i64; 6];
+                deltas[*column] = delta;
+                let [d0, d1, d2, d3, d4, d5] = deltas;
+                db.execute(
+                    "INSERT INTO llm_series (label, position, calls, cost_nanos, input_tokens, output_tokens,
+                         cached_input_tokens, cache_creation_tokens)
+                     VALUES (?1, (SELECT COALESCE(MAX(position), 0) + 1 FROM llm_series), ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (label) DO UPDATE SET calls = llm_series.calls + excluded.calls,
+                         cost_nanos = llm_series.cost_nanos + excluded.cost_nanos,
+                         input_tokens = llm_series.input_tokens + excluded.input_tokens,
+                         output_tokens = llm_series.output_tokens + excluded.output_tokens,
+                         cached_input_tokens = llm_series.cached_input_tokens + excluded.cached_input_tokens,
+                         cache_creation_tokens = llm_series.cache_creation_tokens + excluded.cache_creation_tokens",
+                    args![label, d0, d1, d2, d3, d4, d5],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Finds and repairs drift in one transaction (where nothing else writes
+/// meanwhile); returns what it repaired.
+pub fn check_and_repair(db: &Db<'_>) -> Result<Vec<Drift>> {
+    let drift = find_drift(db)?;
+    repair(db, &drift)?;
     Ok(drift)
 }

@@ -10,9 +10,11 @@ use crate::domain::status::AssignmentStatus;
 
 /// Every (label, value) of one counter family, as stored.
 pub fn family(db: &Db<'_>, family: &str) -> Result<Vec<(String, i64)>> {
-    db.query("SELECT label, value FROM counters WHERE family = ?1 ORDER BY label", args![family], |r| {
-        Ok((r.text_lossy(0)?, r.get(1)?))
-    })
+    db.query(
+        "SELECT label, CAST(SUM(value) AS BIGINT) FROM counters WHERE family = ?1 GROUP BY label ORDER BY label",
+        args![family],
+        |r| Ok((r.text_lossy(0)?, r.get(1)?)),
+    )
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub struct Queue {
 pub fn queue(db: &Db<'_>) -> Result<Queue> {
     let get = |family: &str, label: &str| -> Result<i64> {
         db.query_one(
-            "SELECT COALESCE((SELECT value FROM counters WHERE family = ?1 AND label = ?2), 0)",
+            "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) FROM counters WHERE family = ?1 AND label = ?2",
             args![family, label],
             |r| r.get(0),
         )

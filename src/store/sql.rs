@@ -1,17 +1,20 @@
 //! The table modules' one interface to SQL, whichever database runs it:
 //! they say what to run, with which arguments, and how to read a row; the
-//! backend (`sqlite`) prepares (and caches) the statement, binds, runs and
-//! maps errors. No database driver type is named outside `store/`.
+//! backend (`sqlite`, `postgres`) prepares (and caches) the statement,
+//! binds, runs and maps errors. Statements are written with `?N`
+//! placeholders in the SQL both databases share. No database driver type
+//! is named outside `store/`.
 
+use super::postgres::PgConn;
 use crate::domain::{DomainError, Result};
 
 /// A value bound to a statement parameter.
-pub trait Arg: rusqlite::ToSql {}
-impl<T: rusqlite::ToSql + ?Sized> Arg for T {}
+pub trait Arg: rusqlite::ToSql + postgres::types::ToSql + Sync {}
+impl<T: rusqlite::ToSql + postgres::types::ToSql + Sync> Arg for T {}
 
 /// A value read from a column.
-pub trait Column: rusqlite::types::FromSql {}
-impl<T: rusqlite::types::FromSql> Column for T {}
+pub trait Column: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
+impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> Column for T {}
 
 /// Arguments of a statement, in parameter order: `args![a, b]`.
 macro_rules! args {
@@ -24,12 +27,23 @@ pub(crate) use args;
 /// A connection, or a transaction on one, to run statements on.
 #[derive(Clone, Copy)]
 pub struct Db<'c> {
-    conn: &'c rusqlite::Connection,
+    on: On<'c>,
+}
+
+#[derive(Clone, Copy)]
+enum On<'c> {
+    Sqlite(&'c rusqlite::Connection),
+    Postgres(&'c PgConn),
 }
 
 /// One row of a result.
 pub struct Row<'r> {
-    row: &'r rusqlite::Row<'r>,
+    row: RowOf<'r>,
+}
+
+enum RowOf<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r postgres::Row),
 }
 
 fn bound<'a>(args: &'a [&'a dyn Arg]) -> impl rusqlite::Params + 'a {
@@ -38,19 +52,33 @@ fn bound<'a>(args: &'a [&'a dyn Arg]) -> impl rusqlite::Params + 'a {
 
 impl<'c> Db<'c> {
     pub(super) fn sqlite(conn: &'c rusqlite::Connection) -> Db<'c> {
-        Db { conn }
+        Db { on: On::Sqlite(conn) }
+    }
+
+    pub(super) fn postgres(conn: &'c PgConn) -> Db<'c> {
+        Db { on: On::Postgres(conn) }
     }
 
     /// Runs a statement; the number of rows it changed.
     pub fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize> {
-        Ok(self.conn.prepare_cached(sql)?.execute(bound(args))?)
+        match self.on {
+            On::Sqlite(c) => Ok(c.prepare_cached(sql)?.execute(bound(args))?),
+            On::Postgres(c) => c.execute(sql, args).map(|n| n as usize),
+        }
     }
 
     /// Runs an INSERT; the new row's key (the column `key`, an integer).
-    pub fn insert(&self, sql: &str, _key: &str, args: &[&dyn Arg]) -> Result<i64> {
-        // SQLite hands back the rowid without RETURNING (which costs an
-        // ephemeral table per statement).
-        Ok(self.conn.prepare_cached(sql)?.insert(bound(args))?)
+    pub fn insert(&self, sql: &str, key: &str, args: &[&dyn Arg]) -> Result<i64> {
+        match self.on {
+            // SQLite hands back the rowid without RETURNING (which costs an
+            // ephemeral table per statement).
+            On::Sqlite(c) => Ok(c.prepare_cached(sql)?.insert(bound(args))?),
+            On::Postgres(c) => {
+                let rows = c.query(&format!("{sql} RETURNING {key}"), args)?;
+                let row = rows.first().ok_or_else(|| DomainError::internal("an INSERT returned no row"))?;
+                Row { row: RowOf::Postgres(row) }.get(0)
+            }
+        }
     }
 
     /// Every row of a query, each read by `read`.
@@ -60,13 +88,18 @@ impl<'c> Db<'c> {
         args: &[&dyn Arg],
         mut read: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(bound(args))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(read(&Row { row })?);
+        match self.on {
+            On::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(bound(args))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(read(&Row { row: RowOf::Sqlite(row) })?);
+                }
+                Ok(out)
+            }
+            On::Postgres(c) => c.query(sql, args)?.iter().map(|row| read(&Row { row: RowOf::Postgres(row) })).collect(),
         }
-        Ok(out)
     }
 
     /// The first row of a query, if any.
@@ -76,9 +109,16 @@ impl<'c> Db<'c> {
         args: &[&dyn Arg],
         read: impl FnOnce(&Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(bound(args))?;
-        rows.next()?.map(|row| read(&Row { row })).transpose()
+        match self.on {
+            On::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(bound(args))?;
+                rows.next()?.map(|row| read(&Row { row: RowOf::Sqlite(row) })).transpose()
+            }
+            On::Postgres(c) => {
+                c.query(sql, args)?.first().map(|row| read(&Row { row: RowOf::Postgres(row) })).transpose()
+            }
+        }
     }
 
     /// The first row of a query that always has one (an aggregate).
@@ -88,25 +128,53 @@ impl<'c> Db<'c> {
 
     /// Runs statements without arguments (DDL, pragmas).
     pub fn batch(&self, sql: &str) -> Result<()> {
-        Ok(self.conn.execute_batch(sql)?)
+        match self.on {
+            On::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            On::Postgres(c) => c.batch(sql),
+        }
+    }
+
+    /// Slots a hot counter row is split into, so concurrent transactions
+    /// do not queue on one row lock: one where a single writer commits.
+    pub fn stripes(&self) -> i64 {
+        match self.on {
+            On::Sqlite(_) => 1,
+            On::Postgres(_) => super::postgres::STRIPES,
+        }
+    }
+
+    /// Holds `key` until the transaction ends, against concurrent
+    /// transactions doing the same (a no-op where one writer commits).
+    pub fn lock_for_transaction(&self, key: i64) -> Result<()> {
+        match self.on {
+            On::Sqlite(_) => Ok(()),
+            On::Postgres(c) => c.execute("SELECT pg_advisory_xact_lock(?1)", args![key]).map(drop),
+        }
     }
 }
 
 impl Row<'_> {
     pub fn get<T: Column>(&self, i: usize) -> Result<T> {
-        Ok(self.row.get(i)?)
+        match &self.row {
+            RowOf::Sqlite(r) => Ok(r.get(i)?),
+            RowOf::Postgres(r) => r.try_get(i).map_err(|e| DomainError::internal(format!("column {i}: {e}"))),
+        }
     }
 
     /// A column as text whatever it holds (invalid UTF-8 replaced): for
     /// labels, which must never fail a read.
     pub fn text_lossy(&self, i: usize) -> Result<String> {
         use rusqlite::types::ValueRef;
-        Ok(match self.row.get_ref(i)? {
-            ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
-            ValueRef::Integer(n) => n.to_string(),
-            ValueRef::Real(f) => f.to_string(),
-            ValueRef::Null => String::new(),
-        })
+        match &self.row {
+            RowOf::Sqlite(r) => Ok(match r.get_ref(i)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+                ValueRef::Integer(n) => n.to_string(),
+                ValueRef::Real(f) => f.to_string(),
+                ValueRef::Null => String::new(),
+            }),
+            // PostgreSQL text is valid UTF-8 by construction.
+            RowOf::Postgres(_) => Ok(self.get::<Option<String>>(i)?.unwrap_or_default()),
+        }
     }
 
     /// A column holding the name of a `Named` value.

@@ -14,6 +14,7 @@ const SQL: &[(&str, &str)] = &[
         include_str!("migrations/20261126020000_queue_depth_from_assignments.sql"),
     ),
     ("20261201100000_hardening", include_str!("migrations/20261201100000_hardening.sql")),
+    ("20261202090000_striped_counters", include_str!("migrations/20261202090000_striped_counters.sql")),
 ];
 
 /// Applies what is missing, each migration in its own transaction.

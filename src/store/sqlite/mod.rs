@@ -15,10 +15,11 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 
 use super::sql::Db;
+use super::tx::{ExclusiveFn, Value, WriteFn};
 use super::{Options, Synchronous};
 use crate::domain::{DomainError, Result};
 use crate::sync::lock;
-use writer::{ExclusiveFn, Job, Value, WriteFn, Writer};
+use writer::{Job, Writer};
 
 const READERS: usize = 4;
 /// Prepared statements kept per connection: more than the store uses, so

@@ -4,7 +4,6 @@
 //! while the rest share one commit. Nothing is acknowledged, and no event
 //! is published, before the commit that holds it.
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
 use crate::store::counters::{self, Pending};
 use crate::store::sql::Db;
-use crate::store::tx::Tx;
+use crate::store::tx::{ExclusiveFn, Tx, Value, WriteFn};
 
 /// Operations per transaction, at most: bounds one commit's latency.
 const MAX_GROUP: usize = 256;
@@ -39,11 +38,7 @@ fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Option<Job> {
     jobs.blocking_recv()
 }
 
-pub(in crate::store) type Value = Box<dyn Any + Send>;
-pub(in crate::store) type WriteFn = Box<dyn FnOnce(&mut Tx<'_>) -> Result<Value> + Send>;
-pub(in crate::store) type ExclusiveFn = Box<dyn FnOnce(&Db<'_>) -> Result<Value> + Send>;
-
-pub(in crate::store) enum Job {
+pub(super) enum Job {
     /// Runs inside the group's transaction, in its own savepoint.
     Write(WriteFn, oneshot::Sender<Result<Value>>),
     /// Runs alone in a transaction of its own, between groups (the
@@ -117,7 +112,7 @@ impl Writer {
         let mut done = Vec::with_capacity(group.len());
         let mut counted = Pending::default();
         let mut group = group.into_iter();
-        for (f, reply) in group.by_ref() {
+        for (mut f, reply) in group.by_ref() {
             if let Err(e) = tx.execute_batch(open) {
                 let _ = reply.send(Err(e.into()));
                 continue;
@@ -155,7 +150,7 @@ impl Writer {
                 }
             }
         }
-        match counters::write(&Db::sqlite(&tx), counted).and_then(|()| tx.commit().map_err(DomainError::from)) {
+        match counters::write(&Db::sqlite(&tx), counted, 0).and_then(|()| tx.commit().map_err(DomainError::from)) {
             Ok(()) => {
                 for (reply, value, events) in done {
                     for event in events {

@@ -1,0 +1,295 @@
+//! The PostgreSQL backend: its connections, dialect, schema and
+//! migrations, and error mapping.
+//!
+//! A bounded pool (`CREWSHIP_DATABASE_POOL`) of connections, each owned by
+//! a thread of its own that runs the store's transactions: one operation a
+//! transaction (PostgreSQL handles concurrency; no group commit), at READ
+//! COMMITTED, with the counters striped so concurrent transactions do not
+//! queue on one row. A transaction aborted by a deadlock or a serialization
+//! failure runs again, a bounded number of times, then answers 503. The
+//! driver is `postgres`, tokio-postgres behind a blocking facade: the rules
+//! above the seam stay one synchronous code path for both databases, and
+//! only these threads ever wait on the database, never the async runtime's.
+//! A lost connection is an outage, not a crash: the request answers 503,
+//! and the next one reconnects.
+
+mod conn;
+pub mod migrations;
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::counters;
+use super::sql::Db;
+use super::tx::Tx;
+use super::tx::{ExclusiveFn, Value, WriteFn};
+use crate::domain::event::Event;
+use crate::domain::{DomainError, Result, time};
+use crate::sync::lock;
+pub(super) use conn::PgConn;
+
+/// Slots each hot counter row is split into.
+pub const STRIPES: i64 = 8;
+/// Runs of a transaction aborted by a deadlock or serialization failure.
+const TRIES: u32 = 5;
+/// How long a connection attempt may take, and how often a broken pool
+/// thread tries again (requests meanwhile answer 503 at once).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+
+/// Where the database is and how to reach it.
+#[derive(Clone)]
+pub struct Settings {
+    config: postgres::Config,
+    /// Connections in the pool.
+    pub pool: usize,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Settings {
+    /// A `postgres://` URL (libpq's parameters, `sslmode` and
+    /// `application_name` among them), the password from the URL, else the
+    /// file `password_file`, else `PGPASSWORD`.
+    pub fn parse(
+        url: &str,
+        password_file: Option<&str>,
+        pgpassword: Option<String>,
+        pool: usize,
+    ) -> std::result::Result<Settings, String> {
+        let mut config: postgres::Config = url.parse().map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        if !matches!(config.get_ssl_mode(), postgres::config::SslMode::Disable | postgres::config::SslMode::Prefer) {
+            return Err("sslmode require and stricter need TLS, which this build does not have; use sslmode=disable \
+                        or prefer, or a TLS-terminating proxy on the database host"
+                .into());
+        }
+        if config.get_password().is_none() {
+            let password = match password_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| format!("cannot read the password file {path}: {e}"))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                ),
+                None => pgpassword,
+            };
+            if let Some(p) = password {
+                config.password(p);
+            }
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("crewshipd");
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        Ok(Settings { config, pool })
+    }
+
+    /// `postgres://user@host:port/db`, never with the password.
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.config.get_user().unwrap_or_default();
+        let db = self.config.get_dbname().unwrap_or(user);
+        format!("postgres://{user}@{host}:{port}/{db}")
+    }
+}
+
+type ReadFn = Box<dyn FnOnce(&Db<'_>) -> Result<Value> + Send>;
+
+enum Job {
+    Write(WriteFn, oneshot::Sender<Result<Value>>),
+    Read(ReadFn, bool, oneshot::Sender<Result<Value>>),
+    Exclusive(ExclusiveFn, oneshot::Sender<Result<Value>>),
+}
+
+pub(super) struct Postgres {
+    jobs: mpsc::Sender<Job>,
+    settings: Settings,
+}
+
+/// What each pool thread keeps between jobs.
+struct Worker {
+    settings: Settings,
+    conn: Option<PgConn>,
+    last_attempt: Option<Instant>,
+    events: broadcast::Sender<Arc<Event>>,
+    counting: bool,
+    /// Providers known to count under `other`.
+    folded: HashSet<String>,
+}
+
+impl Postgres {
+    /// Connects, migrates (once, whichever node gets there first), and
+    /// starts the pool.
+    pub fn open(
+        settings: Settings,
+        events: broadcast::Sender<Arc<Event>>,
+        options: super::Options,
+    ) -> Result<Postgres> {
+        let conn = PgConn::connect(&settings.config)?;
+        migrations::apply(&conn)?;
+        let (jobs, queue) = mpsc::channel(options.write_queue);
+        let queue = Arc::new(Mutex::new(queue));
+        let mut first = Some(conn);
+        for i in 0..settings.pool {
+            let mut worker = Worker {
+                settings: settings.clone(),
+                conn: first.take(),
+                last_attempt: None,
+                events: events.clone(),
+                counting: options.maintain_counters,
+                folded: HashSet::new(),
+            };
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("crewship-pg-{i}"))
+                .spawn(move || worker.run(&queue))
+                .map_err(|e| DomainError::internal(format!("cannot start a database thread: {e}")))?;
+        }
+        Ok(Postgres { jobs, settings })
+    }
+
+    pub fn describe(&self) -> String {
+        self.settings.describe()
+    }
+
+    async fn submit(&self, job: Job, answer: oneshot::Receiver<Result<Value>>) -> Result<Value> {
+        let gone = || DomainError::Unavailable("the store's database threads have stopped".into());
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                DomainError::Unavailable("too many operations are waiting for the database; retry shortly".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => gone(),
+        })?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    pub async fn write(&self, f: WriteFn) -> Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Write(f, reply), answer).await
+    }
+
+    pub async fn exclusive(&self, f: ExclusiveFn) -> Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Exclusive(f, reply), answer).await
+    }
+
+    pub async fn read(&self, consistent: bool, f: ReadFn) -> Result<Value> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Read(f, consistent, reply), answer).await
+    }
+}
+
+impl Worker {
+    fn run(&mut self, queue: &Mutex<mpsc::Receiver<Job>>) {
+        loop {
+            let job = lock(queue).blocking_recv();
+            let Some(job) = job else { return };
+            match job {
+                Job::Write(f, reply) => {
+                    let _ = reply.send(self.with_conn(|w, c| w.write(c, f)));
+                }
+                Job::Read(f, consistent, reply) => {
+                    let _ = reply.send(self.with_conn(|_, c| read(c, consistent, f)));
+                }
+                Job::Exclusive(f, reply) => {
+                    let _ = reply.send(self.with_conn(|_, c| in_transaction(c, "BEGIN", |db| f(db))));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the thread's connection, connecting first if it has
+    /// none (at most once per `RECONNECT_EVERY`); drops a connection that
+    /// broke.
+    fn with_conn(&mut self, f: impl FnOnce(&mut Worker, &PgConn) -> Result<Value>) -> Result<Value> {
+        if self.conn.as_ref().is_none_or(PgConn::is_closed) {
+            self.conn = None;
+            if self.last_attempt.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
+                return Err(DomainError::Unavailable("the database is unreachable; retry shortly".into()));
+            }
+            self.last_attempt = Some(Instant::now());
+            self.conn = Some(PgConn::connect(&self.settings.config)?);
+            tracing::info!(db = self.settings.describe(), "connected to the database");
+        }
+        let conn = self.conn.take().expect("connected above");
+        let result = f(self, &conn);
+        if !conn.is_closed() {
+            self.conn = Some(conn);
+        }
+        result
+    }
+
+    /// One write operation in a transaction of its own, run again after a
+    /// deadlock or serialization failure; its events are published after
+    /// the commit.
+    fn write(&mut self, conn: &PgConn, mut f: WriteFn) -> Result<Value> {
+        for attempt in 1..=TRIES {
+            conn.batch("BEGIN")?;
+            let mut tx = Tx::new(Db::postgres(conn), time::now_ms(), self.counting, &mut self.folded);
+            let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
+                .unwrap_or_else(|_| Err(DomainError::internal("write operation panicked")));
+            let (events, pending, stripe) =
+                (std::mem::take(&mut tx.events), std::mem::take(&mut tx.pending), tx.stripe);
+            let committed = result
+                .and_then(|value| counters::write(&Db::postgres(conn), pending, stripe).map(|()| value))
+                .and_then(|value| conn.batch("COMMIT").map(|()| value));
+            match committed {
+                Ok(value) => {
+                    for event in events {
+                        // No subscribers is fine: nobody is listening yet.
+                        let _ = self.events.send(Arc::new(event));
+                    }
+                    return Ok(value);
+                }
+                Err(e) => {
+                    let retry = conn.take_retryable();
+                    let _ = conn.batch("ROLLBACK");
+                    // What the cache learnt may rest on rows that rolled back.
+                    self.folded.clear();
+                    if !retry {
+                        return Err(e);
+                    }
+                    tracing::debug!(attempt, error = %e, "a write was aborted; running it again");
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt) * 5));
+                }
+            }
+        }
+        Err(DomainError::Unavailable(format!(
+            "the database aborted this write {TRIES} times (deadlocks or serialization failures); retry"
+        )))
+    }
+}
+
+fn read(conn: &PgConn, consistent: bool, f: ReadFn) -> Result<Value> {
+    if consistent {
+        in_transaction(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f)
+    } else {
+        f(&Db::postgres(conn))
+    }
+}
+
+fn in_transaction(conn: &PgConn, begin: &str, f: impl FnOnce(&Db<'_>) -> Result<Value>) -> Result<Value> {
+    conn.batch(begin)?;
+    let result = catch_unwind(AssertUnwindSafe(|| f(&Db::postgres(conn))))
+        .unwrap_or_else(|_| Err(DomainError::internal("a database task panicked")));
+    match result {
+        Ok(value) => conn.batch("COMMIT").map(|()| value),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
