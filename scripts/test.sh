@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the
-# tests drive (Prometheus and promtool from Debian, Python's
-# prometheus_client in a venv), then runs cargo's tests, fmt and clippy.
+# tests drive (Prometheus, promtool and PostgreSQL from Debian, Python's
+# prometheus_client in a venv), checks fmt and clippy, then runs the tests:
+# the integration suite twice, on SQLite and on a throwaway PostgreSQL
+# cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib.sh
+. scripts/pg.sh
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     apt_install prometheus
@@ -23,5 +26,12 @@ echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
-echo "==> cargo test"
-cargo test --locked -- --test-threads="${CREWSHIP_TEST_THREADS:-4}"
+threads="${CREWSHIP_TEST_THREADS:-4}"
+echo "==> cargo test (SQLite)"
+cargo test --locked -- --test-threads="$threads"
+
+pg_start
+trap pg_stop EXIT
+echo "==> cargo test --test it (PostgreSQL)"
+CREWSHIP_TEST_DATABASE_URL="$CREWSHIP_PG_URL" CREWSHIP_TEST_PG_DATA="$CREWSHIP_PG_DATA" \
+    CREWSHIP_TEST_PG_BIN="$CREWSHIP_PG_BIN" cargo test --locked --test it -- --test-threads="$threads"

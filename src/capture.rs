@@ -22,14 +22,16 @@ fn push_bounded(buf: &mut VecDeque<u8>, bytes: &[u8], limit: usize) -> u64 {
     excess as u64
 }
 
-/// Lossy UTF-8 of a byte tail that may start mid-character.
+/// Lossy UTF-8 of a byte tail that may start mid-character, NUL bytes
+/// shown as U+FFFD too: PostgreSQL text cannot hold them, and the output
+/// reads the same on either backend.
 fn text(buf: &VecDeque<u8>) -> String {
     let (a, b) = buf.as_slices();
     let mut bytes = Vec::with_capacity(buf.len());
     bytes.extend_from_slice(a);
     bytes.extend_from_slice(b);
     let start = bytes.iter().position(|b| (*b as i8) >= -0x40).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[start..]).into_owned()
+    String::from_utf8_lossy(&bytes[start..]).replace('\0', "\u{fffd}")
 }
 
 impl Output {

@@ -60,6 +60,14 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
         if !value.is_object() {
             return Err(ApiError::bad_request("invalid_type", "request body must be a JSON object"));
         }
+        if holds_nul(&value) {
+            // PostgreSQL text cannot hold it; refused on either backend alike.
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "strings in the request body may not contain the NUL character (U+0000)",
+            ));
+        }
         let body = T::deserialize(value).map_err(|e| {
             let msg = e.to_string();
             if msg.starts_with("missing field") {
@@ -70,6 +78,15 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
         })?;
         body.validate(&state.config)?;
         Ok(JsonBody(body))
+    }
+}
+
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 

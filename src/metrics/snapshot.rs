@@ -69,16 +69,17 @@ type Results =
 /// Computes a snapshot; a failed collector keeps its value from `prev`.
 pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
     let taken_at = Instant::now();
-    // One read transaction: every family describes the same moment.
+    // One read transaction: every family describes the same moment, and
+    // one that fails does not take the others with it.
     let read: Result<Results> = store
         .snapshot(|db| {
             Ok((
-                snapshot::family(db, counters::ASSIGNMENTS),
-                snapshot::queue(db),
-                snapshot::family(db, counters::PIPELINE_RUNS),
-                snapshot::family(db, counters::RUN_EVENTS),
-                snapshot::llm_series(db),
-                migrations::current(db),
+                db.isolated(|db| snapshot::family(db, counters::ASSIGNMENTS)),
+                db.isolated(snapshot::queue),
+                db.isolated(|db| snapshot::family(db, counters::PIPELINE_RUNS)),
+                db.isolated(|db| snapshot::family(db, counters::RUN_EVENTS)),
+                db.isolated(snapshot::llm_series),
+                db.isolated(migrations::current),
             ))
         })
         .await;

@@ -150,28 +150,37 @@ pub struct LlmDelta {
 /// Adds a call to an existing series unless a total would pass its bound:
 /// `Ok(false)` when the series has no row yet.
 fn bump_series(tx: &Tx<'_>, label: &str, d: LlmDelta) -> Result<bool> {
-    let t = d.tokens;
-    let n = tx.execute(
-        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2,
-             input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
-             cached_input_tokens = cached_input_tokens + ?5, cache_creation_tokens = cache_creation_tokens + ?6
-         WHERE label = ?1 AND cost_nanos <= ?7 - ?2 AND input_tokens <= ?7 - ?3 AND output_tokens <= ?7 - ?4
-             AND cached_input_tokens <= ?7 - ?5 AND cache_creation_tokens <= ?7 - ?6",
-        args![label, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation, pricing::SERIES_TOTAL_MAX],
-    )?;
-    if n == 1 {
+    if add_to_series(tx, label, d)? {
         return Ok(true);
     }
     let exists: bool =
         tx.query_one("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)", args![label], |r| r.get(0))?;
-    if exists {
+    // Where writers commit concurrently the row may have been committed
+    // between the two statements: only a second miss means the bound.
+    if exists && !add_to_series(tx, label, d)? {
         return Err(DomainError::invalid(format!(
             "this call would take a running total of provider series {label:?} over its bound of {} \
              (nano-USD, or tokens of one type); nothing was recorded",
             pricing::SERIES_TOTAL_MAX
         )));
     }
-    Ok(false)
+    Ok(exists)
+}
+
+/// The UPDATE of `bump_series`: whether a row took the call.
+fn add_to_series(tx: &Tx<'_>, label: &str, d: LlmDelta) -> Result<bool> {
+    let t = d.tokens;
+    let n = tx.execute(
+        "UPDATE llm_series SET calls = calls + 1, cost_nanos = cost_nanos + ?2,
+             input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+             cached_input_tokens = cached_input_tokens + ?5, cache_creation_tokens = cache_creation_tokens + ?6
+         WHERE label = ?1 AND cost_nanos <= CAST(?7 AS BIGINT) - ?2
+             AND input_tokens <= CAST(?7 AS BIGINT) - ?3 AND output_tokens <= CAST(?7 AS BIGINT) - ?4
+             AND cached_input_tokens <= CAST(?7 AS BIGINT) - ?5
+             AND cache_creation_tokens <= CAST(?7 AS BIGINT) - ?6",
+        args![label, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation, pricing::SERIES_TOTAL_MAX],
+    )?;
+    Ok(n == 1)
 }
 
 /// Counts one LLM call of a (normalized) provider and returns the series

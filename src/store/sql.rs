@@ -134,6 +134,21 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// Runs `f` so that its failure leaves the transaction usable for what
+    /// follows (PostgreSQL aborts a whole transaction at its first error;
+    /// a savepoint confines it).
+    pub fn isolated<T>(&self, f: impl FnOnce(&Db<'c>) -> Result<T>) -> Result<T> {
+        match self.on {
+            On::Sqlite(_) => f(self),
+            On::Postgres(c) => {
+                c.batch("SAVEPOINT isolated")?;
+                let result = f(self);
+                c.batch(if result.is_ok() { "RELEASE SAVEPOINT isolated" } else { "ROLLBACK TO SAVEPOINT isolated" })?;
+                result
+            }
+        }
+    }
+
     /// Slots a hot counter row is split into, so concurrent transactions
     /// do not queue on one row lock: one where a single writer commits.
     pub fn stripes(&self) -> i64 {

@@ -164,3 +164,35 @@ async fn every_client_needs_the_api_token() {
         }
     }
 }
+
+/// PostgreSQL text cannot hold U+0000, so no backend stores it: a body
+/// holding one is refused, a path or query holding one is never a 500, and an
+/// agent's NUL bytes read back as U+FFFD.
+#[tokio::test]
+async fn the_nul_character_is_refused_alike_on_both_backends() {
+    let d = Daemon::start().await;
+    let before = everything(&d).await;
+    let r = d.post("/api/v1/crews", json!({"slug": "a", "name": "nul\u{0}here"})).await;
+    assert_error(&r, 422, "invalid");
+    let r = d
+        .post(
+            "/api/v1/llm-calls",
+            json!({"provider": "p\u{0}", "model": "m", "input_tokens": 1, "output_tokens": 1, "cost_usd": 1.0}),
+        )
+        .await;
+    assert_error(&r, 422, "invalid");
+    let r = d.post("/api/v1/journal", json!({"entry_type": "agent.note", "summary": "s", "data": {"k\u{0}": 1}})).await;
+    assert_error(&r, 422, "invalid");
+    assert_eq!(everything(&d).await, before, "a refused request wrote something");
+    for path in ["/api/v1/crews/a%00b", "/api/v1/journal?entry_type=x%00", "/api/v1/assignments?crew=a%00b"] {
+        let r = d.get(path).await;
+        assert!(r.status.is_success() || r.status.is_client_error(), "GET {path}: {} {}", r.status, r.text);
+        assert!(r.status.is_success() || r.body["error"]["code"].is_string(), "GET {path}: {}", r.text);
+    }
+    d.crew_with_agent("alpha", 1, "printf 'a\\000b'").await;
+    let done = d.run_to_end("alpha", "worker", "t").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let out = d.get(&format!("/api/v1/runs/{}/output", done["run_id"].as_str().unwrap())).await;
+    assert_eq!(out.status, 200, "{}", out.text);
+    assert!(out.text.contains("a\u{fffd}b"), "{:?}", out.text);
+}

@@ -32,19 +32,15 @@ async fn old_entries_move_then_expire_and_counters_never_drop() {
     };
     let events_before = d.metrics().await;
     let total = journal(&d, "").await.len();
+    let db = d.database.clone();
     let (_, dir) = d.terminate().await;
 
     // Back-date: the first run's entries are past retention, the second's
     // past the archive age, the third's stay recent.
-    let conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
     for (run, age) in [(&runs[0], 5 * HOUR_MS), (&runs[1], 2 * HOUR_MS)] {
-        conn.execute(
-            "UPDATE journal SET ts = ts - ?1 WHERE trace_id = ?2",
-            rusqlite::params![age, run["run_id"].as_str().unwrap()],
-        )
-        .unwrap();
+        let run_id = run["run_id"].as_str().unwrap();
+        db.exec(&format!("UPDATE journal SET ts = ts - {age} WHERE trace_id = '{run_id}'")).await;
     }
-    drop(conn);
 
     let d = Daemon::start_in(dir, &env).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -88,10 +84,9 @@ async fn ids_stay_unique_when_every_entry_is_old() {
     d.crew_with_agent("alpha", 1, "true").await;
     d.run_to_end("alpha", "worker", "a").await;
     let total = journal(&d, "").await.len();
+    let db = d.database.clone();
     let (_, dir) = d.terminate().await;
-    let conn = rusqlite::Connection::open(dir.path().join("crewship.db")).unwrap();
-    conn.execute("UPDATE journal SET ts = ts - ?1", [2 * HOUR_MS]).unwrap();
-    drop(conn);
+    db.exec(&format!("UPDATE journal SET ts = ts - {}", 2 * HOUR_MS)).await;
 
     let d = Daemon::start_in(dir, &env).await;
     let live = |items: &[Value]| items.iter().filter(|e| e["archived"] == false).count();

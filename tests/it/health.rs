@@ -10,7 +10,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{Daemon, Launch, PATIENCE};
+use crate::common::{Daemon, Launch, PATIENCE, db};
 use crate::tools::{ci, eventually};
 
 /// A tmpfs of `size` mounted on a new temporary directory, unmounted on
@@ -56,6 +56,9 @@ impl Drop for SmallDisk {
 
 #[tokio::test]
 async fn a_full_disk_is_a_503_that_names_the_data_dir() {
+    if db::sqlite_only("the database file fills the data dir's disk only on SQLite") {
+        return;
+    }
     let Some(disk) = SmallDisk::mount("16m") else { return };
     let d = Daemon::launch(disk.dir.clone(), &[], Launch::default()).await;
     d.ok("/api/v1/crews", json!({"slug": "alpha", "name": "A"}), 201).await;
@@ -100,6 +103,9 @@ fn corrupt_page_holding(db: &Path, needle: &str) {
 
 #[tokio::test]
 async fn a_corrupt_database_is_refused_at_start() {
+    if db::sqlite_only("it corrupts a page of the SQLite file; PostgreSQL's pages are its server's") {
+        return;
+    }
     let d = Daemon::start().await;
     for i in 0..300 {
         d.ok("/api/v1/journal", json!({"entry_type": "note", "summary": format!("needle-{i:04}")}), 201).await;
@@ -114,6 +120,9 @@ async fn a_corrupt_database_is_refused_at_start() {
 
 #[tokio::test]
 async fn corruption_found_while_serving_makes_the_daemon_unready() {
+    if db::sqlite_only("it corrupts a page of the SQLite file; PostgreSQL's pages are its server's") {
+        return;
+    }
     let d = Daemon::start().await;
     for i in 0..2000 {
         d.ok("/api/v1/journal", json!({"entry_type": "note", "summary": format!("needle-{i:04}")}), 201).await;
@@ -140,6 +149,20 @@ async fn corruption_found_while_serving_makes_the_daemon_unready() {
     assert!(ready.body["checks"]["db"].as_str().unwrap().contains("corrupt"), "{}", ready.text);
 }
 
+/// On either backend: a database migrated by a newer crewshipd is refused
+/// at start, naming the version, rather than written with old rules.
+#[tokio::test]
+async fn a_database_from_a_newer_crewshipd_is_refused() {
+    let d = Daemon::start().await;
+    let db = d.database.clone();
+    let (_, dir) = d.terminate().await;
+    db.exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99991231235959, 'future', 'later')")
+        .await;
+    let (status, log) = Daemon::start_failure_in(dir.path(), &[]).await;
+    assert!(!status.success());
+    assert!(log.contains("99991231235959") && log.contains("run a newer crewshipd"), "{log}");
+}
+
 #[tokio::test]
 async fn bad_settings_are_start_up_errors() {
     for (var, value) in [
@@ -160,18 +183,26 @@ async fn the_dispatcher_retries_after_a_store_error() {
     let d = Daemon::start().await;
     d.crew_with_agent("alpha", 1, "echo done").await;
     // A trigger that makes every claim fail, as a broken disk would.
-    let conn = rusqlite::Connection::open(d.db_path()).unwrap();
-    conn.busy_timeout(PATIENCE).unwrap();
-    conn.execute_batch(
-        "CREATE TRIGGER no_claims BEFORE UPDATE OF status ON assignments WHEN NEW.status = 'running'
-         BEGIN SELECT RAISE(ABORT, 'claims are failing'); END;",
-    )
-    .unwrap();
+    let (fail, mend) = match d.database {
+        db::Database::Sqlite(_) => (
+            "CREATE TRIGGER no_claims BEFORE UPDATE OF status ON assignments WHEN NEW.status = 'running'
+             BEGIN SELECT RAISE(ABORT, 'claims are failing'); END;",
+            "DROP TRIGGER no_claims",
+        ),
+        db::Database::Postgres(_) => (
+            "CREATE FUNCTION no_claims() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'claims are failing'; END $$;
+             CREATE TRIGGER no_claims BEFORE UPDATE OF status ON assignments
+                 FOR EACH ROW WHEN (NEW.status = 'running') EXECUTE FUNCTION no_claims();",
+            "DROP TRIGGER no_claims ON assignments; DROP FUNCTION no_claims()",
+        ),
+    };
+    d.database.exec(fail).await;
     let a = d.ok("/api/v1/assignments", json!({"crew": "alpha", "agent": "worker", "task": "t"}), 201).await;
     let id = a["id"].as_str().unwrap().to_string();
     eventually("a failed dispatch", PATIENCE, || async { d.log().contains("dispatch failed").then_some(()) }).await;
     // Mended: with no other event, the retry timer starts the work.
-    conn.execute_batch("DROP TRIGGER no_claims").unwrap();
+    d.database.exec(mend).await;
     let mut ws = d.ws().await;
     ws.subscribe(&["assignments"]).await;
     let done = d.await_assignment(&mut ws, &id, &["completed", "failed"]).await;

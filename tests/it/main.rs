@@ -21,6 +21,7 @@ mod layers;
 mod metrics_auth;
 mod metrics_cache;
 mod metrics_format;
+mod postgres;
 mod prometheus_e2e;
 mod recovery;
 mod runtime_process;

@@ -143,10 +143,8 @@ async fn writes_become_visible_only_after_the_ttl() {
 
 /// Renames a table of the daemon's database from outside, as a broken
 /// disk or a botched manual migration might.
-fn rename_table(d: &Daemon, from: &str, to: &str) {
-    let conn = rusqlite::Connection::open(d.db_path()).expect("open the daemon's database");
-    conn.busy_timeout(PATIENCE).unwrap();
-    conn.execute_batch(&format!("ALTER TABLE {from} RENAME TO {to}")).unwrap_or_else(|e| panic!("rename {from}: {e}"));
+async fn rename_table(d: &Daemon, from: &str, to: &str) {
+    d.database.exec(&format!("ALTER TABLE {from} RENAME TO {to}")).await;
 }
 
 #[tokio::test]
@@ -163,7 +161,7 @@ async fn one_failing_collector_keeps_its_last_values_and_says_so() {
     assert_eq!(good.must("crewshipd_metrics_collector_up", Some(("collector", "llm"))), 1.0);
     assert_eq!(good.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm"))), 0.0);
 
-    rename_table(d, "llm_series", "llm_series_x");
+    rename_table(d, "llm_series", "llm_series_x").await;
 
     // Other families keep updating while the LLM collector fails.
     d.crew_with_agent("c1", 1, "exit 0").await;
@@ -203,7 +201,7 @@ async fn one_failing_collector_keeps_its_last_values_and_says_so() {
         "the log does not say which collector failed and why:\n{log}"
     );
 
-    rename_table(d, "llm_series_x", "llm_series");
+    rename_table(d, "llm_series_x", "llm_series").await;
     let healed = eventually("collector_up{llm} = 1 again", PATIENCE, move || async move {
         let p = page(d).await;
         (p.value("crewshipd_metrics_collector_up", Some(("collector", "llm"))) == Some(1.0)).then_some(p)

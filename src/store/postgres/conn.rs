@@ -61,6 +61,11 @@ impl PgConn {
             Some(SqlState::UNIQUE_VIOLATION) => {
                 DomainError::conflict(e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
             }
+            // A NUL in a query parameter (a path or query string): the
+            // client's input, not a fault.
+            Some(SqlState::CHARACTER_NOT_IN_REPERTOIRE | SqlState::UNTRANSLATABLE_CHARACTER) => {
+                DomainError::invalid("text may not contain the NUL character (U+0000)")
+            }
             Some(SqlState::DISK_FULL) => DomainError::Unavailable(super::super::sqlite::DISK_FULL.into()),
             Some(
                 SqlState::ADMIN_SHUTDOWN
@@ -72,7 +77,14 @@ impl PgConn {
             _ if e.is_closed() || code.is_none() => {
                 DomainError::Unavailable(format!("the database connection was lost: {}", e.to_string().trim()))
             }
-            _ => DomainError::caused_by(e),
+            _ => {
+                // The driver's own message for a server error is only "db error".
+                let message = match e.as_db_error() {
+                    Some(db) => format!("database error {}: {}", db.code().code(), db.message()),
+                    None => e.to_string(),
+                };
+                DomainError::Internal { message, source: Some(std::sync::Arc::new(e)) }
+            }
         }
     }
 

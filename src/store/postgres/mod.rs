@@ -138,8 +138,17 @@ impl Postgres {
         events: broadcast::Sender<Arc<Event>>,
         options: super::Options,
     ) -> Result<Postgres> {
-        let conn = PgConn::connect(&settings.config)?;
-        migrations::apply(&conn)?;
+        // The driver runs a runtime of its own, which may not start on an
+        // async runtime's thread: connect and migrate on a thread of ours.
+        let conn = std::thread::scope(|s| {
+            s.spawn(|| {
+                let conn = PgConn::connect(&settings.config)?;
+                migrations::apply(&conn)?;
+                Ok::<_, DomainError>(conn)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(DomainError::internal("migrating the database panicked")))
+        })?;
         let (jobs, queue) = mpsc::channel(options.write_queue);
         let queue = Arc::new(Mutex::new(queue));
         let mut first = Some(conn);

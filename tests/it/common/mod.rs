@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod db;
 pub mod fake_docker;
+pub mod pg;
 pub mod ws;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ pub struct Daemon {
     client: reqwest::Client,
     /// The API token every /api and /ws request of the harness sends.
     pub token: String,
+    /// The database it runs on.
+    pub database: db::Database,
 }
 
 /// A response: status, headers and the body as JSON (or a string).
@@ -83,7 +87,7 @@ impl Daemon {
     }
 
     async fn spawn(dir: Arc<tempfile::TempDir>, env: Vec<(String, String)>, launch: Launch) -> Daemon {
-        let (mut child, line) = spawn_child(dir.path(), &env, launch).await;
+        let (mut child, line, database) = spawn_child(dir.path(), &env, launch).await;
         let Some(line) = line else {
             let _ = child.start_kill();
             panic!("crewshipd exited at start:\n{}", log_of(dir.path()))
@@ -104,6 +108,7 @@ impl Daemon {
             env,
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             token,
+            database,
         }
     }
 
@@ -116,7 +121,7 @@ impl Daemon {
 
     pub async fn start_failure_in(dir: &Path, env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let (mut child, line) = spawn_child(dir, &env, Launch::default()).await;
+        let (mut child, line, _) = spawn_child(dir, &env, Launch::default()).await;
         assert!(line.is_none(), "crewshipd started: {line:?}");
         let status = tokio::time::timeout(PATIENCE, child.wait()).await.expect("exit in time").expect("wait");
         (status, log_of(dir))
@@ -322,9 +327,15 @@ impl Daemon {
 }
 
 /// Starts `crewshipd` with the harness's environment plus `env`, its log in
-/// `dir/crewshipd.log`: the child and the first line it printed (None if
-/// it exited first).
-async fn spawn_child(dir: &Path, env: &[(String, String)], launch: Launch) -> (Child, Option<String>) {
+/// `dir/crewshipd.log`, on the directory's test database unless `env` names
+/// one: the child, the first line it printed (None if it exited first) and
+/// the database.
+async fn spawn_child(dir: &Path, env: &[(String, String)], launch: Launch) -> (Child, Option<String>, db::Database) {
+    let database = match env.iter().find(|(k, _)| k == "CREWSHIP_DATABASE_URL") {
+        Some((_, url)) if url.starts_with("postgres") => db::Database::Postgres(url.clone()),
+        Some((_, url)) => db::Database::Sqlite(PathBuf::from(url.trim_start_matches("sqlite:"))),
+        None => db::Database::of(dir).await,
+    };
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("crewshipd.log")).expect("log file");
     let mut cmd = Command::new(bin());
     cmd.env_clear()
@@ -335,6 +346,7 @@ async fn spawn_child(dir: &Path, env: &[(String, String)], launch: Launch) -> (C
         .env("CREWSHIP_PORT", "0")
         .env("CREWSHIP_HOSTNAME", "test-host")
         .env("CREWSHIP_LOG", "info")
+        .envs(database.url().map(|u| ("CREWSHIP_DATABASE_URL", u)))
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -365,7 +377,7 @@ async fn spawn_child(dir: &Path, env: &[(String, String)], launch: Launch) -> (C
         .await
         .expect("crewshipd did not start (or exit) in time")
         .expect("read stdout");
-    (child, line)
+    (child, line, database)
 }
 
 pub async fn into_reply(resp: reqwest::Response) -> Reply {
