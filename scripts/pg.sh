@@ -1,8 +1,9 @@
 # A throwaway PostgreSQL cluster for the tests and benchmarks: a temp dir
 # owned by the `postgres` user (PostgreSQL refuses to run as root), a free
 # loopback port, trust authentication for the `crewship` role. Sourced by
-# the scripts; `pg_start` sets CREWSHIP_PG_URL, CREWSHIP_PG_DATA and
-# CREWSHIP_PG_BIN, `pg_stop` removes the cluster.
+# the scripts; `pg_start [SETTINGS]` (extra postgresql.conf lines) sets
+# CREWSHIP_PG_URL, CREWSHIP_PG_DATA and CREWSHIP_PG_BIN, `pg_stop` removes
+# the cluster.
 
 pg_bin() {
     local dir
@@ -37,6 +38,7 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$root'
 max_connections = 600
+${1:-}
 EOF
     pg_as_owner "$CREWSHIP_PG_BIN/pg_ctl" -D "$CREWSHIP_PG_DATA" -l "$root/log" -w start >/dev/null
     CREWSHIP_PG_URL="postgres://crewship@127.0.0.1:$port/postgres"

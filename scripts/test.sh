@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the
-# tests drive (Prometheus, promtool and PostgreSQL from Debian, Python's
+# tests drive (Prometheus, promtool, sqlite3 and PostgreSQL from Debian, Python's
 # prometheus_client in a venv), checks fmt and clippy, then runs the tests:
 # the integration suite twice, on SQLite and on a throwaway PostgreSQL
 # cluster.
@@ -10,9 +10,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 . scripts/pg.sh
 
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-    apt_install prometheus
-fi
+missing=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+pg_bin >/dev/null || missing+=(postgresql)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 if [ ! -x .venv/bin/python ]; then
     echo "==> creating the Python venv (.venv)"
@@ -30,8 +32,8 @@ threads="${CREWSHIP_TEST_THREADS:-4}"
 echo "==> cargo test (SQLite)"
 cargo test --locked -- --test-threads="$threads"
 
-pg_start
 trap pg_stop EXIT
+pg_start
 echo "==> cargo test --test it (PostgreSQL)"
 CREWSHIP_TEST_DATABASE_URL="$CREWSHIP_PG_URL" CREWSHIP_TEST_PG_DATA="$CREWSHIP_PG_DATA" \
     CREWSHIP_TEST_PG_BIN="$CREWSHIP_PG_BIN" cargo test --locked --test it -- --test-threads="$threads"

@@ -36,7 +36,7 @@ use crewship::internals::store::{counters, migrations, recount, sqlite};
 use crate::Res;
 
 /// Bump when the generated data changes shape: stored data sets regenerate.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 const DAY: i64 = 86_400_000;
 const PIPELINES: u64 = 50;
 /// Rows per transaction while filling.
@@ -708,8 +708,9 @@ impl Gen<'_> {
         let providers: Vec<String> = (0..self.p.providers.max(1)).map(provider_name).collect();
         let models: Vec<Vec<String>> =
             providers.iter().map(|p| (0..3).map(|m| format!("{p}-model-{}", m + 1)).collect()).collect();
-        // (label, position, calls, cost) per series, in order of first use.
-        let mut series: Vec<(String, i64, i64, i64)> = Vec::new();
+        // (label, position, calls, cost, input, output and cached input
+        // tokens) per series, in order of first use.
+        let mut series: Vec<(String, i64, i64, i64, [i64; 3])> = Vec::new();
         let span = 360 * DAY;
         let runs = self.next_run.saturating_sub(1).max(1);
         for i in 0..self.p.llm_calls {
@@ -732,8 +733,9 @@ impl Gen<'_> {
                 Some(s) => {
                     s.2 += 1;
                     s.3 += cost;
+                    s.4 = [s.4[0] + input, s.4[1] + output, s.4[2] + cached];
                 }
-                None => series.push((label.clone(), own_count + 1, 1, cost)),
+                None => series.push((label.clone(), own_count + 1, 1, cost, [input, output, cached])),
             }
             let crew = self.rng.below(self.p.crews) as i64 + 1;
             let run = (!self.rng.per_mille(200)).then(|| trace_id(self.p.seed, self.rng.below(runs) + 1));
@@ -755,10 +757,12 @@ impl Gen<'_> {
             ])?;
             self.bump("llm_calls", 1)?;
         }
-        let mut put =
-            self.conn.prepare("INSERT INTO llm_series (label, position, calls, cost_nanos) VALUES (?1, ?2, ?3, ?4)")?;
-        for (label, position, calls, cost) in &series {
-            put.execute(params![label, position, calls, cost])?;
+        let mut put = self.conn.prepare(
+            "INSERT INTO llm_series (label, position, calls, cost_nanos, input_tokens, output_tokens,
+                 cached_input_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (label, position, calls, cost, [input, output, cached]) in &series {
+            put.execute(params![label, position, calls, cost, input, output, cached])?;
         }
         Ok(())
     }

@@ -13,6 +13,7 @@
 
 mod daemon;
 mod datagen;
+mod postgres;
 mod report;
 mod serve;
 mod snapshot;
@@ -58,9 +59,14 @@ enum Cmd {
         /// Where to (re)write the Markdown report.
         #[arg(long)]
         report: Option<PathBuf>,
-        /// Phases to run: snapshot (a), writes (b), daemon (c, d, e).
-        #[arg(long, value_delimiter = ',', default_value = "snapshot,writes,daemon")]
+        /// Phases to run: snapshot (a), writes (b), daemon (c, d, e),
+        /// postgres (f).
+        #[arg(long, value_delimiter = ',', default_value = "snapshot,writes,daemon,postgres")]
         only: Vec<String>,
+        /// The admin database of a PostgreSQL cluster the bench may fill
+        /// (phase f); scripts/bench.sh starts a throwaway one.
+        #[arg(long)]
+        postgres: Option<String>,
         /// The crewshipd binary to measure (default: the one cargo built
         /// with this bench, in the same release profile).
         #[arg(long)]
@@ -89,7 +95,14 @@ fn raise_fd_limit() {
     }
 }
 
-async fn run(data: &Path, report: Option<&Path>, only: &[String], bin: &Path, params: &datagen::Params) -> Res<()> {
+async fn run(
+    data: &Path,
+    report: Option<&Path>,
+    only: &[String],
+    bin: &Path,
+    pg: Option<&str>,
+    params: &datagen::Params,
+) -> Res<()> {
     let started = Instant::now();
     std::fs::create_dir_all(data)?;
     let data = data.canonicalize()?;
@@ -118,6 +131,13 @@ async fn run(data: &Path, report: Option<&Path>, only: &[String], bin: &Path, pa
     } else {
         None
     };
+    let postgres = if has("postgres") {
+        println!("(f) PostgreSQL beside SQLite");
+        let url = pg.ok_or("phase postgres needs --postgres URL (scripts/bench.sh starts a cluster)")?;
+        Some(postgres::run(url, &store, &data).await?)
+    } else {
+        None
+    };
     machine.load_after = report::loadavg();
     let results = report::Results {
         machine,
@@ -129,6 +149,7 @@ async fn run(data: &Path, report: Option<&Path>, only: &[String], bin: &Path, pa
         snapshot,
         writes,
         daemon,
+        postgres,
     };
     let json = data.join("results.json");
     std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;
@@ -167,9 +188,9 @@ fn main() -> ExitCode {
                 tokio::task::spawn_blocking(move || datagen::ensure(&out, &params)).await??;
                 Ok(())
             }
-            Cmd::Run { data, report, only, daemon, params } => {
+            Cmd::Run { data, report, only, daemon, postgres, params } => {
                 let bin = daemon.unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_crewshipd")));
-                run(&data, report.as_deref(), &only, &bin, &params).await
+                run(&data, report.as_deref(), &only, &bin, postgres.as_deref(), &params).await
             }
             Cmd::BaselineServer { canned } => serve::baseline_server(&canned).await,
         }

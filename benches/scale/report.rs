@@ -7,6 +7,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::datagen::Manifest;
+use crate::postgres;
 use crate::serve;
 use crate::snapshot;
 use crate::stats::{human_us, thousands};
@@ -95,6 +96,7 @@ pub struct Results {
     pub snapshot: Option<snapshot::Report>,
     pub writes: Option<writes::Report>,
     pub daemon: Option<serve::Report>,
+    pub postgres: Option<postgres::Report>,
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -259,17 +261,7 @@ pub fn markdown(r: &Results) -> String {
 
     if let Some(s) = &r.snapshot {
         let _ = writeln!(o, "## (a) Snapshot computation\n");
-        let _ = writeln!(o, "| store | median | p90 | p99 | samples |\n|---|---:|---:|---:|---:|");
-        for (name, t) in [("empty", &s.empty), ("big", &s.big)] {
-            let _ = writeln!(
-                o,
-                "| {name} | {} | {} | {} | {} |",
-                human_us(t.median_us),
-                human_us(t.p90_us),
-                human_us(t.p99_us),
-                t.n
-            );
-        }
+        timings(&mut o, &[("empty", &s.empty), ("big", &s.big)]);
         let ok = s.big.median_us < SNAPSHOT_TARGET_US && s.big_over_empty < 10.0;
         let _ = writeln!(
             o,
@@ -553,8 +545,120 @@ pub fn markdown(r: &Results) -> String {
             "Daemon start-up on the big store (spawn to listening, including the full counter recount): {startups}.\n"
         );
     }
+    if let Some(pg) = &r.postgres {
+        postgres_section(&mut o, pg);
+    }
     findings(&mut o, r);
     o
+}
+
+/// Snapshot timings per store, as a table.
+fn timings(o: &mut String, rows: &[(&str, &crate::stats::Timing)]) {
+    let _ = writeln!(o, "| store | median | p90 | p99 | samples |\n|---|---:|---:|---:|---:|");
+    for (name, t) in rows {
+        let _ = writeln!(
+            o,
+            "| {name} | {} | {} | {} | {} |",
+            human_us(t.median_us),
+            human_us(t.p90_us),
+            human_us(t.p99_us),
+            t.n
+        );
+    }
+}
+
+/// A write comparison as a table: "with" and "without" named.
+fn ratio_table(o: &mut String, rows: &[writes::PathResult], with: &str, without: &str) {
+    let _ = writeln!(
+        o,
+        "| path | mode | {with} ops/s | {without} ops/s | {with} / {without} (throughput) |\n|---|---|---:|---:|---:|"
+    );
+    for x in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | **{:.2}** |",
+            x.path,
+            x.mode,
+            thousands(x.with_ops),
+            thousands(x.without_ops),
+            x.with_ops / x.without_ops
+        );
+    }
+    let _ = writeln!(o);
+}
+
+fn postgres_section(o: &mut String, pg: &postgres::Report) {
+    let _ = writeln!(
+        o,
+        "## (f) PostgreSQL beside SQLite
+"
+    );
+    let _ = writeln!(
+        o,
+        "PostgreSQL {} on this machine, a throwaway cluster started by `scripts/bench.sh` (`scripts/pg.sh`; \
+         `fsync` and `synchronous_commit` on, as SQLite runs with `synchronous = FULL`), each store with a pool of \
+         {} connections. The big store is the SQLite one above, copied row for row with `COPY … FROM STDIN` \
+         ({:.0} s for {} rows; secondary indexes built afterwards in {:.0} s, then `VACUUM (ANALYZE)`), so both \
+         backends describe the same world.\n",
+        pg.server,
+        pg.pool,
+        pg.copy.seconds,
+        thousands(pg.copy.rows.values().sum::<u64>() as f64),
+        pg.copy.index_seconds
+    );
+    let s = &pg.snapshot;
+    let _ = writeln!(o, "### Snapshot\n");
+    timings(
+        o,
+        &[
+            ("PostgreSQL, empty", &s.pg_empty),
+            ("PostgreSQL, big", &s.pg_big),
+            ("SQLite, empty", &s.sqlite_empty),
+            ("SQLite, big", &s.sqlite_big),
+        ],
+    );
+    let ok = s.big_over_empty < 10.0;
+    let _ = writeln!(
+        o,
+        "\nBlocks alternate among the four stores. PostgreSQL big / empty: **{:.2}×** (same order of magnitude: \
+         {}). PostgreSQL / SQLite on the big store: **{:.2}×** (a round trip per statement against a call into \
+         the process).\n",
+        s.big_over_empty,
+        verdict(ok),
+        s.pg_over_sqlite
+    );
+    let _ = writeln!(o, "The naive snapshot on PostgreSQL's big store:\n");
+    let _ = writeln!(o, "| query | first run | median |\n|---|---:|---:|");
+    for q in &s.naive {
+        let _ = writeln!(o, "| {} | {} | {} |", q.name, human_us(q.first_us), human_us(q.timing.median_us));
+    }
+    let _ = writeln!(o, "| **total** | | **{}** |\n", human_us(s.naive_total.median_us));
+    let _ =
+        writeln!(o, "Naive / maintained on PostgreSQL's big store: **{}×** slower (medians).\n", thousands(s.ratio));
+    for a in &s.agreement {
+        let _ = writeln!(o, "- {}: {} ({})", a.family, if a.agree { "agree" } else { "**DISAGREE**" }, a.detail);
+    }
+    let _ = writeln!(
+        o,
+        "\nThe start-up recount (`Store::recount`: every counter against the base tables on one repeatable-read \
+         snapshot, repairs under an advisory lock) on the big store: **{:.1} s**, {} counters repaired.\n",
+        pg.recount_seconds, pg.recount_drift
+    );
+    let _ = writeln!(o, "### Writes, PostgreSQL against SQLite\n");
+    let _ = writeln!(
+        o,
+        "The same store functions through `Store::write` on fresh stores, both with their default options, \
+         interleaved in slices as in (b). Only throughput is compared: PostgreSQL's own CPU time and writes are \
+         another process's, which (b)'s per-operation CPU and byte figures do not see.\n"
+    );
+    ratio_table(o, &pg.against_sqlite, "PostgreSQL", "SQLite");
+    let _ = writeln!(o, "### Striped counters on PostgreSQL\n");
+    let _ = writeln!(
+        o,
+        "The default (each hot counter in 8 rows, a transaction adding to one at random, reads summing them) \
+         against one row per counter (`Options::counter_stripes = 1`), both on PostgreSQL.\n"
+    );
+    ratio_table(o, &pg.striped, "striped", "one row");
 }
 
 fn step(r: &serve::Report, prefix: &str) -> f64 {

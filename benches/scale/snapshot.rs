@@ -28,7 +28,7 @@ pub const NAIVE: &[(&str, &str)] = &[
         "run events from journal + journal_archive",
         "SELECT entry_type, COUNT(*) FROM (
              SELECT entry_type FROM journal WHERE entry_type LIKE 'run.%'
-             UNION ALL SELECT entry_type FROM journal_archive WHERE entry_type LIKE 'run.%')
+             UNION ALL SELECT entry_type FROM journal_archive WHERE entry_type LIKE 'run.%') AS j
          GROUP BY entry_type",
     ),
     (
@@ -43,7 +43,7 @@ pub const NAIVE: &[(&str, &str)] = &[
     (
         "deepest crew queue",
         "SELECT COALESCE(MAX(n), 0) FROM
-             (SELECT COUNT(*) AS n FROM assignments WHERE status = 'queued' GROUP BY crew_id)",
+             (SELECT COUNT(*) AS n FROM assignments WHERE status = 'queued' GROUP BY crew_id) AS q",
     ),
 ];
 
@@ -88,7 +88,7 @@ pub struct Report {
     pub agreement: Vec<Agreement>,
 }
 
-type Rows = Vec<Vec<Value>>;
+pub type Rows = Vec<Vec<Value>>;
 
 fn int(v: &Value) -> i64 {
     match v {
@@ -144,7 +144,7 @@ fn pairs(v: &[(String, i64)]) -> BTreeMap<String, (i64, i64)> {
     v.iter().map(|(l, n)| (l.clone(), (*n, 0))).collect()
 }
 
-fn agreement(snap: &DbSnapshot, naive: &[(Duration, Rows)]) -> Vec<Agreement> {
+pub fn agreement(snap: &DbSnapshot, naive: &[(Duration, Rows)]) -> Vec<Agreement> {
     let grouped = |i: usize| -> BTreeMap<String, (i64, i64)> {
         naive[i].1.iter().map(|r| (text(&r[0]), (int(&r[1]), 0))).collect()
     };
@@ -195,7 +195,46 @@ fn agreement(snap: &DbSnapshot, naive: &[(Duration, Rows)]) -> Vec<Agreement> {
     out
 }
 
-async fn time_compute(store: &Store, n: usize, into: &mut Vec<Duration>) {
+/// What `rounds` runs of the naive queries took, query by query and in
+/// all, and the last run's rows.
+pub struct Naive {
+    pub queries: Vec<NaiveQuery>,
+    pub total: Timing,
+    pub first_total_us: f64,
+    pub last: Vec<(Duration, Rows)>,
+}
+
+pub async fn naive_rounds<F, Fut>(on: &str, rounds: usize, mut round: F) -> Res<Naive>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Res<Vec<(Duration, Rows)>>>,
+{
+    let mut per_query: Vec<Vec<Duration>> = vec![Vec::new(); NAIVE.len()];
+    let (mut totals, mut last) = (Vec::new(), Vec::new());
+    for n in 0..rounds {
+        let t = Instant::now();
+        let r = round().await?;
+        totals.push(t.elapsed());
+        for (i, (d, _)) in r.iter().enumerate() {
+            per_query[i].push(*d);
+        }
+        println!("  naive snapshot{on} round {}: {:.2} s", n + 1, t.elapsed().as_secs_f64());
+        last = r;
+    }
+    let queries = NAIVE
+        .iter()
+        .zip(&per_query)
+        .map(|((name, sql), d)| NaiveQuery {
+            name: name.to_string(),
+            sql: sql.split_whitespace().collect::<Vec<_>>().join(" "),
+            first_us: d[0].as_secs_f64() * 1e6,
+            timing: Timing::of(d),
+        })
+        .collect();
+    Ok(Naive { queries, total: Timing::of(&totals), first_total_us: totals[0].as_secs_f64() * 1e6, last })
+}
+
+pub async fn time_compute(store: &Store, n: usize, into: &mut Vec<Duration>) {
     for _ in 0..n {
         let t = Instant::now();
         let snap = compute(store, None).await;
@@ -229,31 +268,8 @@ pub async fn run(big_path: &Path, data: &Path) -> Res<Report> {
     let (empty_t, big_t) = (Timing::of(&e), Timing::of(&b));
     println!("  snapshot compute: empty median {:.1} µs, big median {:.1} µs", empty_t.median_us, big_t.median_us);
 
-    let mut per_query: Vec<Vec<Duration>> = vec![Vec::new(); NAIVE.len()];
-    let mut totals = Vec::new();
-    let mut last = Vec::new();
-    for round in 0..NAIVE_ROUNDS {
-        let t = Instant::now();
-        let r = naive_round(big_path)?;
-        totals.push(t.elapsed());
-        for (i, (d, _)) in r.iter().enumerate() {
-            per_query[i].push(*d);
-        }
-        println!("  naive snapshot round {}: {:.2} s", round + 1, t.elapsed().as_secs_f64());
-        last = r;
-    }
-    let agreement = agreement(&snap, &last);
-    let naive = NAIVE
-        .iter()
-        .zip(&per_query)
-        .map(|((name, sql), d)| NaiveQuery {
-            name: name.to_string(),
-            sql: sql.split_whitespace().collect::<Vec<_>>().join(" "),
-            first_us: d[0].as_secs_f64() * 1e6,
-            timing: Timing::of(d),
-        })
-        .collect();
-    let naive_total = Timing::of(&totals);
+    let naive = naive_rounds("", NAIVE_ROUNDS, || async { naive_round(big_path) }).await?;
+    let agreement = agreement(&snap, &naive.last);
     drop((empty, big));
     crate::datagen::remove_db(&empty_path);
     let q = snap.queue.value;
@@ -268,11 +284,11 @@ pub async fn run(big_path: &Path, data: &Path) -> Res<Report> {
         figures,
         empty: empty_t,
         big: big_t,
-        naive,
-        naive_first_total_us: totals[0].as_secs_f64() * 1e6,
-        ratio: naive_total.median_us / big_t.median_us,
+        naive_first_total_us: naive.first_total_us,
+        ratio: naive.total.median_us / big_t.median_us,
         big_over_empty: big_t.median_us / empty_t.median_us,
-        naive_total,
+        naive_total: naive.total,
+        naive: naive.queries,
         agreement,
     })
 }

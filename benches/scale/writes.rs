@@ -55,7 +55,7 @@ const STATEMENT_OPS: usize = 200;
 const PER_WRITE: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Assignment,
     Run,
     Journal,
@@ -66,7 +66,7 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Assignment, Kind::Run, Kind::Journal, Kind::Llm];
+    pub const ALL: [Kind; 4] = [Kind::Assignment, Kind::Run, Kind::Journal, Kind::Llm];
 
     fn name(self) -> &'static str {
         match self {
@@ -87,7 +87,7 @@ impl Kind {
     }
 }
 
-struct Fixture {
+pub struct Fixture {
     crews: Vec<CrewRow>,
     agents: Vec<AgentRow>,
 }
@@ -104,7 +104,7 @@ impl Fixture {
     }
 }
 
-async fn fixture(store: &Store) -> Res<Fixture> {
+pub async fn fixture(store: &Store) -> Res<Fixture> {
     let mut crews_out = Vec::new();
     let mut agents_out = Vec::new();
     for k in 0..CREWS {
@@ -455,7 +455,7 @@ pub struct Report {
 
 /// Measures `kinds[0]` on `stores[0]` against `kinds[1]` on `stores[1]`,
 /// interleaved.
-async fn compare(
+pub async fn compare(
     name: Kind,
     stores: &[(Store, Arc<Fixture>); 2],
     kinds: [Kind; 2],

@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, Shared};
 
 use crate::domain::Result;
 use crate::store::snapshot::{self, Queue};
-use crate::store::{Store, counters, migrations};
+use crate::store::{Db, Store, counters, migrations};
 
 /// One collector's latest good value and its health.
 #[derive(Debug, Clone, Default)]
@@ -66,23 +66,36 @@ impl DbSnapshot {
 type Results =
     (Result<Labeled>, Result<Queue>, Result<Labeled>, Result<Labeled>, Result<Vec<(String, i64, i64)>>, Result<i64>);
 
+/// Every collector's read, in one transaction; `isolate` confines each
+/// one's failure (which costs PostgreSQL two round trips more apiece).
+fn read_all(db: &Db<'_>, isolate: bool) -> Results {
+    fn one<T>(db: &Db<'_>, isolate: bool, f: impl FnOnce(&Db<'_>) -> Result<T>) -> Result<T> {
+        if isolate { db.isolated(f) } else { f(db) }
+    }
+    (
+        one(db, isolate, |db| snapshot::family(db, counters::ASSIGNMENTS)),
+        one(db, isolate, snapshot::queue),
+        one(db, isolate, |db| snapshot::family(db, counters::PIPELINE_RUNS)),
+        one(db, isolate, |db| snapshot::family(db, counters::RUN_EVENTS)),
+        one(db, isolate, snapshot::llm_series),
+        one(db, isolate, migrations::current),
+    )
+}
+
+fn any_failed(r: &Results) -> bool {
+    r.0.is_err() || r.1.is_err() || r.2.is_err() || r.3.is_err() || r.4.is_err() || r.5.is_err()
+}
+
 /// Computes a snapshot; a failed collector keeps its value from `prev`.
 pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
     let taken_at = Instant::now();
-    // One read transaction: every family describes the same moment, and
-    // one that fails does not take the others with it.
-    let read: Result<Results> = store
-        .snapshot(|db| {
-            Ok((
-                db.isolated(|db| snapshot::family(db, counters::ASSIGNMENTS)),
-                db.isolated(snapshot::queue),
-                db.isolated(|db| snapshot::family(db, counters::PIPELINE_RUNS)),
-                db.isolated(|db| snapshot::family(db, counters::RUN_EVENTS)),
-                db.isolated(snapshot::llm_series),
-                db.isolated(migrations::current),
-            ))
-        })
-        .await;
+    // One read transaction: every family describes the same moment. When
+    // one fails, they are read again each on its own, so that one failure
+    // (which aborts a PostgreSQL transaction) does not take the others.
+    let mut read: Result<Results> = store.snapshot(|db| Ok(read_all(db, false))).await;
+    if read.as_ref().is_ok_and(any_failed) {
+        read = store.snapshot(|db| Ok(read_all(db, true))).await;
+    }
     let (a, q, p, r, l, m) = match read {
         Ok(results) => results,
         Err(e) => {

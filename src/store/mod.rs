@@ -76,6 +76,10 @@ pub struct Options {
     /// costs: the metrics of such a store are wrong. Only `counters` reads
     /// it.
     pub maintain_counters: bool,
+    /// Slots each hot counter row is split into where writers commit at
+    /// once (PostgreSQL); 1 only for the benchmark of what striping buys.
+    /// SQLite's one writer always uses one.
+    pub counter_stripes: i64,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
             write_queue: 4096,
             check_time: Duration::from_secs(10),
             maintain_counters: true,
+            counter_stripes: postgres::STRIPES,
         }
     }
 }

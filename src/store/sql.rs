@@ -149,15 +149,6 @@ impl<'c> Db<'c> {
         }
     }
 
-    /// Slots a hot counter row is split into, so concurrent transactions
-    /// do not queue on one row lock: one where a single writer commits.
-    pub fn stripes(&self) -> i64 {
-        match self.on {
-            On::Sqlite(_) => 1,
-            On::Postgres(_) => super::postgres::STRIPES,
-        }
-    }
-
     /// Holds `key` until the transaction ends, against concurrent
     /// transactions doing the same (a no-op where one writer commits).
     pub fn lock_for_transaction(&self, key: i64) -> Result<()> {

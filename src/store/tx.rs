@@ -41,8 +41,7 @@ impl<'c> Deref for Tx<'c> {
 }
 
 impl<'c> Tx<'c> {
-    pub(super) fn new(db: Db<'c>, now: i64, counting: bool, folded: &'c mut HashSet<String>) -> Tx<'c> {
-        let stripe = rand::random_range(0..db.stripes());
+    pub(super) fn new(db: Db<'c>, now: i64, counting: bool, stripe: i64, folded: &'c mut HashSet<String>) -> Tx<'c> {
         Tx { db, events: Vec::new(), now, counting, pending: Pending::default(), stripe, folded }
     }
 

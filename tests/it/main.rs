@@ -23,6 +23,7 @@ mod metrics_cache;
 mod metrics_format;
 mod postgres;
 mod prometheus_e2e;
+mod readme_db;
 mod recovery;
 mod runtime_process;
 mod runtime_queue;

@@ -65,6 +65,11 @@ pub fn prometheus() -> Option<PathBuf> {
     find_in_path("prometheus").or_else(|| missing("prometheus", "apt-get install prometheus (scripts/test.sh does)"))
 }
 
+/// The `sqlite3` shell, or None (skip) outside CI.
+pub fn sqlite3() -> Option<PathBuf> {
+    find_in_path("sqlite3").or_else(|| missing("sqlite3", "apt-get install sqlite3 (scripts/test.sh does)"))
+}
+
 /// A Python with prometheus_client importable: `CREWSHIP_TEST_PYTHON`
 /// (set by scripts/test.sh), else the repository's `.venv`.
 pub async fn python() -> Option<PathBuf> {

@@ -32,7 +32,7 @@ use crate::domain::{DomainError, Result, time};
 use crate::sync::lock;
 pub(super) use conn::PgConn;
 
-/// Slots each hot counter row is split into.
+/// Slots each hot counter row is split into, unless `Options` says.
 pub const STRIPES: i64 = 8;
 /// Runs of a transaction aborted by a deadlock or serialization failure.
 const TRIES: u32 = 5;
@@ -126,6 +126,7 @@ struct Worker {
     last_attempt: Option<Instant>,
     events: broadcast::Sender<Arc<Event>>,
     counting: bool,
+    stripes: i64,
     /// Providers known to count under `other`.
     folded: HashSet<String>,
 }
@@ -159,6 +160,7 @@ impl Postgres {
                 last_attempt: None,
                 events: events.clone(),
                 counting: options.maintain_counters,
+                stripes: options.counter_stripes.max(1),
                 folded: HashSet::new(),
             };
             let queue = queue.clone();
@@ -247,7 +249,8 @@ impl Worker {
     fn write(&mut self, conn: &PgConn, mut f: WriteFn) -> Result<Value> {
         for attempt in 1..=TRIES {
             conn.batch("BEGIN")?;
-            let mut tx = Tx::new(Db::postgres(conn), time::now_ms(), self.counting, &mut self.folded);
+            let stripe = rand::random_range(0..self.stripes);
+            let mut tx = Tx::new(Db::postgres(conn), time::now_ms(), self.counting, stripe, &mut self.folded);
             let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
                 .unwrap_or_else(|_| Err(DomainError::internal("write operation panicked")));
             let (events, pending, stripe) =

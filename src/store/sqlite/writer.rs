@@ -117,7 +117,7 @@ impl Writer {
                 let _ = reply.send(Err(e.into()));
                 continue;
             }
-            let mut op = Tx::new(Db::sqlite(&tx), time::now_ms(), self.counting, &mut self.folded);
+            let mut op = Tx::new(Db::sqlite(&tx), time::now_ms(), self.counting, 0, &mut self.folded);
             let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
                 .unwrap_or_else(|_| Err(DomainError::internal("write operation panicked")));
             let (events, pending) = (op.events, op.pending);
