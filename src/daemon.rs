@@ -109,8 +109,15 @@ fn agent_api_url(config: &Config, local: SocketAddr) -> String {
 }
 
 /// What the workers get of the configuration.
-fn runtime_settings(config: &Config, api_url: String) -> runtime::Settings {
-    let (r, j) = (&config.runner, &config.journal);
+fn runtime_settings(config: &Config, api_url: String, node_id: String) -> runtime::Settings {
+    let (r, j, f) = (&config.runner, &config.journal, &config.fleet);
+    let registration = store::nodes::Registration {
+        id: node_id,
+        hostname: config.metrics.hostname.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        migration_version: store::migrations::latest_known(),
+        lease_ms: i64::try_from(f.lease.as_millis()).unwrap_or(i64::MAX),
+    };
     runtime::Settings {
         runner: runtime::runner::Settings {
             work_dir: r.work_dir.clone(),
@@ -123,6 +130,11 @@ fn runtime_settings(config: &Config, api_url: String) -> runtime::Settings {
         max_task_bytes: r.max_task_bytes,
         journal: runtime::archiver::Policy { archive_after: j.archive_after, retention: j.retention, batch: j.batch },
         archive_every: j.interval,
+        fleet: runtime::fleet::Settings {
+            registration,
+            heartbeat: f.heartbeat,
+            max_attempts: i64::from(r.max_attempts),
+        },
     }
 }
 
@@ -154,8 +166,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr()?;
     let engine = containers::Engine::connect(&config.runner.docker_host).await;
-    let runtime =
-        Runtime::start(store.clone(), runtime_settings(&config, agent_api_url(&config, local)), engine.clone()).await?;
+    let node_id = runtime::fleet::node_id(&config.database.data_dir)?;
+    let settings = runtime_settings(&config, agent_api_url(&config, local), node_id);
+    let runtime = Runtime::start(store.clone(), settings, engine.clone()).await?;
     let stats_interval = config.runner.stats_interval;
     let registry = Arc::new(containers::Registry::new(stats_interval));
     let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());

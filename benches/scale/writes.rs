@@ -161,6 +161,7 @@ fn start_run(tx: &mut Tx<'_>, fx: &Fixture, i: usize) -> DomainResult<RunRow> {
         assignment_id: None,
         trigger: Some("api".into()),
         managed: false,
+        node: None,
     };
     runs::start(tx, new)
 }

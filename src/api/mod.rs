@@ -10,6 +10,7 @@ pub mod health;
 pub mod inflight;
 pub mod journal;
 pub mod metrics;
+pub mod nodes;
 pub mod paymaster;
 pub mod pipelines;
 pub mod refs;
@@ -60,6 +61,7 @@ pub fn router(app: AppState) -> Router {
         .route("/llm-calls", post(paymaster::record))
         .route("/paymaster/spend", get(paymaster::spend))
         .route("/containers", get(containers::list))
+        .route("/nodes", get(nodes::list))
         .route("/crews/{crew}/container/start", post(containers::start))
         .route("/crews/{crew}/container/stop", post(containers::stop))
         .fallback(no_route)

@@ -31,7 +31,7 @@ pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>)
         .store
         .write(move |tx| {
             let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
-            let new = NewRun { crew, agent, assignment_id: None, trigger: b.trigger, managed: false };
+            let new = NewRun { crew, agent, assignment_id: None, trigger: b.trigger, managed: false, node: None };
             runs::start(tx, new)
         })
         .await?;

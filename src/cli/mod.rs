@@ -11,6 +11,7 @@ mod client;
 mod crews;
 mod error;
 mod journal;
+mod nodes;
 mod prom;
 mod render;
 mod runs;
@@ -79,6 +80,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// A live view of the daemon's /metrics.
     Top(top::TopArgs),
+    /// The fleet's nodes and their leases (one on SQLite).
+    Nodes,
 }
 
 /// Only plain http: the client is built without TLS.
@@ -145,6 +148,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Spend(args) => spend::run(&ctx, args).await,
         Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Top(args) => top::run(&ctx, args).await,
+        Command::Nodes => nodes::run(&ctx).await,
     }
 }
 

@@ -1,6 +1,6 @@
 //! All daemon configuration, read once at start, by concern: one file a
 //! concern (`listen`, `security`, `metrics`, `journal`, `runner`,
-//! `database`, `logging`), each with its settings and the section it
+//! `database`, `fleet`, `logging`), each with its settings and the section it
 //! builds. A setting is declared once, as a `Setting`: its variable, flag,
 //! default and help. That declaration is what `crewshipd --help` prints and
 //! what the README's configuration table must say (a test compares them),
@@ -9,6 +9,7 @@
 //! start-up error naming the variable (or flag) it came from.
 
 mod database;
+mod fleet;
 mod journal;
 mod listen;
 mod logging;
@@ -20,6 +21,7 @@ mod source;
 use std::path::PathBuf;
 
 pub use database::{API_TOKEN_FILE, Database};
+pub use fleet::Fleet;
 pub use journal::Journal;
 pub use listen::Listen;
 pub use logging::Logging;
@@ -62,6 +64,8 @@ pub const ALL: &[&Setting] = &[
     &runner::RUN_CONTAINMENT,
     &runner::MAX_TASK_BYTES,
     &runner::MAX_PIPELINE_STEPS,
+    &fleet::NODE_HEARTBEAT,
+    &fleet::NODE_LEASE,
     &listen::BODY_LIMIT,
     &listen::HEADER_TIMEOUT,
     &listen::BODY_TIMEOUT,
@@ -88,6 +92,7 @@ pub struct Config {
     pub journal: Journal,
     pub runner: Runner,
     pub database: Database,
+    pub fleet: Fleet,
     pub logging: Logging,
     /// Problems worth a warning once logging is up.
     pub warnings: Vec<String>,
@@ -129,6 +134,7 @@ impl Config {
             journal: Journal::read(&src)?,
             runner: Runner::read(&src, &database)?,
             logging: Logging::read(&src)?,
+            fleet: Fleet::read(&src)?,
             database,
             warnings,
         })

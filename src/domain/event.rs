@@ -2,7 +2,7 @@
 //! (matched by the workers, named on the wire), the crew it concerns, and
 //! the entity as clients see it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::named::named_enum;
@@ -29,7 +29,7 @@ named_enum!(
 );
 
 /// What an event reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// The assignment (by row id) reached `status`.
     Assignment {
@@ -42,6 +42,9 @@ pub enum EventKind {
     Crew(Change),
     Agent(Change),
     ContainerSample,
+    /// Events may have been lost (the fleet's event feed broke): every
+    /// client should fetch what it shows again.
+    Resync,
 }
 
 impl EventKind {
@@ -54,7 +57,7 @@ impl EventKind {
             EventKind::PipelineRun(_) => Some(Channel::PipelineRuns),
             EventKind::JournalEntry => Some(Channel::Journal),
             EventKind::ContainerSample => Some(Channel::Containers),
-            EventKind::Crew(_) | EventKind::Agent(_) => None,
+            EventKind::Crew(_) | EventKind::Agent(_) | EventKind::Resync => None,
         }
     }
 }
@@ -70,11 +73,12 @@ impl std::fmt::Display for EventKind {
             EventKind::Crew(change) => write!(f, "crew.{}", change.as_str()),
             EventKind::Agent(change) => write!(f, "agent.{}", change.as_str()),
             EventKind::ContainerSample => f.write_str("container.sample"),
+            EventKind::Resync => f.write_str("resync"),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
     /// The crew's slug, for `crew:<slug>` subscribers.

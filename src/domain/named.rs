@@ -24,7 +24,8 @@ pub fn must_be_one_of<'a>(field: &str, values: impl IntoIterator<Item = &'a str>
     format!("{field} must be one of {}", values.into_iter().collect::<Vec<_>>().join(", "))
 }
 
-/// Declares an enum of named values (`Named`, `Display`).
+/// Declares an enum of named values (`Named`, `Display`, and serde as
+/// their text).
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -52,6 +53,19 @@ macro_rules! named_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<$name, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                $name::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not a {}: {s:?}", stringify!($name))))
             }
         }
     };

@@ -52,6 +52,9 @@ pub struct Assignment {
     pub run_id: Option<String>,
     pub attempts: i64,
     pub pipeline_run_id: Option<String>,
+    /// The node that executes (or executed) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,6 +69,22 @@ pub struct Run {
     pub finished_at: Option<String>,
     pub error: Option<String>,
     pub exit_code: Option<i64>,
+    /// The node that executes (or executed) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A node of the fleet (API.md "Fleet").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    pub version: String,
+    pub migration_version: i64,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    /// `live` or `expired`.
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -218,6 +218,16 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "Highest applied schema migration version.",
         Value::Int(db.migration_version.value),
     ));
+    let (live_nodes, expired_nodes) = db.nodes.value;
+    f.push(
+        Family::new(
+            "crewshipd_fleet_nodes",
+            "Nodes registered in the database, by the state of their lease.",
+            Kind::Gauge,
+        )
+        .with(vec![("state", "live".to_string())], Value::Int(live_nodes))
+        .with(vec![("state", "expired".to_string())], Value::Int(expired_nodes)),
+    );
 
     let health = db.health();
     let mut up = Family::new(

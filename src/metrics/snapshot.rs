@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, Shared};
 
 use crate::domain::Result;
 use crate::store::snapshot::{self, Queue};
-use crate::store::{Db, Store, counters, migrations};
+use crate::store::{Db, Store, counters, migrations, nodes};
 
 /// One collector's latest good value and its health.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +47,13 @@ pub struct DbSnapshot {
     /// (series label, calls, cost in nano-USD), in order of first use.
     pub llm: Slot<Vec<(String, i64, i64)>>,
     pub migration_version: Slot<i64>,
+    /// (live, expired) nodes of the fleet.
+    pub nodes: Slot<(i64, i64)>,
 }
 
 impl DbSnapshot {
     /// (collector name, up, errors) for every collector.
-    pub fn health(&self) -> [(&'static str, bool, u64); 6] {
+    pub fn health(&self) -> [(&'static str, bool, u64); 7] {
         [
             ("assignments", self.assignments.up, self.assignments.errors),
             ("queue", self.queue.up, self.queue.errors),
@@ -59,12 +61,20 @@ impl DbSnapshot {
             ("run_events", self.run_events.up, self.run_events.errors),
             ("llm", self.llm.up, self.llm.errors),
             ("migrations", self.migration_version.up, self.migration_version.errors),
+            ("fleet", self.nodes.up, self.nodes.errors),
         ]
     }
 }
 
-type Results =
-    (Result<Labeled>, Result<Queue>, Result<Labeled>, Result<Labeled>, Result<Vec<(String, i64, i64)>>, Result<i64>);
+type Results = (
+    Result<Labeled>,
+    Result<Queue>,
+    Result<Labeled>,
+    Result<Labeled>,
+    Result<Vec<(String, i64, i64)>>,
+    Result<i64>,
+    Result<(i64, i64)>,
+);
 
 /// Every collector's read, in one transaction; `isolate` confines each
 /// one's failure (which costs PostgreSQL two round trips more apiece).
@@ -79,11 +89,12 @@ fn read_all(db: &Db<'_>, isolate: bool) -> Results {
         one(db, isolate, |db| snapshot::family(db, counters::RUN_EVENTS)),
         one(db, isolate, snapshot::llm_series),
         one(db, isolate, migrations::current),
+        one(db, isolate, nodes::counts),
     )
 }
 
 fn any_failed(r: &Results) -> bool {
-    r.0.is_err() || r.1.is_err() || r.2.is_err() || r.3.is_err() || r.4.is_err() || r.5.is_err()
+    r.0.is_err() || r.1.is_err() || r.2.is_err() || r.3.is_err() || r.4.is_err() || r.5.is_err() || r.6.is_err()
 }
 
 /// Computes a snapshot; a failed collector keeps its value from `prev`.
@@ -96,12 +107,12 @@ pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
     if read.as_ref().is_ok_and(any_failed) {
         read = store.snapshot(|db| Ok(read_all(db, true))).await;
     }
-    let (a, q, p, r, l, m) = match read {
+    let (a, q, p, r, l, m, n) = match read {
         Ok(results) => results,
         Err(e) => {
             let e = e.to_string();
             let err = || crate::domain::DomainError::Unavailable(e.clone());
-            (Err(err()), Err(err()), Err(err()), Err(err()), Err(err()), Err(err()))
+            (Err(err()), Err(err()), Err(err()), Err(err()), Err(err()), Err(err()), Err(err()))
         }
     };
     DbSnapshot {
@@ -112,6 +123,7 @@ pub async fn compute(store: &Store, prev: Option<&DbSnapshot>) -> DbSnapshot {
         run_events: Slot::next("run_events", prev.map(|s| &s.run_events), r),
         llm: Slot::next("llm", prev.map(|s| &s.llm), l),
         migration_version: Slot::next("migrations", prev.map(|s| &s.migration_version), m),
+        nodes: Slot::next("fleet", prev.map(|s| &s.nodes), n),
     }
 }
 
@@ -210,6 +222,7 @@ fn empty() -> DbSnapshot {
         run_events: Slot::default(),
         llm: Slot::default(),
         migration_version: Slot::default(),
+        nodes: Slot::default(),
     }
 }
 

@@ -1,14 +1,16 @@
 //! Journal archiving and retention: entries older than the archive age move
 //! to the archive, archived entries past retention are deleted, in bounded
-//! batches of short transactions so writers never wait long. Counters are
-//! untouched: they are running totals, not counts of journal rows.
+//! batches of short transactions so writers never wait long. In a fleet one
+//! node sweeps at a time (each batch takes an advisory lock, or leaves the
+//! sweep to the node holding it). Counters are untouched: they are running
+//! totals, not counts of journal rows.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::domain::{Result, time};
-use crate::store::{Store, journal};
+use crate::store::{Store, journal, locks};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -33,7 +35,12 @@ pub async fn sweep(store: &Store, p: Policy, stop: &watch::Receiver<bool>) -> Re
     let mut swept = Swept::default();
     let archive_before = cutoff(p.archive_after);
     loop {
-        let n = store.write(move |tx| journal::archive_batch(tx, archive_before, p.batch)).await?;
+        let n = store
+            .write(move |tx| match tx.try_lock_for_transaction(locks::JOURNAL_SWEEP)? {
+                true => journal::archive_batch(tx, archive_before, p.batch),
+                false => Ok(0),
+            })
+            .await?;
         swept.archived += n;
         if n < p.batch || *stop.borrow() {
             break;
@@ -41,7 +48,12 @@ pub async fn sweep(store: &Store, p: Policy, stop: &watch::Receiver<bool>) -> Re
     }
     let prune_before = cutoff(p.retention);
     loop {
-        let n = store.write(move |tx| journal::prune_batch(tx, prune_before, p.batch)).await?;
+        let n = store
+            .write(move |tx| match tx.try_lock_for_transaction(locks::JOURNAL_SWEEP)? {
+                true => journal::prune_batch(tx, prune_before, p.batch),
+                false => Ok(0),
+            })
+            .await?;
         swept.pruned += n;
         if n < p.batch || *stop.borrow() {
             break;

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
+use super::fleet::Membership;
 use super::runner::Runner;
 use crate::domain::Result;
 use crate::domain::event::{Change, Event, EventKind};
 use crate::domain::status::AssignmentStatus;
 use crate::store::assignments::{self, Claimed};
+use crate::store::nodes::{self, NodeRef};
 use crate::store::{Store, crews};
 
 /// Claims and queue moves per operation: bounds how long one dispatch
@@ -23,6 +25,9 @@ const QUEUE_BATCH: i64 = 100;
 /// The first and the longest wait before a failed dispatch is retried.
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How often a node that may not claim (it is registering again) looks
+/// whether it may.
+const FENCED_LOOK: Duration = Duration::from_secs(1);
 
 /// Events after which there may be something to start.
 fn wakes(e: &Event) -> bool {
@@ -31,21 +36,26 @@ fn wakes(e: &Event) -> bool {
         e.kind,
         EventKind::Assignment { status: Pending | Completed | Failed | Cancelled, .. }
             | EventKind::Crew(Change::Updated)
+            | EventKind::Resync
     )
 }
 
-/// Queues pending work and claims what the budgets allow, in one
-/// transaction; returns the claims and whether more may remain.
-async fn dispatch_batch(store: &Store) -> Result<(Vec<Claimed>, bool)> {
+/// Queues pending work and claims what the budgets allow for `me`, in one
+/// transaction, while `me` holds its lease; returns the claims and whether
+/// more may remain.
+async fn dispatch_batch(store: &Store, me: NodeRef) -> Result<(Vec<Claimed>, bool)> {
     store
-        .write(|tx| {
+        .write(move |tx| {
+            if !nodes::owns(tx, &me)? {
+                return Ok((Vec::new(), false));
+            }
             let queued = assignments::queue_pending(tx, QUEUE_BATCH)?;
             let mut claimed = Vec::new();
             'crews: for crew_id in assignments::crews_ready(tx)? {
                 let Some(crew) = crews::by_id(tx, crew_id)? else {
                     continue;
                 };
-                while let Some(c) = assignments::claim_next(tx, &crew)? {
+                while let Some(c) = assignments::claim_next(tx, &crew, &me)? {
                     claimed.push(c);
                     if claimed.len() >= CLAIM_BATCH {
                         break 'crews;
@@ -63,13 +73,14 @@ async fn dispatch_batch(store: &Store) -> Result<(Vec<Claimed>, bool)> {
 pub async fn run(
     store: Store,
     runner: Arc<Runner>,
+    membership: Arc<Membership>,
     mut events: broadcast::Receiver<Arc<Event>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut retry: Option<Duration> = None;
     loop {
-        loop {
-            match dispatch_batch(&store).await {
+        while membership.may_claim() {
+            match dispatch_batch(&store, membership.me()).await {
                 Ok((claimed, more)) => {
                     retry = None;
                     for c in claimed {
@@ -89,7 +100,8 @@ pub async fn run(
         }
         // Sleep until something may have changed: a waking event, a lag (we
         // missed events, so assume one), or the retry timer.
-        let retry_at = retry.map(|w| tokio::time::Instant::now() + w);
+        let wait = if membership.may_claim() { retry } else { Some(FENCED_LOOK) };
+        let retry_at = wait.map(|w| tokio::time::Instant::now() + w);
         let mut woken = false;
         while !woken {
             tokio::select! {

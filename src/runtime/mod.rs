@@ -1,10 +1,11 @@
-//! Long-running workers, owned by one supervisor: the dispatcher, the
-//! process runner, the pipeline executor and the journal archiver. Start-up
-//! recovery runs before any of them.
+//! Long-running workers, owned by one supervisor: this node's membership
+//! of the fleet, the dispatcher, the process runner, the pipeline executor
+//! and the journal archiver. Start-up recovery runs before any of them.
 
 pub mod archiver;
 pub mod contain;
 pub mod dispatcher;
+pub mod fleet;
 pub mod pipelines;
 pub mod recovery;
 pub mod runner;
@@ -107,24 +108,37 @@ pub struct Settings {
     pub journal: archiver::Policy,
     /// How often the journal archiver sweeps.
     pub archive_every: std::time::Duration,
+    pub fleet: fleet::Settings,
 }
 
 impl Runtime {
-    /// Recovers what a previous daemon left in flight, then starts the
-    /// workers. Queued work starts at once.
+    /// Joins the fleet, takes back what earlier daemons left in flight,
+    /// then starts the workers. Queued work starts at once.
     pub async fn start(store: Store, settings: Settings, engine: Engine) -> Result<Runtime> {
         let containment = contain::Containment::detect(settings.containment).map_err(DomainError::invalid)?;
         tracing::info!(containment = containment.describe(), "how runs are contained");
-        let recovered = recovery::recover(&store, &engine, settings.runner.max_attempts).await?;
+        let max_attempts = settings.fleet.max_attempts;
+        let membership = Arc::new(fleet::Membership::join(&store, settings.fleet).await?);
+        let me = membership.me();
+        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, engine.clone()));
+        let executor =
+            Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), settings.max_task_bytes, me.id.clone()));
+        let recovered =
+            recovery::recover(&store, &engine, &executor, recovery::Whose::AtStart, &me, max_attempts).await?;
         if recovered != recovery::Recovered::default() {
-            tracing::warn!(?recovered, "recovered work left in flight by the previous daemon");
+            tracing::warn!(?recovered, "took back the work earlier daemons left in flight");
         }
-        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, engine));
-        let executor = Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), settings.max_task_bytes));
         let (stop, stop_rx) = watch::channel(false);
-        let events = store.subscribe();
         let tasks = vec![
-            tokio::spawn(dispatcher::run(store.clone(), runner.clone(), events, stop_rx.clone())),
+            tokio::spawn(dispatcher::run(
+                store.clone(),
+                runner.clone(),
+                membership.clone(),
+                store.subscribe(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(runner.clone().follow_cancels(store.subscribe(), stop_rx.clone())),
+            tokio::spawn(membership.clone().run(runner.clone(), executor.clone(), engine, stop_rx.clone())),
             tokio::spawn(archiver::run(store.clone(), settings.journal, settings.archive_every, stop_rx)),
         ];
         Ok(Runtime { store, runner, executor, stop, tasks: Mutex::new(tasks) })

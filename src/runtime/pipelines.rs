@@ -21,6 +21,8 @@ use crate::sync::lock;
 pub struct Executor {
     store: Store,
     runner: Arc<Runner>,
+    /// This node: it drives the runs it starts or takes back.
+    node: String,
     driving: Mutex<HashSet<i64>>,
     /// `CREWSHIP_MAX_TASK_BYTES`: a step whose task renders larger fails.
     max_task_bytes: usize,
@@ -56,13 +58,23 @@ fn fail_step(tx: &mut Tx<'_>, run: PipelineRunRow, step: &StepRow, reason: Strin
     Ok(())
 }
 
-/// Creates the step's assignment from its task (rendered by the caller,
-/// outside the writer), or fails the run if the step cannot run.
-fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>) -> Result<()> {
+/// The run, locked, if `step` still stands as the caller saw it: another
+/// driver (a node that lost its lease and has not noticed yet) may have
+/// moved it on.
+fn still(tx: &Tx<'_>, run_id: i64, step: &StepRow) -> Result<Option<PipelineRunRow>> {
+    pipelines::lock_run(tx, run_id)?;
     let run = fresh_run(tx, run_id)?;
-    if run.status != PipelineRunStatus::Running {
+    let unchanged = run.steps.iter().any(|s| s.idx == step.idx && s.status == step.status);
+    Ok((run.status == PipelineRunStatus::Running && unchanged).then_some(run))
+}
+
+/// Creates the step's assignment from its task (rendered by the caller,
+/// outside the writer), or fails the run if the step cannot run. A step
+/// starts once, however many drivers try.
+fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>) -> Result<()> {
+    let Some(run) = still(tx, run_id, step)? else {
         return Ok(());
-    }
+    };
     let task = match task {
         Ok(task) => task,
         Err(DomainError::Invalid(reason)) => return fail_step(tx, run, step, reason),
@@ -80,10 +92,9 @@ fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>
 
 /// Records a finished step's assignment; ends the run if the step failed.
 fn settle_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, a: &AssignmentRow) -> Result<()> {
-    let run = fresh_run(tx, run_id)?;
-    if run.status != PipelineRunStatus::Running {
+    let Some(run) = still(tx, run_id, step)? else {
         return Ok(());
-    }
+    };
     let (status, end) = match a.status {
         AssignmentStatus::Completed => (StepStatus::Completed, None),
         AssignmentStatus::Cancelled => (StepStatus::Cancelled, Some(PipelineRunStatus::Cancelled)),
@@ -119,8 +130,8 @@ async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: i64) -
 }
 
 impl Executor {
-    pub fn new(store: Store, runner: Arc<Runner>, max_task_bytes: usize) -> Executor {
-        Executor { store, runner, driving: Mutex::new(HashSet::new()), max_task_bytes }
+    pub fn new(store: Store, runner: Arc<Runner>, max_task_bytes: usize, node: String) -> Executor {
+        Executor { store, runner, node, driving: Mutex::new(HashSet::new()), max_task_bytes }
     }
 
     /// Drives a running pipeline run in the background (once per run).
@@ -130,7 +141,11 @@ impl Executor {
         }
         let exec = self.clone();
         tokio::spawn(async move {
-            let ended = exec.drive_steps(run_id).await;
+            let node = exec.node.clone();
+            let ended = match exec.store.write(move |tx| pipelines::set_driver(tx, run_id, &node)).await {
+                Ok(()) => exec.drive_steps(run_id).await,
+                Err(e) => Err(e),
+            };
             lock(&exec.driving).remove(&run_id);
             match ended {
                 Ok(Some(pipeline_id)) => exec.start_queued(pipeline_id).await,
@@ -169,6 +184,7 @@ impl Executor {
                     if run.status == PipelineRunStatus::Running {
                         self.store
                             .write(move |tx| {
+                                pipelines::lock_run(tx, run_id)?;
                                 let run = fresh_run(tx, run_id)?;
                                 if run.status == PipelineRunStatus::Running {
                                     pipelines::move_run(tx, run, PipelineRunStatus::Completed, None)?;
@@ -225,6 +241,7 @@ impl Executor {
                 let Some(pipeline) = pipelines::pipeline_by_id(tx, pipeline_id)? else {
                     return Ok(Vec::new());
                 };
+                pipelines::lock_pipeline(tx, pipeline_id)?;
                 let mut started = Vec::new();
                 while pipelines::running_count(tx, pipeline_id)? < pipeline.max_concurrent_runs {
                     let Some(run) = pipelines::next_queued(tx, pipeline_id)? else {
@@ -250,6 +267,7 @@ impl Executor {
         let (run, in_flight) = self
             .store
             .write(move |tx| {
+                pipelines::lock_run(tx, run_id)?;
                 let run = fresh_run(tx, run_id)?;
                 if run.status == PipelineRunStatus::Cancelled {
                     return Ok((run, Vec::new()));

@@ -1,25 +1,34 @@
-//! Start-up recovery, before any traffic: settle what a dead daemon left
-//! in flight.
+//! Taking back runs whose node can no longer finish them:
 //!
-//! - pipeline runs left queued or running become `interrupted` (resuming
-//!   them could run a step twice with outputs the run never saw), and the
-//!   work of their unfinished steps is cancelled;
-//! - runs crewshipd started that are still `running` get `run.cancelled`
-//!   with reason `server_restart`, once whatever is left of their process
-//!   (here, or in the crew's container) is killed;
-//! - their assignments go back to their queue at their original position
-//!   (at-least-once), or fail after the attempt limit.
+//! - at start, what this node's earlier epochs left (on SQLite, where this
+//!   node is the whole fleet, whatever any earlier daemon left), once the
+//!   processes they left on this host are killed;
+//! - after this node had to stop its runs (it was fenced), its earlier
+//!   epochs' runs;
+//! - the runs of a node whose lease expired, by one live node, once: the
+//!   node's row is locked meanwhile, then marked recovered.
+//!
+//! In one transaction: the runs end `cancelled` with the reason, their
+//! assignments go back to their queue at their original position
+//! (at-least-once), or fail after the attempt limit, and the pipeline runs
+//! the node drove are driven here from where they stand (each step starts
+//! once: see `pipelines`).
 
-use std::collections::HashSet;
+use std::sync::Arc;
 
+use super::pipelines::Executor;
 use crate::containers::{Engine, docker, exec};
-use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus, StepStatus};
+use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
-use crate::store::assignments::{self, Changes};
+use crate::store::assignments;
+use crate::store::nodes::{self, NodeRef};
 use crate::store::runs::RunRow;
-use crate::store::{Store, crews, pipelines, runs};
+use crate::store::{Store, Tx, crews, pipelines, runs};
 
+/// Why an earlier epoch's runs ended.
 pub const REASON: &str = "server_restart";
+/// Why an expired node's runs ended.
+pub const NODE_LOST: &str = "node_lost";
 
 /// How long start-up waits for the engine to kill one run's processes.
 const ENGINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -29,69 +38,153 @@ pub struct Recovered {
     pub runs_cancelled: usize,
     pub requeued: usize,
     pub failed: usize,
-    pub pipeline_runs_interrupted: usize,
+    pub pipeline_runs_adopted: usize,
+    pub nodes: usize,
 }
 
-pub async fn recover(store: &Store, engine: &Engine, max_attempts: u32) -> Result<Recovered> {
-    let max_attempts = i64::from(max_attempts);
-    // Processes outlive a daemon killed with SIGKILL: stop them first, so a
-    // requeued assignment never runs twice at once.
+/// Whose runs to take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    AtStart,
+    OwnEarlierEpochs,
+    Expired,
+}
+
+/// Whether a run (or a pipeline run's driver) executed by `owner` is
+/// taken back: `expired` names the expired node when there is one.
+fn taken_back(whose: Whose, me: &NodeRef, owner: Option<&NodeRef>, expired: Option<&str>, single: bool) -> bool {
+    let earlier = |o: &NodeRef| o.id == me.id && o.epoch < me.epoch;
+    match (whose, owner) {
+        (Whose::Expired, Some(o)) => Some(o.id.as_str()) == expired,
+        (Whose::Expired, None) => false,
+        // Written before nodes existed, or by any daemon of a store that
+        // only ever has one node.
+        (Whose::AtStart, None) => true,
+        (Whose::AtStart, Some(o)) => earlier(o) || (single && o != me),
+        (Whose::OwnEarlierEpochs, Some(o)) => earlier(o),
+        (Whose::OwnEarlierEpochs, None) => false,
+    }
+}
+
+/// Whether this node drives a pipeline run driven by `driver` from now on
+/// (when it drove it before, it may still be: driving again is a no-op).
+fn adopts(whose: Whose, me: &NodeRef, driver: Option<&str>, expired: Option<&str>, single: bool) -> bool {
+    match whose {
+        Whose::Expired => driver.is_some() && driver == expired,
+        Whose::AtStart => single || driver.is_none_or(|d| d == me.id),
+        Whose::OwnEarlierEpochs => driver == Some(me.id.as_str()),
+    }
+}
+
+/// Kills what runs being taken back left on this host, so that a requeued
+/// assignment never runs twice at once.
+async fn kill_leftovers(store: &Store, engine: &Engine, whose: Whose, me: &NodeRef) -> Result<()> {
+    let single = store.single_node();
     let mut engine_answers = true;
     for run in store.read(runs::running_managed).await? {
+        if !taken_back(whose, me, run.node.as_ref(), None, single) {
+            continue;
+        }
         if run.pid.is_some() || run.cgroup.is_some() {
             if super::contain::kill_left_over(&run.id, run.pid, run.cgroup.as_deref()).await {
-                tracing::warn!(
-                    run = run.id,
-                    pid = run.pid,
-                    "killed the processes of a run left by the previous daemon"
-                );
+                tracing::warn!(run = run.id, pid = run.pid, "killed the processes of a run an earlier daemon left");
             }
         } else if engine_answers {
             engine_answers = kill_in_container(store, engine, &run).await?;
         }
     }
-    store
+    Ok(())
+}
+
+/// Settles the runs `taken_back` selects; returns the pipeline runs to
+/// drive here.
+fn settle(
+    tx: &mut Tx<'_>,
+    whose: Whose,
+    me: &NodeRef,
+    expired: Option<&str>,
+    max_attempts: i64,
+    done: &mut Recovered,
+) -> Result<Vec<i64>> {
+    let single = !tx.concurrent();
+    let reason = if whose == Whose::Expired { NODE_LOST } else { REASON };
+    for run in runs::running_managed(tx)? {
+        if taken_back(whose, me, run.node.as_ref(), expired, single) {
+            runs::finish(tx, run, RunStatus::Cancelled, Some(reason.into()), None)?;
+            done.runs_cancelled += 1;
+        }
+    }
+    for row in assignments::running(tx)? {
+        let run = row.run_id.as_deref().map(|r| runs::by_id(tx, r)).transpose()?.flatten();
+        let owner = run.as_ref().and_then(|r| r.node.clone());
+        let still_running = run.is_some_and(|r| r.status == RunStatus::Running);
+        // A run this node executes now (or another live node does) stays.
+        if still_running || !taken_back(whose, me, owner.as_ref(), expired, single) {
+            continue;
+        }
+        let row = assignments::requeue_or_fail(tx, row, reason, max_attempts)?;
+        match row.status {
+            AssignmentStatus::Queued => done.requeued += 1,
+            _ => done.failed += 1,
+        }
+    }
+    let mut adopted = Vec::new();
+    for run in pipelines::runs_in(tx, &[PipelineRunStatus::Running])? {
+        if adopts(whose, me, run.node.as_deref(), expired, single) {
+            pipelines::set_driver(tx, run.id, &me.id)?;
+            adopted.push(run.id);
+        }
+    }
+    done.pipeline_runs_adopted += adopted.len();
+    Ok(adopted)
+}
+
+pub async fn recover(
+    store: &Store,
+    engine: &Engine,
+    executor: &Arc<Executor>,
+    whose: Whose,
+    me: &NodeRef,
+    max_attempts: i64,
+) -> Result<Recovered> {
+    if whose != Whose::Expired {
+        kill_leftovers(store, engine, whose, me).await?;
+    }
+    let me2 = me.clone();
+    let (done, adopted, queued) = store
         .write(move |tx| {
             let mut done = Recovered::default();
-            let mut orphaned = HashSet::new();
-            for run in pipelines::runs_in(tx, &[PipelineRunStatus::Queued, PipelineRunStatus::Running])? {
-                let reason = format!("{REASON}: crewshipd stopped while the run was {}", run.status);
-                for step in run.steps.iter().filter(|s| s.status == StepStatus::Running) {
-                    pipelines::update_step(tx, run.id, step.idx, StepStatus::Cancelled, None, None, None)?;
+            let mut adopted = Vec::new();
+            if whose == Whose::Expired {
+                for node in nodes::to_recover(tx)?.into_iter().filter(|n| n.id != me2.id) {
+                    adopted.extend(settle(tx, whose, &me2, Some(&node.id), max_attempts, &mut done)?);
+                    nodes::mark_recovered(tx, &node.id)?;
+                    done.nodes += 1;
                 }
-                orphaned.insert(run.id);
-                pipelines::move_run(tx, run, PipelineRunStatus::Interrupted, Some(reason))?;
-                done.pipeline_runs_interrupted += 1;
+            } else {
+                adopted = settle(tx, whose, &me2, None, max_attempts, &mut done)?;
             }
-            for run in runs::running_managed(tx)? {
-                runs::finish(tx, run, RunStatus::Cancelled, Some(REASON.into()), None)?;
-                done.runs_cancelled += 1;
+            if whose == Whose::AtStart && !tx.concurrent() {
+                nodes::forget_others(tx, &me2.id)?;
             }
-            for row in assignments::running(tx)? {
-                if row.pipeline_run_id.is_some_and(|p| orphaned.contains(&p)) {
-                    let changes = Changes {
-                        error_message: Some(format!("pipeline run interrupted ({REASON})")),
-                        ..Changes::default()
-                    };
-                    assignments::move_to(tx, row, AssignmentStatus::Cancelled, changes)?;
-                    continue;
-                }
-                let row = assignments::requeue_or_fail(tx, row, REASON, max_attempts)?;
-                match row.status {
-                    AssignmentStatus::Queued => done.requeued += 1,
-                    _ => done.failed += 1,
-                }
-            }
-            for pipeline_run in orphaned {
-                assignments::cancel_waiting(
-                    tx,
-                    assignments::Owner::PipelineRun(pipeline_run),
-                    "pipeline run interrupted",
-                )?;
-            }
-            Ok(done)
+            // Queued pipeline runs wait for a slot that a run's end frees;
+            // look again at start, in case the end came with the crash.
+            let mut queued: Vec<i64> = if whose == Whose::AtStart {
+                pipelines::runs_in(tx, &[PipelineRunStatus::Queued])?.into_iter().map(|r| r.pipeline_id).collect()
+            } else {
+                Vec::new()
+            };
+            queued.dedup();
+            Ok((done, adopted, queued))
         })
-        .await
+        .await?;
+    for run_id in adopted {
+        executor.drive(run_id);
+    }
+    for pipeline_id in queued {
+        executor.start_queued(pipeline_id).await;
+    }
+    Ok(done)
 }
 
 /// A run in a crew container has no pid on this host: its processes are
@@ -110,12 +203,12 @@ async fn kill_in_container(store: &Store, engine: &Engine, run: &RunRow) -> Resu
         .await
         .unwrap_or_else(|_| Err(DomainError::Unavailable(format!("no answer within {ENGINE_WAIT:?}"))));
     match killed {
-        Ok(true) => tracing::warn!(run = run.id, container, "killed the process of a run left by the previous daemon"),
+        Ok(true) => tracing::warn!(run = run.id, container, "killed the process of a run an earlier daemon left"),
         Ok(false) => {}
         Err(e) => {
             tracing::warn!(
                 run = run.id, container, error = %e,
-                "cannot reach the container of a run left by the previous daemon; its processes, and those of \
+                "cannot reach the container of a run an earlier daemon left; its processes, and those of \
                  any other run left in a container, may still be running"
             );
             return Ok(false);

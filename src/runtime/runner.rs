@@ -17,11 +17,12 @@ use tokio::sync::watch;
 use super::contain::{Containment, RunGroup};
 use crate::capture::Output;
 use crate::containers::{Engine, docker, exec};
+use crate::domain::event::{Event, EventKind};
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
-use crate::store::runs;
+use crate::store::{nodes, runs};
 use crate::sync::lock;
 
 /// Whether a variable of the daemon's own environment is kept from agents:
@@ -44,6 +45,9 @@ pub enum StopReason {
     Cancel,
     /// The daemon is shutting down: the assignment goes back to the queue.
     Shutdown,
+    /// This node can no longer count on its lease: the fleet takes the run
+    /// back, so its end is not recorded here.
+    Fenced,
 }
 
 #[derive(Debug)]
@@ -155,11 +159,16 @@ impl Runner {
         tokio::spawn(async move {
             let id = claimed.assignment.id;
             let outcome = runner.execute(&claimed, output.clone(), stop_rx).await;
-            if let Err(e) = runner.finish(claimed, outcome, &output).await {
-                tracing::error!(
+            let run = claimed.run.id.clone();
+            match runner.finish(claimed, outcome, &output).await {
+                Ok(_) => {}
+                // Settled elsewhere: cancelled through another node, or
+                // taken back by the fleet after this node lost its lease.
+                Err(DomainError::Conflict(why)) => tracing::info!(run, why, "the run's end was decided elsewhere"),
+                Err(e) => tracing::error!(
                     error = %e, assignment = id,
-                    "could not record the end of a run; the next start recovers it"
-                );
+                    "could not record the end of a run; the fleet (or the next start) recovers it"
+                ),
             }
             runner.active().remove(&id);
             let _ = done_tx.send(true);
@@ -188,6 +197,56 @@ impl Runner {
         let mut done = done;
         let _ = done.wait_for(|d| *d).await;
         true
+    }
+
+    /// Stops a run executing here when its assignment was cancelled
+    /// elsewhere (through another node of the fleet), until `stop`.
+    pub async fn follow_cancels(
+        self: Arc<Self>,
+        mut events: tokio::sync::broadcast::Receiver<Arc<Event>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let e = tokio::select! {
+                e = events.recv() => e,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let cancelled = match e {
+                Ok(e) => match e.kind {
+                    EventKind::Assignment { id, status: AssignmentStatus::Cancelled } => vec![id],
+                    EventKind::Resync => self.cancelled_meanwhile().await,
+                    _ => Vec::new(),
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.cancelled_meanwhile().await,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            for id in cancelled.into_iter().filter(|id| self.active().contains_key(id)) {
+                let runner = self.clone();
+                tokio::spawn(async move { runner.stop(id, StopReason::Cancel).await });
+            }
+        }
+    }
+
+    /// Assignments executing here that the store says were cancelled: what
+    /// missed events may have hidden.
+    async fn cancelled_meanwhile(&self) -> Vec<i64> {
+        let ids: Vec<i64> = self.active().keys().copied().collect();
+        let read = self
+            .store
+            .read(move |db| {
+                let mut out = Vec::new();
+                for id in ids {
+                    if assignments::by_id(db, id)?.is_some_and(|a| a.status == AssignmentStatus::Cancelled) {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await;
+        read.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot check for cancels missed while events were lost");
+            Vec::new()
+        })
     }
 
     /// Stops everything executing (shutdown).
@@ -329,8 +388,12 @@ impl Runner {
         }
     }
 
-    /// Records the end of a run and its assignment in one transaction.
+    /// Records the end of a run and its assignment in one transaction,
+    /// while this node still owns the run (its lease, its epoch).
     async fn finish(&self, c: Claimed, outcome: Outcome, output: &Mutex<Output>) -> Result<AssignmentRow> {
+        if matches!(outcome, Outcome::Stopped(StopReason::Fenced)) {
+            return Err(DomainError::conflict("this node stopped the run when it lost its lease"));
+        }
         let (text, summary) = {
             let o = lock(output);
             (o.text(), o.summary())
@@ -347,10 +410,20 @@ impl Runner {
             Outcome::SpawnFailed(e) => (RunStatus::Failed, Some(e.clone()), None),
             Outcome::TimedOut(t) => (RunStatus::Timeout, Some(format!("timed out after {}s", t.as_secs())), None),
             Outcome::Stopped(StopReason::Cancel) => (RunStatus::Cancelled, Some("cancelled by request".into()), None),
-            Outcome::Stopped(StopReason::Shutdown) => (RunStatus::Cancelled, Some("server_shutdown".into()), None),
+            Outcome::Stopped(StopReason::Shutdown | StopReason::Fenced) => {
+                (RunStatus::Cancelled, Some("server_shutdown".into()), None)
+            }
         };
         let shutdown = matches!(outcome, Outcome::Stopped(StopReason::Shutdown));
         let record = move |tx: &mut crate::store::Tx<'_>| {
+            if let Some(node) = &c.run.node
+                && !nodes::owns(tx, node)?
+            {
+                return Err(DomainError::conflict(format!(
+                    "node {} no longer owns run {} (its lease expired, or it registered again)",
+                    node.id, c.run.id
+                )));
+            }
             let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
             runs::save_output(tx, run.pk, &text)?;
             let row =
@@ -363,7 +436,8 @@ impl Runner {
                 RunStatus::Cancelled => AssignmentStatus::Cancelled,
                 _ => AssignmentStatus::Failed,
             };
-            let changes = Changes { result_summary: summary.clone(), error_message: error.clone(), run_id: None };
+            let changes =
+                Changes { result_summary: summary.clone(), error_message: error.clone(), ..Changes::default() };
             assignments::move_to(tx, row, to, changes)
         };
         // A busy or full database is worth waiting for: the run is over

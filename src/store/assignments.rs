@@ -5,10 +5,11 @@
 use super::agents::AgentRow;
 use super::crews::CrewRow;
 use super::journal::{self, Named, NewEntry};
+use super::nodes::NodeRef;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::runs::{self, NewRun, RunRow};
-use super::sql::{Db, Row, args};
+use super::sql::{Db, Row, RowLock, args};
 use super::{Tx, counters};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
@@ -34,11 +35,13 @@ pub struct AssignmentRow {
     pub run_id: Option<String>,
     pub attempts: i64,
     pub pipeline_run_id: Option<i64>,
+    /// The node executing it (while running) or that last did.
+    pub node: Option<String>,
 }
 
 const SELECT: &str = "SELECT s.id, s.crew_id, c.slug, s.agent_id, a.slug, b.slug, s.task, s.status,
         s.created_at, s.queued_at, s.started_at, s.finished_at, s.result_summary, s.error_message,
-        s.run_id, s.attempts, s.pipeline_run_id
+        s.run_id, s.attempts, s.pipeline_run_id, s.node
      FROM assignments s
      JOIN crews c ON c.id = s.crew_id
      JOIN agents a ON a.id = s.agent_id
@@ -64,6 +67,7 @@ fn from_row(r: &Row<'_>) -> Result<AssignmentRow> {
         run_id: r.get(14)?,
         attempts: r.get(15)?,
         pipeline_run_id: r.get(16)?,
+        node: r.get(17)?,
     })
 }
 
@@ -91,6 +95,7 @@ impl AssignmentRow {
             run_id: self.run_id.clone(),
             attempts: self.attempts,
             pipeline_run_id: self.pipeline_run_id.map(|id| ids::format(Kind::PipelineRun, id)),
+            node: self.node.clone(),
         }
     }
 }
@@ -157,6 +162,7 @@ pub fn create(
         run_id: None,
         attempts: 0,
         pipeline_run_id,
+        node: None,
     };
     publish(tx, &row, format!("assignment created for agent {}", agent.slug), Severity::Info)?;
     Ok(row)
@@ -168,6 +174,8 @@ pub struct Changes {
     pub result_summary: Option<String>,
     pub error_message: Option<String>,
     pub run_id: Option<String>,
+    /// The node that claims it (with `Running`).
+    pub node: Option<String>,
 }
 
 /// Moves an assignment to `to`, guarded on its current status so a stale
@@ -183,10 +191,12 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
             // A requeue after a restart keeps the original queue position.
             next.queued_at = next.queued_at.or(Some(now));
             next.started_at = None;
+            next.node = None;
         }
         AssignmentStatus::Running => {
             next.started_at = Some(now);
             next.attempts += 1;
+            next.node = changes.node;
         }
         _ => next.finished_at = Some(now),
     }
@@ -201,7 +211,7 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
     }
     let updated = tx.execute(
         "UPDATE assignments SET status = ?3, queued_at = ?4, started_at = ?5, finished_at = ?6,
-             result_summary = ?7, error_message = ?8, run_id = ?9, attempts = ?10
+             result_summary = ?7, error_message = ?8, run_id = ?9, attempts = ?10, node = ?11
          WHERE id = ?1 AND status = ?2",
         args![
             next.id,
@@ -213,7 +223,8 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
             next.result_summary,
             next.error_message,
             next.run_id,
-            next.attempts
+            next.attempts,
+            next.node
         ],
     )?;
     if updated != 1 {
@@ -233,8 +244,10 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
 /// Accepts pending assignments of live crews into their queues, oldest
 /// first; returns how many moved.
 pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
+    // Another node queueing the same rows keeps them; these are left out.
+    let lock = tx.locking(RowLock::SkipLocked, "s");
     let pending = tx.query(
-        &format!("{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT ?1"),
+        &format!("{SELECT} WHERE s.status = 'pending' AND c.deleted_at IS NULL ORDER BY s.id LIMIT ?1{lock}"),
         args![limit],
         from_row,
     )?;
@@ -268,10 +281,14 @@ pub struct Claimed {
     pub run_token: crate::domain::run_token::Secret,
 }
 
-/// Atomically takes the head of a crew's queue if the crew is under its
-/// budget: the assignment turns running and its run starts.
-pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
-    if !crew.is_live() || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents {
+/// Atomically takes the head of a crew's queue for `node` if the crew is
+/// under its budget fleet-wide: the assignment turns running and its run
+/// starts.
+pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow, node: &NodeRef) -> Result<Option<Claimed>> {
+    if !crew.is_live()
+        || !counters::hold_crew(tx, crew.id)?
+        || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents
+    {
         return Ok(None);
     }
     let head = tx.query_opt(
@@ -289,10 +306,11 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow) -> Result<Option<Claimed>> {
             assignment_id: Some(head.id),
             trigger: Some("assignment".into()),
             managed: true,
+            node: Some(node.clone()),
         },
     )?;
-    let assignment =
-        move_to(tx, head, AssignmentStatus::Running, Changes { run_id: Some(run.id.clone()), ..Changes::default() })?;
+    let changes = Changes { run_id: Some(run.id.clone()), node: Some(node.id.clone()), ..Changes::default() };
+    let assignment = move_to(tx, head, AssignmentStatus::Running, changes)?;
     Ok(Some(Claimed { crew: crew.clone(), assignment, agent, run, run_token }))
 }
 
@@ -337,7 +355,7 @@ pub fn cancel_waiting(tx: &mut Tx<'_>, owner: Owner, reason: &str) -> Result<usi
     Ok(n)
 }
 
-/// Assignments left running by a daemon that died.
+/// Assignments running, on any node.
 pub fn running(db: &Db<'_>) -> Result<Vec<AssignmentRow>> {
     db.query(&format!("{SELECT} WHERE s.status = 'running' ORDER BY s.id"), args![], from_row)
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::Tx;
-use super::sql::{Db, args};
+use super::sql::{Db, RowLock, args};
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::provider::{self, SeriesLabel};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus};
@@ -25,8 +25,6 @@ pub const QUEUE_CREWS: &str = "crews";
 /// Providers remembered as folded into `other`: bounded, since provider
 /// names come from clients.
 const FOLDED_CACHE: usize = 10_000;
-/// The advisory lock under which a provider gets its own series.
-const NEW_SERIES_LOCK: i64 = 0x6372_6577_0001;
 
 /// Counter changes of one operation, not yet written.
 #[derive(Debug, Default)]
@@ -202,7 +200,7 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
     }
     // Who gets a series of their own is decided one writer at a time, so
     // the cap holds under concurrent writers.
-    tx.lock_for_transaction(NEW_SERIES_LOCK)?;
+    tx.lock_for_transaction(super::locks::NEW_SERIES)?;
     if !known_other && bump_series(tx, provider, d)? {
         return Ok(provider.to_string());
     }
@@ -230,6 +228,20 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
         args![label, own_count + 1, d.cost_nanos, t.input, t.output, t.cached_input, t.cache_creation],
     )?;
     Ok(label.to_string())
+}
+
+/// Takes the crew's counts row for this transaction's claims, unless
+/// another node's transaction holds it (it is claiming for the crew, or
+/// settling one of its runs, and wakes the dispatchers when it commits):
+/// so claims of one crew take turns across a fleet.
+pub fn hold_crew(db: &Db<'_>, crew_id: i64) -> Result<bool> {
+    let lock = db.locking(RowLock::SkipLocked, "n");
+    let held = db.query_opt(
+        &format!("SELECT n.crew_id FROM crew_counts n WHERE n.crew_id = ?1{lock}"),
+        args![crew_id],
+        |r| r.get::<i64>(0),
+    )?;
+    Ok(held.is_some())
 }
 
 /// Running agents of a crew now (the dispatcher's budget check).

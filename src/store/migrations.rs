@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 20261126020000, name: "queue_depth_from_assignments" },
     Migration { version: 20261201100000, name: "hardening" },
     Migration { version: 20261202090000, name: "striped_counters" },
+    Migration { version: 20261203090000, name: "fleet" },
 ];
 
 pub fn latest_known() -> i64 {
@@ -32,7 +33,13 @@ pub(super) fn too_new(unknown: i64) -> String {
     )
 }
 
-/// The highest applied version.
+/// The highest applied version that this binary knows: in a fleet, a node
+/// still running old code after a newer one migrated shows an older
+/// version than its peers.
 pub fn current(db: &Db<'_>) -> Result<i64> {
-    db.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", args![], |r| r.get(0))
+    db.query_one(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE version <= ?1",
+        args![latest_known()],
+        |r| r.get(0),
+    )
 }

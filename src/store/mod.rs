@@ -14,7 +14,9 @@ pub mod counters;
 pub mod crews;
 pub mod journal;
 pub mod ledger;
+pub mod locks;
 pub mod migrations;
+pub mod nodes;
 pub mod page;
 pub mod pipelines;
 pub mod postgres;
@@ -45,8 +47,6 @@ use tx::Value;
 const MIN_FREE_BYTES: u64 = 1024 * 1024;
 /// How long one readiness probe's answer is reused.
 const PROBE_REUSE: Duration = Duration::from_secs(1);
-/// The advisory lock of the recount's repair.
-const RECOUNT_LOCK: i64 = 0x6372_6577_0002;
 
 impl From<serde_json::Error> for DomainError {
     fn from(e: serde_json::Error) -> Self {
@@ -173,6 +173,12 @@ impl Store {
         }
     }
 
+    /// Whether this store can only ever have one node (SQLite): no other
+    /// daemon shares it.
+    pub fn single_node(&self) -> bool {
+        matches!(self.inner.backend, Backend::Sqlite(_))
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()
     }
@@ -256,7 +262,7 @@ impl Store {
             Backend::Sqlite(_) => self.exclusive(recount::check_and_repair).await,
             Backend::Postgres(_) => {
                 self.exclusive(|db| {
-                    db.lock_for_transaction(RECOUNT_LOCK)?;
+                    db.lock_for_transaction(locks::RECOUNT)?;
                     Ok(())
                 })
                 .await?;
@@ -267,7 +273,7 @@ impl Store {
                 self.exclusive(move |db| {
                     // One repair at a time; one that finds the drift gone
                     // (another node repaired it) adds nothing.
-                    db.lock_for_transaction(RECOUNT_LOCK)?;
+                    db.lock_for_transaction(locks::RECOUNT)?;
                     let still = recount::find_drift(db)?;
                     let fix: Vec<_> = drift.into_iter().filter(|d| still.contains(d)).collect();
                     recount::repair(db, &fix)?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::journal::{self, NewEntry};
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
-use super::sql::{Db, Row, args};
+use super::sql::{Db, Row, RowLock, args};
 use super::{Tx, counters};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
@@ -158,10 +158,12 @@ pub struct PipelineRunRow {
     pub finished_at: Option<i64>,
     pub reason: Option<String>,
     pub steps: Vec<StepRow>,
+    /// The node that drives it.
+    pub node: Option<String>,
 }
 
 const RUN_SELECT: &str = "SELECT r.id, r.pipeline_id, p.slug, r.status, r.inputs, r.dry_run, r.created_at,
-        r.started_at, r.finished_at, r.reason
+        r.started_at, r.finished_at, r.reason, r.node
      FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id";
 
 fn run_from_row(r: &Row<'_>) -> Result<PipelineRunRow> {
@@ -179,6 +181,7 @@ fn run_from_row(r: &Row<'_>) -> Result<PipelineRunRow> {
         finished_at: r.get(8)?,
         reason: r.get(9)?,
         steps: Vec::new(),
+        node: r.get(10)?,
     })
 }
 
@@ -278,6 +281,28 @@ pub fn run_by_id(db: &Db<'_>, id: i64) -> Result<Option<PipelineRunRow>> {
     }
 }
 
+/// Holds the run's row until the transaction ends: its driver's writes
+/// (and a second driver's, were there one) take turns, each deciding
+/// from the state the one before committed.
+pub fn lock_run(db: &Db<'_>, id: i64) -> Result<()> {
+    let lock = db.locking(RowLock::Update, "r");
+    db.query_opt(&format!("SELECT r.id FROM pipeline_runs r WHERE r.id = ?1{lock}"), args![id], |r| r.get::<i64>(0))
+        .map(drop)
+}
+
+/// Holds the pipeline's row until the transaction ends, so runs started
+/// at once on several nodes count each other against its limit.
+pub fn lock_pipeline(db: &Db<'_>, id: i64) -> Result<()> {
+    let lock = db.locking(RowLock::Update, "p");
+    db.query_opt(&format!("SELECT p.id FROM pipelines p WHERE p.id = ?1{lock}"), args![id], |r| r.get::<i64>(0))
+        .map(drop)
+}
+
+/// Records the node that drives the run from now on.
+pub fn set_driver(db: &Db<'_>, id: i64, node: &str) -> Result<()> {
+    db.execute("UPDATE pipeline_runs SET node = ?2 WHERE id = ?1", args![id, node]).map(drop)
+}
+
 pub fn get_run(db: &Db<'_>, key: &str) -> Result<PipelineRunRow> {
     ids::parse(Kind::PipelineRun, key)
         .map(|id| run_by_id(db, id))
@@ -308,6 +333,7 @@ pub fn create_run(
     if rendered.len() != pipeline.steps.len() {
         return Err(DomainError::internal("a pipeline run needs one rendered task per step"));
     }
+    lock_pipeline(tx, pipeline.id)?;
     let status = if dry_run {
         PipelineRunStatus::DryRun
     } else if running_count(tx, pipeline.id)? < pipeline.max_concurrent_runs {

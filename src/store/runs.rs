@@ -2,6 +2,7 @@
 //! exactly one `run.started` and at most one terminal event.
 
 use super::journal::{self, Named, NewEntry};
+use super::nodes::NodeRef;
 use super::sql::{Db, Row, args};
 use super::{Tx, counters};
 use crate::domain::event::{Event, EventKind};
@@ -29,10 +30,13 @@ pub struct RunRow {
     pub pid: Option<i64>,
     /// The cgroup its processes were put in (see `runtime::contain`).
     pub cgroup: Option<String>,
+    /// The node executing it, and under which of its epochs.
+    pub node: Option<NodeRef>,
 }
 
 const SELECT: &str = "SELECT r.pk, r.id, r.crew_id, c.slug, r.agent_id, a.slug, r.assignment_id, r.trigger,
-        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code, r.pid, r.cgroup
+        r.managed, r.status, r.started_at, r.finished_at, r.error, r.exit_code, r.pid, r.cgroup, r.node,
+        r.node_epoch
      FROM runs r LEFT JOIN crews c ON c.id = r.crew_id LEFT JOIN agents a ON a.id = r.agent_id";
 
 fn named(id: Option<i64>, slug: Option<String>) -> Option<Named> {
@@ -57,6 +61,10 @@ fn from_row(r: &Row<'_>) -> Result<RunRow> {
         exit_code: r.get(13)?,
         pid: r.get(14)?,
         cgroup: r.get(15)?,
+        node: match (r.get::<Option<String>>(16)?, r.get::<Option<i64>>(17)?) {
+            (Some(id), Some(epoch)) => Some(NodeRef { id, epoch }),
+            _ => None,
+        },
     })
 }
 
@@ -73,6 +81,7 @@ impl RunRow {
             finished_at: time::rfc3339_opt(self.finished_at),
             error: self.error.clone(),
             exit_code: self.exit_code,
+            node: self.node.as_ref().map(|n| n.id.clone()),
         }
     }
 
@@ -121,6 +130,8 @@ pub struct NewRun {
     pub trigger: Option<String>,
     /// Started by crewshipd (its status is crewshipd's to report).
     pub managed: bool,
+    /// The node that executes it.
+    pub node: Option<NodeRef>,
 }
 
 /// Starts a run reported by its owner: one row, one `run.started`.
@@ -139,8 +150,9 @@ pub fn start_managed(tx: &mut Tx<'_>, new: NewRun) -> Result<(RunRow, run_token:
 
 fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) -> Result<RunRow> {
     let pk = tx.insert(
-        "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at, token_hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8)",
+        "INSERT INTO runs (id, crew_id, agent_id, assignment_id, trigger, managed, status, started_at, token_hash,
+             node, node_epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10)",
         "pk",
         args![
             id,
@@ -150,7 +162,9 @@ fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) 
             new.trigger,
             new.managed,
             tx.now,
-            token_hash
+            token_hash,
+            new.node.as_ref().map(|n| n.id.clone()),
+            new.node.as_ref().map(|n| n.epoch)
         ],
     )?;
     let run = RunRow {
@@ -168,6 +182,7 @@ fn insert(tx: &mut Tx<'_>, new: NewRun, id: String, token_hash: Option<String>) 
         exit_code: None,
         pid: None,
         cgroup: None,
+        node: new.node,
     };
     counters::run_event(tx, RunStatus::Running.event())?;
     let summary = match &run.agent {
@@ -246,7 +261,7 @@ pub fn output(db: &Db<'_>, pk: i64) -> Result<Option<String>> {
     db.query_opt("SELECT output FROM run_outputs WHERE run_pk = ?1", args![pk], |r| r.get(0))
 }
 
-/// Runs crewshipd started that are still marked running.
+/// Runs crewshipd started that are still marked running, on any node.
 pub fn running_managed(db: &Db<'_>) -> Result<Vec<RunRow>> {
     db.query(&format!("{SELECT} WHERE r.status = 'running' AND r.managed = ?1"), args![true], from_row)
 }

@@ -36,6 +36,17 @@ enum On<'c> {
     Postgres(&'c PgConn),
 }
 
+/// How a SELECT locks what it reads (`Db::locking`).
+#[derive(Debug, Clone, Copy)]
+pub enum RowLock {
+    /// Others writing or locking these rows wait.
+    Update,
+    /// Rows another transaction holds are left out.
+    SkipLocked,
+    /// Others may read-lock too, but not write.
+    Share,
+}
+
 /// One row of a result.
 pub struct Row<'r> {
     row: RowOf<'r>,
@@ -146,6 +157,44 @@ impl<'c> Db<'c> {
                 c.batch(if result.is_ok() { "RELEASE SAVEPOINT isolated" } else { "ROLLBACK TO SAVEPOINT isolated" })?;
                 result
             }
+        }
+    }
+
+    /// The database's clock as epoch milliseconds, as an SQL expression:
+    /// every node of a fleet reads leases against the one clock.
+    pub fn now_ms(&self) -> &'static str {
+        match self.on {
+            On::Sqlite(_) => "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+            On::Postgres(_) => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// The clause that ends a SELECT to lock the rows it reads (of table
+    /// alias `of`) where transactions commit concurrently; nothing where one
+    /// writer commits.
+    pub fn locking(&self, lock: RowLock, of: &str) -> String {
+        match self.on {
+            On::Sqlite(_) => String::new(),
+            On::Postgres(_) => match lock {
+                RowLock::Update => format!(" FOR UPDATE OF {of}"),
+                RowLock::SkipLocked => format!(" FOR UPDATE OF {of} SKIP LOCKED"),
+                RowLock::Share => format!(" FOR SHARE OF {of}"),
+            },
+        }
+    }
+
+    /// Whether another transaction may commit beside this one (a fleet's
+    /// database).
+    pub fn concurrent(&self) -> bool {
+        matches!(self.on, On::Postgres(_))
+    }
+
+    /// Takes `key` until the transaction ends if no other transaction
+    /// holds it (always, where one writer commits).
+    pub fn try_lock_for_transaction(&self, key: i64) -> Result<bool> {
+        match self.on {
+            On::Sqlite(_) => Ok(true),
+            On::Postgres(_) => self.query_one("SELECT pg_try_advisory_xact_lock(?1)", args![key], |r| r.get(0)),
         }
     }
 

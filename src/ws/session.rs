@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Sessions;
-use crate::domain::event::{Channel, Event};
+use crate::domain::event::{Channel, Event, EventKind};
 use crate::domain::time;
 
 /// A frame that cannot be written in this long means the client stopped
@@ -132,6 +132,11 @@ pub async fn run<A: Fn(&str) -> bool>(mut socket: WebSocket, sessions: &Sessions
                 }
             },
             event = events.recv() => match event {
+                // Every client, whatever it subscribed to: what it shows
+                // may be missing changes.
+                Ok(e) if e.kind == EventKind::Resync => {
+                    text(json!({ "type": "resync", "ts": time::rfc3339(e.ts) }))
+                }
                 Ok(e) => match route(&subs, &e) {
                     Some(channel) => {
                         text(json!({ "type": e.kind.to_string(), "channel": channel, "ts": time::rfc3339(e.ts), "data": e.data }))

@@ -505,7 +505,7 @@ async fn recovery_without_the_engine_says_so_and_goes_on() {
     let nowhere = tempfile::tempdir().unwrap();
     let host = format!("unix://{}", nowhere.path().join("docker.sock").display());
     let d = Daemon::start_in(dir, &[("DOCKER_HOST", &host)]).await;
-    assert!(d.log().contains("cannot reach the container of a run left by the previous daemon"), "{}", d.log());
+    assert!(d.log().contains("cannot reach the container of a run an earlier daemon left"), "{}", d.log());
     let run = d.get(&format!("/api/v1/runs/{}", running["run_id"].as_str().unwrap())).await.body;
     assert_eq!((run["status"].as_str(), run["error"].as_str()), (Some("cancelled"), Some("server_restart")));
 }

@@ -16,15 +16,13 @@ const SQL: &[(&str, &str)] = &[
     ),
     ("20261201100000_hardening", include_str!("migrations/20261201100000_hardening.sql")),
     ("20261202090000_striped_counters", include_str!("migrations/20261202090000_striped_counters.sql")),
+    ("20261203090000_fleet", include_str!("migrations/20261203090000_fleet.sql")),
 ];
 
-/// The advisory lock migrations hold (session level, for the whole run).
-const MIGRATION_LOCK: i64 = 0x6372_6577_0000;
-
 pub fn apply(conn: &PgConn) -> Result<()> {
-    conn.execute("SELECT pg_advisory_lock(?1)", args![MIGRATION_LOCK])?;
+    conn.execute("SELECT pg_advisory_lock(?1)", args![crate::store::locks::MIGRATIONS])?;
     let applied = apply_locked(conn);
-    let unlocked = conn.execute("SELECT pg_advisory_unlock(?1)", args![MIGRATION_LOCK]);
+    let unlocked = conn.execute("SELECT pg_advisory_unlock(?1)", args![crate::store::locks::MIGRATIONS]);
     applied.and(unlocked.map(drop))
 }
 

@@ -14,10 +14,12 @@
 //! and the next one reconnects.
 
 mod conn;
+mod feed;
 pub mod migrations;
 
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +119,14 @@ enum Job {
 pub(super) struct Postgres {
     jobs: mpsc::Sender<Job>,
     settings: Settings,
+    /// Ends the event feed's listener.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What each pool thread keeps between jobs.
@@ -127,6 +137,8 @@ struct Worker {
     events: broadcast::Sender<Arc<Event>>,
     counting: bool,
     stripes: i64,
+    /// This process, as the event feed names it.
+    origin: Arc<str>,
     /// Providers known to count under `other`.
     folded: HashSet<String>,
 }
@@ -153,6 +165,16 @@ impl Postgres {
         let (jobs, queue) = mpsc::channel(options.write_queue);
         let queue = Arc::new(Mutex::new(queue));
         let mut first = Some(conn);
+        let origin: Arc<str> = crate::domain::ids::new_trace_id().into();
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (config, origin, events, stop) =
+                (settings.config.clone(), origin.to_string(), events.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("crewship-pg-feed".into())
+                .spawn(move || feed::listen(config, origin, events, stop))
+                .map_err(|e| DomainError::internal(format!("cannot start the event feed's thread: {e}")))?;
+        }
         for i in 0..settings.pool {
             let mut worker = Worker {
                 settings: settings.clone(),
@@ -161,6 +183,7 @@ impl Postgres {
                 events: events.clone(),
                 counting: options.maintain_counters,
                 stripes: options.counter_stripes.max(1),
+                origin: origin.clone(),
                 folded: HashSet::new(),
             };
             let queue = queue.clone();
@@ -169,7 +192,7 @@ impl Postgres {
                 .spawn(move || worker.run(&queue))
                 .map_err(|e| DomainError::internal(format!("cannot start a database thread: {e}")))?;
         }
-        Ok(Postgres { jobs, settings })
+        Ok(Postgres { jobs, settings, stop })
     }
 
     pub fn describe(&self) -> String {
@@ -257,6 +280,7 @@ impl Worker {
                 (std::mem::take(&mut tx.events), std::mem::take(&mut tx.pending), tx.stripe);
             let committed = result
                 .and_then(|value| counters::write(&Db::postgres(conn), pending, stripe).map(|()| value))
+                .and_then(|value| feed::publish(conn, &self.origin, &events).map(|()| value))
                 .and_then(|value| conn.batch("COMMIT").map(|()| value));
             match committed {
                 Ok(value) => {
