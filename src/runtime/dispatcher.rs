@@ -111,6 +111,7 @@ pub async fn run(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = sleep_until(retry_at) => woken = true,
+                _ = membership.requeued() => woken = true,
                 _ = stop.changed() => return,
             }
         }

@@ -37,6 +37,9 @@ pub struct Membership {
     /// Set from the moment the node stops trusting its lease until it has
     /// registered again: it claims nothing meanwhile.
     fenced: AtomicBool,
+    /// Work was put back in a queue here (taken back from a node): the
+    /// dispatcher looks, as no event it waits for says so.
+    requeued: tokio::sync::Notify,
 }
 
 impl Membership {
@@ -46,12 +49,23 @@ impl Membership {
         let epoch = store.write(move |tx| nodes::register(tx, &r)).await?;
         let me = NodeRef { id: settings.registration.id.clone(), epoch };
         tracing::info!(node = me.id, epoch, "joined the fleet");
-        Ok(Membership { store: store.clone(), settings, me: Mutex::new(me), fenced: AtomicBool::new(false) })
+        Ok(Membership {
+            store: store.clone(),
+            settings,
+            me: Mutex::new(me),
+            fenced: AtomicBool::new(false),
+            requeued: tokio::sync::Notify::new(),
+        })
     }
 
     /// The node and the epoch it claims under now.
     pub fn me(&self) -> NodeRef {
         lock(&self.me).clone()
+    }
+
+    /// Resolves when work was put back in a queue by this node.
+    pub async fn requeued(&self) {
+        self.requeued.notified().await
     }
 
     /// Whether the node may claim work now.
@@ -85,6 +99,8 @@ impl Membership {
                 .await?;
         tracing::warn!(node = me.id, epoch, ?recovered, "registered again; took back this node's earlier runs");
         self.fenced.store(false, Ordering::SeqCst);
+        // Claiming again, and maybe with work put back.
+        self.requeued.notify_one();
         Ok(())
     }
 
@@ -131,7 +147,8 @@ impl Membership {
                 let max = self.settings.max_attempts;
                 match recovery::recover(&self.store, &engine, &executor, Whose::Expired, &me, max).await {
                     Ok(r) if r != recovery::Recovered::default() => {
-                        tracing::warn!(recovered = ?r, "took back the runs of expired nodes")
+                        tracing::warn!(recovered = ?r, "took back the runs of expired nodes");
+                        self.requeued.notify_one();
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot take back the runs of expired nodes yet"),

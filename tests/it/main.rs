@@ -16,6 +16,7 @@ mod containers;
 mod containment;
 mod counters;
 mod durability;
+mod fleet;
 mod health;
 mod layers;
 mod metrics_auth;

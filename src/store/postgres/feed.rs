@@ -1,10 +1,11 @@
 //! The fleet's event feed: what a transaction publishes is written to
 //! `fleet_events` in that transaction and announced with NOTIFY, ids only
-//! (a payload is bounded). Every node LISTENs on a connection of its own,
-//! reads what the other nodes committed and publishes it to its own
-//! subscribers, in the order the commits were announced, which is commit
-//! order. A feed that broke is reconnected, and subscribers are told to
-//! fetch again (`EventKind::Resync`): nothing is lost silently.
+//! (a payload is bounded). Every node LISTENs on a connection of its own
+//! and publishes to its subscribers what any node committed, its own
+//! included, in the order the commits were announced, which is commit
+//! order: so a change made here never overtakes an earlier one made
+//! elsewhere. A feed that broke is reconnected, and subscribers are told
+//! to fetch again (`EventKind::Resync`): nothing is lost silently.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 
 /// Writes `events` to the feed and announces them, in the caller's
 /// transaction: they reach the other nodes if and when it commits.
-pub(super) fn publish(conn: &PgConn, origin: &str, events: &[Event]) -> Result<()> {
+pub(super) fn publish(conn: &PgConn, events: &[Event]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -38,38 +39,34 @@ pub(super) fn publish(conn: &PgConn, origin: &str, events: &[Event]) -> Result<(
     for e in events {
         let row = conn.query(
             "INSERT INTO fleet_events (node, ts, event) VALUES (?1, ?2, ?3) RETURNING seq",
-            args![origin, time::now_ms(), serde_json::to_string(e)?],
+            args![origin(), time::now_ms(), serde_json::to_string(e)?],
         )?;
         seqs.push(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or_default());
     }
-    let mut payload = String::from(origin);
+    let mut payload = String::new();
     for seq in seqs {
-        let item = format!(" {seq}");
+        let item = format!("{seq} ");
         if payload.len() + item.len() > PAYLOAD_MAX {
             conn.query("SELECT pg_notify(?1, ?2)", args![CHANNEL, payload])?;
-            payload = String::from(origin);
+            payload.clear();
         }
         payload.push_str(&item);
     }
     conn.query("SELECT pg_notify(?1, ?2)", args![CHANNEL, payload]).map(drop)
 }
 
-/// The seqs a payload announces, unless this node (`origin`) sent it.
-fn announced(payload: &str, origin: &str) -> Vec<i64> {
-    let mut parts = payload.split(' ');
-    if parts.next() == Some(origin) {
-        return Vec::new();
-    }
-    parts.filter_map(|s| s.parse().ok()).collect()
+/// Who wrote an event, for whoever reads the table: the host and process.
+fn origin() -> String {
+    format!("{}:{}", std::env::var("HOSTNAME").unwrap_or_default(), std::process::id())
+}
+
+/// The seqs a payload announces.
+fn announced(payload: &str) -> impl Iterator<Item = i64> + '_ {
+    payload.split_whitespace().filter_map(|s| s.parse().ok())
 }
 
 /// Follows the feed until `stop`: the body of the listener's thread.
-pub(super) fn listen(
-    config: postgres::Config,
-    origin: String,
-    events: broadcast::Sender<Arc<Event>>,
-    stop: Arc<AtomicBool>,
-) {
+pub(super) fn listen(config: postgres::Config, events: broadcast::Sender<Arc<Event>>, stop: Arc<AtomicBool>) {
     let mut connected_before = false;
     let mut pruned = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -93,13 +90,13 @@ pub(super) fn listen(
             let mut broken = false;
             // Wait for one announcement, then take what else has arrived.
             match client.notifications().timeout_iter(WAIT).next() {
-                Ok(Some(n)) => seqs.extend(announced(n.payload(), &origin)),
+                Ok(Some(n)) => seqs.extend(announced(n.payload())),
                 Ok(None) => {}
                 Err(_) => broken = true,
             }
             while !broken && !seqs.is_empty() && seqs.len() < 1024 {
                 match client.notifications().iter().next() {
-                    Ok(Some(n)) => seqs.extend(announced(n.payload(), &origin)),
+                    Ok(Some(n)) => seqs.extend(announced(n.payload())),
                     Ok(None) => break,
                     Err(_) => broken = true,
                 }
@@ -160,8 +157,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_name_their_origin_and_seqs() {
-        assert_eq!(announced("n1 4 5 6", "n2"), vec![4, 5, 6]);
-        assert!(announced("n1 4 5", "n1").is_empty(), "a node's own events are published locally");
+    fn payloads_list_seqs() {
+        assert_eq!(announced("4 5 6 ").collect::<Vec<_>>(), vec![4, 5, 6]);
     }
 }

@@ -134,11 +134,8 @@ struct Worker {
     settings: Settings,
     conn: Option<PgConn>,
     last_attempt: Option<Instant>,
-    events: broadcast::Sender<Arc<Event>>,
     counting: bool,
     stripes: i64,
-    /// This process, as the event feed names it.
-    origin: Arc<str>,
     /// Providers known to count under `other`.
     folded: HashSet<String>,
 }
@@ -165,14 +162,12 @@ impl Postgres {
         let (jobs, queue) = mpsc::channel(options.write_queue);
         let queue = Arc::new(Mutex::new(queue));
         let mut first = Some(conn);
-        let origin: Arc<str> = crate::domain::ids::new_trace_id().into();
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (config, origin, events, stop) =
-                (settings.config.clone(), origin.to_string(), events.clone(), stop.clone());
+            let (config, stop) = (settings.config.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("crewship-pg-feed".into())
-                .spawn(move || feed::listen(config, origin, events, stop))
+                .spawn(move || feed::listen(config, events, stop))
                 .map_err(|e| DomainError::internal(format!("cannot start the event feed's thread: {e}")))?;
         }
         for i in 0..settings.pool {
@@ -180,10 +175,8 @@ impl Postgres {
                 settings: settings.clone(),
                 conn: first.take(),
                 last_attempt: None,
-                events: events.clone(),
                 counting: options.maintain_counters,
                 stripes: options.counter_stripes.max(1),
-                origin: origin.clone(),
                 folded: HashSet::new(),
             };
             let queue = queue.clone();
@@ -267,8 +260,8 @@ impl Worker {
     }
 
     /// One write operation in a transaction of its own, run again after a
-    /// deadlock or serialization failure; its events are published after
-    /// the commit.
+    /// deadlock or serialization failure; its events reach the subscribers
+    /// through the feed once it commits.
     fn write(&mut self, conn: &PgConn, mut f: WriteFn) -> Result<Value> {
         for attempt in 1..=TRIES {
             conn.batch("BEGIN")?;
@@ -280,16 +273,11 @@ impl Worker {
                 (std::mem::take(&mut tx.events), std::mem::take(&mut tx.pending), tx.stripe);
             let committed = result
                 .and_then(|value| counters::write(&Db::postgres(conn), pending, stripe).map(|()| value))
-                .and_then(|value| feed::publish(conn, &self.origin, &events).map(|()| value))
+                .and_then(|value| feed::publish(conn, &events).map(|()| value))
                 .and_then(|value| conn.batch("COMMIT").map(|()| value));
             match committed {
-                Ok(value) => {
-                    for event in events {
-                        // No subscribers is fine: nobody is listening yet.
-                        let _ = self.events.send(Arc::new(event));
-                    }
-                    return Ok(value);
-                }
+                // Its events reach the subscribers through the feed.
+                Ok(value) => return Ok(value),
                 Err(e) => {
                     let retry = conn.take_retryable();
                     let _ = conn.batch("ROLLBACK");
