@@ -165,13 +165,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let addr = SocketAddr::new(listen.host, listen.port);
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
     let local = listener.local_addr()?;
-    let engine = containers::Engine::connect(&config.runner.docker_host).await;
     let node_id = runtime::fleet::node_id(&config.database.data_dir)?;
-    let settings = runtime_settings(&config, agent_api_url(&config, local), node_id);
-    let runtime = Runtime::start(store.clone(), settings, engine.clone()).await?;
+    let engine = containers::Engine::connect(&config.runner.docker_host, &node_id).await;
     let stats_interval = config.runner.stats_interval;
     let registry = Arc::new(containers::Registry::new(stats_interval));
     let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());
+    let settings = runtime_settings(&config, agent_api_url(&config, local), node_id);
+    let runtime = Runtime::start(store.clone(), settings, crew_containers.clone()).await?;
     let collector = containers::collector::Collector::spawn(crew_containers.clone(), stats_interval);
     let limits = server::Limits {
         max_connections: listen.max_connections.unwrap_or_else(|| server::default_max_connections(open_files)),

@@ -22,6 +22,9 @@ use crate::sync::lock;
 
 const LABEL_CREW: &str = "crewship.crew";
 const LABEL_CREW_ID: &str = "crewship.crew_id";
+/// The node whose container it is: one container per crew per node that
+/// runs its work, so nodes sharing an engine never share a container.
+const LABEL_NODE: &str = "crewship.node";
 
 /// Seconds an engine request may take to answer (its headers; streams such
 /// as an exec's output may last longer).
@@ -30,11 +33,6 @@ const REQUEST_TIMEOUT_SECS: u64 = 60;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds `docker stop` waits for the container to exit before killing it.
 const STOP_TIMEOUT_SECS: i32 = 10;
-
-/// `crewship-<crew slug>-<crew id>`: unique per crew and readable in `docker ps`.
-pub fn container_name(crew: &CrewRow) -> String {
-    format!("crewship-{}-{}", crew.slug, crew.public_id())
-}
 
 /// What `POST /images/create` wants for `image`: the name, and the tag to
 /// pull (`latest` when none is given; the engine would pull every tag). A
@@ -69,6 +67,8 @@ pub struct Engine {
 
 struct Inner {
     host: String,
+    /// This node's id: in every container's name and labels.
+    node: String,
     client: Mutex<Option<Docker>>,
     gates: std::sync::Mutex<HashMap<i64, Arc<RwLock<()>>>>,
 }
@@ -76,8 +76,13 @@ struct Inner {
 impl Engine {
     /// Connects to the engine at `host` (`unix://…`). An unreachable engine
     /// is a warning, not an error: crews with runtime local keep working.
-    pub async fn connect(host: &str) -> Engine {
-        let inner = Inner { host: host.to_string(), client: Mutex::new(None), gates: Default::default() };
+    pub async fn connect(host: &str, node: &str) -> Engine {
+        let inner = Inner {
+            host: host.to_string(),
+            node: node.to_string(),
+            client: Mutex::new(None),
+            gates: Default::default(),
+        };
         let engine = Engine { inner: Arc::new(inner) };
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, engine.client())
             .await
@@ -141,14 +146,21 @@ impl Engine {
         }
     }
 
-    /// Crew containers (running or not), optionally only `crew_id`'s.
+    /// `crewship-<crew slug>-<crew id>-<node>`: unique per crew and node,
+    /// and readable in `docker ps`.
+    pub fn container_name(&self, crew: &CrewRow) -> String {
+        format!("crewship-{}-{}-{}", crew.slug, crew.public_id(), self.inner.node)
+    }
+
+    /// This node's crew containers (running or not), optionally only
+    /// `crew_id`'s.
     pub async fn list(&self, crew_id: Option<&str>) -> Result<Vec<Found>> {
         let docker = self.client().await?;
         let label = match crew_id {
             Some(id) => format!("{LABEL_CREW_ID}={id}"),
             None => LABEL_CREW_ID.to_string(),
         };
-        let filters = HashMap::from([("label", vec![label])]);
+        let filters = HashMap::from([("label", vec![label, format!("{LABEL_NODE}={}", self.inner.node)])]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let listed = docker.list_containers(Some(options)).await.map_err(|e| self.error("container", "list", e))?;
         Ok(listed
@@ -165,7 +177,7 @@ impl Engine {
     /// be exec'd into it; init reaps their orphans and makes stop prompt.
     pub async fn create(&self, crew: &CrewRow) -> Result<String> {
         let docker = self.client().await?;
-        let name = container_name(crew);
+        let name = self.container_name(crew);
         let image = crew.image.clone().unwrap_or_default();
         let body = ContainerCreateBody {
             image: Some(image.clone()),
@@ -174,6 +186,7 @@ impl Engine {
             labels: Some(HashMap::from([
                 (LABEL_CREW.to_string(), crew.slug.clone()),
                 (LABEL_CREW_ID.to_string(), crew.public_id()),
+                (LABEL_NODE.to_string(), self.inner.node.clone()),
             ])),
             host_config: Some(HostConfig { init: Some(true), ..HostConfig::default() }),
             ..ContainerCreateBody::default()

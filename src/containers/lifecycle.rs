@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::docker::{Engine, Found, container_name};
+use super::docker::{Engine, Found};
 use super::registry::Registry;
 use crate::domain::kinds::Severity;
 use crate::domain::{DomainError, Result};
@@ -34,10 +34,6 @@ pub struct CrewContainers {
     /// Crews created before this (epoch ms) are found again by `adopt`;
     /// later ones get their container from `crew_created`, never from both.
     adopt_before: i64,
-}
-
-fn state(crew: &CrewRow, container_id: String, running: bool) -> ContainerState {
-    ContainerState { container_id, crew: crew.slug.clone(), name: container_name(crew), running }
 }
 
 fn require_docker(crew: &CrewRow) -> Result<()> {
@@ -65,6 +61,25 @@ impl CrewContainers {
         &self.store
     }
 
+    fn state(&self, crew: &CrewRow, container_id: String, running: bool) -> ContainerState {
+        ContainerState { container_id, crew: crew.slug.clone(), name: self.engine.container_name(crew), running }
+    }
+
+    /// Brings up the crew's container on this node unless it runs here
+    /// already (tracked): before a run of the crew's work, on whichever
+    /// node claimed it.
+    pub async fn ensure(&self, crew: &CrewRow) -> Result<()> {
+        if self.registry.tracks(&crew.slug) {
+            return Ok(());
+        }
+        let gate = self.engine.gate(crew.id);
+        let _alone = gate.write().await;
+        if !self.registry.tracks(&crew.slug) {
+            self.start(crew).await?;
+        }
+        Ok(())
+    }
+
     async fn find(&self, crew: &CrewRow) -> Result<Option<Found>> {
         Ok(self.engine.list(Some(&crew.public_id())).await?.into_iter().next())
     }
@@ -84,7 +99,7 @@ impl CrewContainers {
         };
         if !running {
             self.engine.start(&id).await?;
-            let payload = json!({ "container_id": id, "name": container_name(crew), "image": crew.image });
+            let payload = json!({ "container_id": id, "name": self.engine.container_name(crew), "image": crew.image });
             self.journal(
                 crew,
                 "container.started",
@@ -95,20 +110,23 @@ impl CrewContainers {
             .await;
         }
         self.registry.track(&id, &crew.slug);
-        Ok(state(crew, id, true))
+        Ok(self.state(crew, id, true))
     }
 
     /// Stops the crew's container and stops tracking it: a container
     /// stopped on purpose is not one that stopped answering.
     pub async fn stop(&self, crew: &CrewRow) -> Result<ContainerState> {
         require_docker(crew)?;
-        let found = self.find(crew).await?.ok_or_else(|| DomainError::not_found("container", container_name(crew)))?;
+        let found = self
+            .find(crew)
+            .await?
+            .ok_or_else(|| DomainError::not_found("container", self.engine.container_name(crew)))?;
         if found.running {
             self.engine.stop(&found.id).await?;
             self.stopped(crew, &found.id, false).await;
         }
         self.registry.untrack(&found.id);
-        Ok(state(crew, found.id, false))
+        Ok(self.state(crew, found.id, false))
     }
 
     async fn remove(&self, crew: &CrewRow) -> Result<()> {
@@ -157,9 +175,10 @@ impl CrewContainers {
         }
     }
 
-    /// At start-up: finds the containers of live docker crews again by
-    /// their labels, starts the stopped ones (creating missing ones) and
-    /// tracks them all. Errors about one crew are journaled; an engine that
+    /// At start-up: finds this node's containers of live docker crews
+    /// again by their labels, starts the stopped ones and tracks them all.
+    /// (A crew whose work this node runs and that has none here gets one
+    /// before the run.) Errors about one crew are journaled; an engine that
     /// cannot list containers is an error, worth trying again later.
     pub async fn adopt(&self) -> Result<usize> {
         let before = self.adopt_before;
@@ -171,7 +190,8 @@ impl CrewContainers {
             self.engine.list(None).await?.into_iter().map(|f| (f.crew_id.clone(), f)).collect();
         let mut adopted = 0;
         for crew in crews {
-            match self.bring_up(&crew, found.remove(&crew.public_id())).await {
+            let Some(f) = found.remove(&crew.public_id()) else { continue };
+            match self.bring_up(&crew, Some(f)).await {
                 Ok(_) => adopted += 1,
                 Err(e) => self.failed(&crew, "start", &e).await,
             }
@@ -180,7 +200,8 @@ impl CrewContainers {
     }
 
     async fn stopped(&self, crew: &CrewRow, container_id: &str, removed: bool) {
-        let payload = json!({ "container_id": container_id, "name": container_name(crew), "removed": removed });
+        let payload =
+            json!({ "container_id": container_id, "name": self.engine.container_name(crew), "removed": removed });
         let what = if removed { "stopped and removed" } else { "stopped" };
         self.journal(
             crew,
@@ -194,7 +215,7 @@ impl CrewContainers {
 
     async fn failed(&self, crew: &CrewRow, action: &str, e: &DomainError) {
         tracing::warn!(crew = crew.slug, action, error = %e, "crew container");
-        let payload = json!({ "name": container_name(crew), "action": action, "error": e.to_string() });
+        let payload = json!({ "name": self.engine.container_name(crew), "action": action, "error": e.to_string() });
         let summary = format!("cannot {action} the container of crew {}: {e}", crew.slug);
         self.journal(crew, "container.error", Severity::Error, summary, payload).await;
     }

@@ -57,6 +57,11 @@ impl Registry {
             .or_insert_with(|| Tracked { crew: crew.to_string(), latest: None });
     }
 
+    /// Whether a container of `crew` is tracked.
+    pub fn tracks(&self, crew: &str) -> bool {
+        self.tracked().values().any(|t| t.crew == crew)
+    }
+
     pub fn untrack(&self, container_id: &str) {
         self.tracked().remove(container_id);
     }

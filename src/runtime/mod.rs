@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::containers::Engine;
+use crate::containers::CrewContainers;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::assignments::{self, AssignmentRow, Changes};
@@ -114,13 +114,14 @@ pub struct Settings {
 impl Runtime {
     /// Joins the fleet, takes back what earlier daemons left in flight,
     /// then starts the workers. Queued work starts at once.
-    pub async fn start(store: Store, settings: Settings, engine: Engine) -> Result<Runtime> {
+    pub async fn start(store: Store, settings: Settings, containers: CrewContainers) -> Result<Runtime> {
         let containment = contain::Containment::detect(settings.containment).map_err(DomainError::invalid)?;
         tracing::info!(containment = containment.describe(), "how runs are contained");
         let max_attempts = settings.fleet.max_attempts;
         let membership = Arc::new(fleet::Membership::join(&store, settings.fleet).await?);
         let me = membership.me();
-        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, engine.clone()));
+        let engine = containers.engine().clone();
+        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, containers));
         let executor =
             Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), settings.max_task_bytes, me.id.clone()));
         let recovered =

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::pipelines::Executor;
-use crate::containers::{Engine, docker, exec};
+use crate::containers::{Engine, exec};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::assignments;
@@ -198,7 +198,7 @@ async fn kill_in_container(store: &Store, engine: &Engine, run: &RunRow) -> Resu
     let Some(crew) = store.read(move |c| crews::by_id(c, crew_id)).await?.filter(|c| c.runs_in_container()) else {
         return Ok(true);
     };
-    let container = docker::container_name(&crew);
+    let container = engine.container_name(&crew);
     let killed = tokio::time::timeout(ENGINE_WAIT, exec::kill_left_over(engine, &container, &run.id))
         .await
         .unwrap_or_else(|_| Err(DomainError::Unavailable(format!("no answer within {ENGINE_WAIT:?}"))));

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::contain::{Containment, RunGroup};
 use crate::capture::Output;
-use crate::containers::{Engine, docker, exec};
+use crate::containers::{CrewContainers, exec};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::{DomainError, Result};
@@ -72,8 +72,9 @@ pub struct Runner {
     output_limit: usize,
     max_attempts: i64,
     active: Mutex<HashMap<i64, Active>>,
-    /// Runs agents of docker crews inside their crew's container.
-    engine: Engine,
+    /// Runs agents of docker crews inside their crew's container (on this
+    /// node).
+    containers: CrewContainers,
     containment: Containment,
     /// The daemon's URL as agents are told it.
     api_url: String,
@@ -128,7 +129,7 @@ pub struct Settings {
 }
 
 impl Runner {
-    pub fn new(store: Store, settings: Settings, containment: Containment, engine: Engine) -> Runner {
+    pub fn new(store: Store, settings: Settings, containment: Containment, containers: CrewContainers) -> Runner {
         Runner {
             store,
             work_dir: settings.work_dir,
@@ -136,7 +137,7 @@ impl Runner {
             output_limit: settings.output_limit,
             max_attempts: i64::from(settings.max_attempts),
             active: Mutex::new(HashMap::new()),
-            engine,
+            containers,
             containment,
             api_url: settings.api_url,
         }
@@ -370,9 +371,13 @@ impl Runner {
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
-        let gate = self.engine.gate(c.crew.id);
+        if let Err(e) = self.containers.ensure(&c.crew).await {
+            return Outcome::SpawnFailed(format!("the crew's container on this node: {e}"));
+        }
+        let engine = self.containers.engine();
+        let gate = engine.gate(c.crew.id);
         let _in_container = gate.read().await;
-        let container = docker::container_name(&c.crew);
+        let container = engine.container_name(&c.crew);
         let job = exec::Job {
             container: &container,
             run_id: &c.run.id,
@@ -380,7 +385,7 @@ impl Runner {
             env: run_env(c, &self.api_url).into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             task: c.assignment.task.clone(),
         };
-        match exec::run(&self.engine, job, output, timeout, self.grace, stop_requested(&mut stop)).await {
+        match exec::run(engine, job, output, timeout, self.grace, stop_requested(&mut stop)).await {
             exec::End::Exited(code) => Outcome::Exited(ExitStatus::from_raw(((code & 0xff) << 8) as i32)),
             exec::End::Failed(e) => Outcome::SpawnFailed(e),
             exec::End::TimedOut => Outcome::TimedOut(timeout),

@@ -80,8 +80,11 @@ async fn a_docker_crew_gets_a_tracked_container_with_fresh_stats() {
     let crew = docker_crew(&d, "alpha").await;
     let crew_id = crew["id"].as_str().unwrap();
     let c = engine.container_of(crew_id).expect("a container labelled with the crew's id");
-    assert_eq!(c.name, format!("crewship-alpha-{crew_id}"));
+    // One container per crew per node: the node is in its name and labels.
+    let node = std::fs::read_to_string(d.data_dir().join("node-id")).unwrap().trim().to_string();
+    assert_eq!(c.name, format!("crewship-alpha-{crew_id}-{node}"));
     assert_eq!(c.labels.get("crewship.crew").map(String::as_str), Some("alpha"));
+    assert_eq!(c.labels.get("crewship.node"), Some(&node));
     assert_eq!(c.image, "alpine:3.20");
     assert!(c.running, "the container was created but not started");
     assert_eq!([c.entrypoint.clone(), c.cmd.clone()].concat(), ["sleep", "infinity"]);

@@ -450,3 +450,137 @@ async fn a_pipeline_run_outlives_the_node_that_drove_it() {
     let assignments = all(b, "/api/v1/assignments").await;
     assert_eq!(assignments.len(), 2, "each step started once: {assignments:?}");
 }
+
+/// One container per crew per node that runs its work: a node that claims
+/// work of a docker crew whose container lives on another node brings up
+/// its own, named and labelled with it, and counts it in its own series.
+#[tokio::test]
+async fn each_node_runs_a_docker_crew_in_a_container_of_its_own() {
+    if !fleet_pass() {
+        return;
+    }
+    let engine = crate::common::fake_docker::FakeDocker::start().await;
+    let host = engine.host();
+    let (mut nodes, _) = fleet(2, &[("DOCKER_HOST", &host), ("CREWSHIP_STATS_INTERVAL", "100ms")]).await;
+    let a = &nodes[0];
+    let crew = a
+        .ok("/api/v1/crews", json!({"slug": "dock", "name": "D", "runtime": "docker", "image": "alpine:3.20"}), 201)
+        .await;
+    a.ok("/api/v1/crews/dock/agents", json!({"slug": "ww", "name": "W", "command": ["sh", "-c", "echo hi"]}), 201)
+        .await;
+    let first = node_id(a);
+    assert_eq!(engine.containers().len(), 1, "the node that created the crew brings up its container");
+    // With the first node gone, the other runs the crew's work.
+    let _ = nodes.remove(0).kill9().await;
+    let b = &nodes[0];
+    let second = node_id(b);
+    let done = b.run_to_end("dock", "ww", "t").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["node"], second.as_str());
+    let crew_id = crew["id"].as_str().unwrap();
+    let mut names: Vec<String> = engine.containers().into_iter().map(|c| c.name).collect();
+    names.sort();
+    let mut want = vec![format!("crewship-dock-{crew_id}-{first}"), format!("crewship-dock-{crew_id}-{second}")];
+    want.sort();
+    assert_eq!(names, want);
+    let exec = engine
+        .execs()
+        .into_iter()
+        .find(|e| e.env.iter().any(|v| v.ends_with(done["run_id"].as_str().unwrap())))
+        .unwrap();
+    let theirs = engine.containers().into_iter().find(|c| c.labels.get("crewship.node") == Some(&second)).unwrap();
+    assert_eq!(exec.container_id, theirs.id);
+    eventually("the container in this node's own series", PATIENCE, || async {
+        (sample(&b.metrics().await, "crewshipd_containers_tracked", None) == Some(1.0)).then_some(())
+    })
+    .await;
+}
+
+/// A store without other daemons is a fleet of one node, whatever the
+/// backend: this daemon, live, under the id its data dir keeps, also
+/// after a restart; `crewship nodes` shows it.
+#[tokio::test]
+async fn a_lone_daemon_is_a_fleet_of_one_node() {
+    let d = Daemon::start().await;
+    let id = node_id(&d);
+    let one = |body: &Value| {
+        let items = body["items"].as_array().unwrap().clone();
+        assert_eq!(items.len(), 1, "{body}");
+        items[0].clone()
+    };
+    let n = one(&d.get("/api/v1/nodes").await.body);
+    assert_eq!(
+        (n["id"].as_str(), n["state"].as_str(), n["hostname"].as_str()),
+        (Some(id.as_str()), Some("live"), Some("test-host"))
+    );
+    assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(sample(&d.metrics().await, "crewshipd_fleet_nodes", Some(("state", "live"))), Some(1.0));
+    let d = d.restart_after_kill9().await;
+    let again = one(&d.get("/api/v1/nodes").await.body);
+    assert_eq!((again["id"].as_str(), again["state"].as_str()), (Some(id.as_str()), Some("live")));
+    assert!(again["started_at"].as_str() > n["started_at"].as_str(), "{again} {n}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crewship"))
+        .args(["--url", &d.base, "--token", &d.token, "nodes"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains(&id) && text.contains("live"), "{text}");
+}
+
+/// A node that comes back from a pause longer than its lease finds the
+/// fleet took its run back: it cannot overwrite that (the run stays as the
+/// fleet recorded it), it stops the process it still had, and it
+/// registers afresh.
+#[tokio::test]
+async fn a_node_back_from_a_long_pause_is_fenced() {
+    if !fleet_pass() {
+        return;
+    }
+    let (nodes, _) = fleet(2, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (marker, pidfile) = (dir.path().join("tried"), dir.path().join("pid"));
+    let agent = script(
+        dir.path(),
+        "agent.sh",
+        &format!(
+            "if [ -e {m} ]; then echo done; exit 0; fi; touch {m}; echo $$ > {p}; exec sleep 300",
+            m = marker.display(),
+            p = pidfile.display()
+        ),
+    );
+    nodes[0].ok("/api/v1/crews", json!({"slug": "cc", "name": "C"}), 201).await;
+    nodes[0].ok("/api/v1/crews/cc/agents", json!({"slug": "ww", "name": "W", "command": [agent]}), 201).await;
+    let mut ws = nodes[0].ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = nodes[0].ok("/api/v1/assignments", json!({"crew": "cc", "agent": "ww", "task": "t"}), 201).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let first = nodes[0].await_assignment(&mut ws, &id, &["running"]).await;
+    let paused = nodes.iter().position(|d| node_id(d) == first["node"].as_str().unwrap()).unwrap();
+    let (paused, live) = (&nodes[paused], &nodes[1 - paused]);
+    let pid: i32 = eventually("the first run's pid", PATIENCE, || async {
+        std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok())
+    })
+    .await;
+
+    paused.signal(libc::SIGSTOP);
+    let mut live_ws = live.ws().await;
+    live_ws.subscribe(&["assignments"]).await;
+    let done = live.await_assignment(&mut live_ws, &id, &["completed"]).await;
+    assert_eq!(done["node"], node_id(live).as_str(), "{done}");
+    paused.signal(libc::SIGCONT);
+
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = || unsafe { libc::kill(pid, 0) } == 0;
+    eventually("the paused node stopping its run and registering again", PATIENCE, || async {
+        (!alive() && paused.log().contains("registered again")).then_some(())
+    })
+    .await;
+    let run = live.get(&format!("/api/v1/runs/{}", first["run_id"].as_str().unwrap())).await.body;
+    assert_eq!((run["status"].as_str(), run["error"].as_str()), (Some("cancelled"), Some("node_lost")), "{run}");
+    let now = live.get(&format!("/api/v1/assignments/{id}")).await.body;
+    assert_eq!((now["status"].as_str(), now["run_id"].as_str()), (Some("completed"), done["run_id"].as_str()));
+    let nodes_now = live.get("/api/v1/nodes").await.body;
+    for n in nodes_now["items"].as_array().unwrap() {
+        assert_eq!(n["state"], "live", "{nodes_now}");
+    }
+}

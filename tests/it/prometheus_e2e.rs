@@ -110,6 +110,15 @@ tests:
               severity: warning
 "#;
 
+/// The PromQL of docs/metrics.md's fleet section, one expression a line.
+fn fleet_recipes() -> Vec<String> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md")).unwrap();
+    let block = doc.split("```promql\n").nth(1).and_then(|b| b.split("```").next()).expect("a promql block");
+    let lines: Vec<String> = block.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    lines
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -462,6 +471,16 @@ async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
     assert_eq!(prom.scalar("crewshipd_containers_tracked - crewshipd_containers_reporting").await, Some(0.0));
     assert!(prom.query("crewshipd_containers_tracked - crewshipd_containers_reporting > 0").await.is_empty());
     assert_eq!(prom.scalar("up{job=\"crewshipd\"}").await, Some(1.0));
+    // The fleet recipes of docs/metrics.md, as written: each parses and
+    // answers (the skew one stays empty while the versions agree).
+    for expr in fleet_recipes() {
+        let r = prom.query(&expr).await;
+        if expr.ends_with("> 1") {
+            assert!(r.is_empty(), "{expr}: {r:?}");
+        } else {
+            assert!(!r.is_empty(), "{expr} answered nothing");
+        }
+    }
 
     // The same rules, loaded into this Prometheus, fire too.
     eventually("both seed alerts firing in prometheus", PROM_PATIENCE, move || async move {
