@@ -43,6 +43,13 @@ pub const API_TOKEN: &str = "bench-token";
 impl Server {
     /// Starts the daemon on `store`, with its data directory in `home`.
     pub async fn daemon(bin: &Path, store: &Path, home: &Path, cache_ttl: &str) -> Res<Server> {
+        let url = format!("sqlite://{}", store.display());
+        Server::daemon_on(bin, &url, home, &[("CREWSHIP_METRICS_CACHE_TTL", cache_ttl)]).await
+    }
+
+    /// Starts the daemon on the database `url`, with its data directory in
+    /// `home` and `env` on top.
+    pub async fn daemon_on(bin: &Path, url: &str, home: &Path, env: &[(&str, &str)]) -> Res<Server> {
         std::fs::create_dir_all(home)?;
         let log = home.join("crewshipd.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
@@ -51,17 +58,17 @@ impl Server {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", home)
             .env("CREWSHIP_DATA_DIR", home)
-            .env("CREWSHIP_DATABASE_URL", format!("sqlite://{}", store.display()))
+            .env("CREWSHIP_DATABASE_URL", url)
             .env("CREWSHIP_HOST", "127.0.0.1")
             .env("CREWSHIP_PORT", "0")
             .env("CREWSHIP_HOSTNAME", "bench-host")
             .env("CREWSHIP_LOG", "warn")
-            .env("CREWSHIP_METRICS_CACHE_TTL", cache_ttl)
             .env("CREWSHIP_API_TOKEN", API_TOKEN)
             // A reused store ages: keep the archiver from moving rows
             // while we measure.
             .env("CREWSHIP_JOURNAL_ARCHIVE_AFTER", "36500d")
             .env("CREWSHIP_JOURNAL_RETENTION", "36500d")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

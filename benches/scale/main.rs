@@ -13,6 +13,7 @@
 
 mod daemon;
 mod datagen;
+mod dispatch;
 mod postgres;
 mod report;
 mod serve;
@@ -60,8 +61,8 @@ enum Cmd {
         #[arg(long)]
         report: Option<PathBuf>,
         /// Phases to run: snapshot (a), writes (b), daemon (c, d, e),
-        /// postgres (f).
-        #[arg(long, value_delimiter = ',', default_value = "snapshot,writes,daemon,postgres")]
+        /// postgres (f), dispatch (g).
+        #[arg(long, value_delimiter = ',', default_value = "snapshot,writes,daemon,postgres,dispatch")]
         only: Vec<String>,
         /// The admin database of a PostgreSQL cluster the bench may fill
         /// (phase f); scripts/bench.sh starts a throwaway one.
@@ -138,6 +139,12 @@ async fn run(
     } else {
         None
     };
+    let dispatch = if has("dispatch") {
+        println!("(g) end-to-end dispatch ({})", bin.display());
+        Some(dispatch::run(bin, &data, pg).await?)
+    } else {
+        None
+    };
     machine.load_after = report::loadavg();
     let results = report::Results {
         machine,
@@ -150,6 +157,7 @@ async fn run(
         writes,
         daemon,
         postgres,
+        dispatch,
     };
     let json = data.join("results.json");
     std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;

@@ -72,7 +72,7 @@ pub struct Report {
 
 /// Runs `f` on a thread of its own: the blocking driver may not run on the
 /// async runtime's threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Res<T> + Send + 'static) -> Res<T> {
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Res<T> + Send + 'static) -> Res<T> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -80,7 +80,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Res<T> + Send + 'static
     rx.await.map_err(|_| "a PostgreSQL helper thread died")?
 }
 
-fn connect(url: &str) -> Res<postgres::Client> {
+pub fn connect(url: &str) -> Res<postgres::Client> {
     Ok(postgres::Client::connect(url, postgres::NoTls)?)
 }
 
@@ -93,7 +93,7 @@ fn with_db(url: &str, name: &str) -> String {
 }
 
 /// A fresh, empty database on the cluster: its URL.
-async fn fresh(admin: &str, name: &str) -> Res<String> {
+pub async fn fresh(admin: &str, name: &str) -> Res<String> {
     let (url, n) = (admin.to_string(), name.to_string());
     blocking(move || {
         let mut c = connect(&url)?;
