@@ -11,11 +11,11 @@
 //! processes still carrying the run's id in their environment are found in
 //! /proc as well.
 
-use std::ffi::CString;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use super::spawn::{Spawn, Spawned, spawn};
 
 /// Directory, below the daemon's own cgroup, holding one cgroup per run.
 const RUNS_DIR: &str = "crewship-runs";
@@ -55,9 +55,8 @@ fn probe(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let group = RunGroup { cgroup: Some(dir.join(format!("probe-{}", std::process::id()))) };
     group.create()?;
-    let mut cmd = std::process::Command::new("/bin/true");
-    group.prepare(&mut cmd)?;
-    let status = cmd.status();
+    let what = Spawn { program: "/bin/true", args: &[], env: Vec::new(), dir: Path::new("/"), cgroup: group.cgroup() };
+    let status = spawn(&what).and_then(Spawned::wait_blocking);
     group.remove_blocking();
     status.and_then(|s| if s.success() { Ok(()) } else { Err(io::Error::other(format!("probe exited {s}"))) })
 }
@@ -133,46 +132,6 @@ impl RunGroup {
             Some(dir) => std::fs::create_dir(dir),
             None => Ok(()),
         }
-    }
-
-    /// Makes `cmd`'s process the leader of a new process group that joins
-    /// the run's cgroup before it execs, and dies with the daemon.
-    pub fn prepare(&self, cmd: &mut std::process::Command) -> io::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let procs = match &self.cgroup {
-            Some(dir) => Some(CString::new(dir.join("cgroup.procs").as_os_str().as_bytes())?),
-            None => None,
-        };
-        let daemon = std::process::id() as libc::pid_t;
-        cmd.process_group(0);
-        // SAFETY: between fork and exec the closure only makes
-        // async-signal-safe calls (prctl, getppid, open, write, close) on
-        // data prepared before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The daemon died before the signal was armed.
-                if libc::getppid() != daemon {
-                    return Err(io::Error::other("crewshipd exited"));
-                }
-                if let Some(procs) = &procs {
-                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
-                    let err = io::Error::last_os_error();
-                    libc::close(fd);
-                    if written != 1 {
-                        return Err(err);
-                    }
-                }
-                Ok(())
-            });
-        }
-        Ok(())
     }
 
     /// Sends `signal` to the run's process group (a polite stop).

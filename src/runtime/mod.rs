@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod pipelines;
 pub mod recovery;
 pub mod runner;
+mod spawn;
 
 use std::sync::{Arc, Mutex};
 

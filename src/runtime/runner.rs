@@ -4,17 +4,18 @@
 //! container instead.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::contain::{Containment, RunGroup};
+use super::spawn;
 use crate::capture::Output;
 use crate::containers::{CrewContainers, exec};
 use crate::domain::event::{Event, EventKind};
@@ -294,24 +295,16 @@ impl Runner {
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
-        let mut cmd = Command::new(program);
-        for (name, _) in std::env::vars_os().filter(|(name, _)| withheld(name)) {
-            cmd.env_remove(name);
-        }
-        cmd.args(args)
-            .current_dir(dir)
-            .envs(run_env(c, &self.api_url))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Err(e) = group.prepare(cmd.as_std_mut()) {
-            return Outcome::SpawnFailed(format!("cannot contain the run: {e}"));
-        }
-        let mut child = match cmd.spawn() {
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(name, _)| !withheld(name)).collect();
+        let run = run_env(c, &self.api_url);
+        env.retain(|(name, _)| name.to_str().is_none_or(|n| !run.contains_key(n)));
+        env.extend(run.into_iter().map(|(k, v)| (k.into(), v.into())));
+        let what = spawn::Spawn { program, args, env, dir, cgroup: group.cgroup() };
+        let mut child = match spawn::spawn(&what).and_then(spawn::Spawned::into_child) {
             Ok(child) => child,
             Err(e) => return Outcome::SpawnFailed(format!("cannot start {program:?}: {e}")),
         };
-        let pgid = child.id().unwrap_or_default();
+        let pgid = child.id();
         let pk = c.run.pk;
         let cgroup = group.cgroup().map(|p| p.display().to_string());
         if let Err(e) = self.store.write(move |tx| runs::set_process(tx, pk, pgid, cgroup.as_deref())).await {
