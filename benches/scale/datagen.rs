@@ -366,7 +366,7 @@ impl Gen<'_> {
             "INSERT INTO crews (id, slug, name, max_concurrent_agents, runtime, image, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, 'local', NULL, ?5, ?5)",
         )?;
-        let mut counts = self.conn.prepare("INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, 0, 0)")?;
+        let mut counts = self.conn.prepare("INSERT INTO crew_counts (crew_id, queued) VALUES (?1, 0)")?;
         let mut agent = self.conn.prepare(
             "INSERT INTO agents (id, crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, '[\"sh\",\"-c\",\"true\"]', '{}', 600, ?6, ?6)",

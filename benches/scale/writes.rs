@@ -593,8 +593,7 @@ pub async fn run(data: &Path) -> Res<Report> {
             if series > 0 {
                 out.insert("llm_series".into(), series);
             }
-            let crews: i64 =
-                db.query_one("SELECT COUNT(*) FROM crew_counts WHERE queued <> 0 OR running <> 0", &[], |r| r.get(0))?;
+            let crews: i64 = db.query_one("SELECT COUNT(*) FROM crew_counts WHERE queued <> 0", &[], |r| r.get(0))?;
             if crews > 0 {
                 out.insert("crew_counts (non-zero)".into(), crews);
             }

@@ -28,6 +28,19 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How often a node that may not claim (it is registering again) looks
 /// whether it may.
 const FENCED_LOOK: Duration = Duration::from_secs(1);
+/// When to look again at a crew whose queue another node held: its
+/// transaction commits within moments, and may have claimed nothing (so
+/// no event would say the crew is free again).
+const HELD_LOOK: Duration = Duration::from_millis(20);
+
+/// What one dispatch did.
+struct Dispatched {
+    claimed: Vec<Claimed>,
+    /// More pending or claimable work may remain.
+    more: bool,
+    /// Another node held a ready crew's queue.
+    held: bool,
+}
 
 /// Events after which there may be something to start.
 fn wakes(e: &Event) -> bool {
@@ -41,29 +54,32 @@ fn wakes(e: &Event) -> bool {
 }
 
 /// Queues pending work and claims what the budgets allow for `me`, in one
-/// transaction, while `me` holds its lease; returns the claims and whether
-/// more may remain.
-async fn dispatch_batch(store: &Store, me: NodeRef) -> Result<(Vec<Claimed>, bool)> {
+/// transaction, while `me` holds its lease.
+async fn dispatch_batch(store: &Store, me: NodeRef) -> Result<Dispatched> {
     store
         .write(move |tx| {
+            let mut done = Dispatched { claimed: Vec::new(), more: false, held: false };
             if !nodes::owns(tx, &me)? {
-                return Ok((Vec::new(), false));
+                return Ok(done);
             }
             let queued = assignments::queue_pending(tx, QUEUE_BATCH)?;
-            let mut claimed = Vec::new();
             'crews: for crew_id in assignments::crews_ready(tx)? {
                 let Some(crew) = crews::by_id(tx, crew_id)? else {
                     continue;
                 };
+                if !assignments::hold_queue(tx, &crew)? {
+                    done.held = true;
+                    continue;
+                }
                 while let Some(c) = assignments::claim_next(tx, &crew, &me)? {
-                    claimed.push(c);
-                    if claimed.len() >= CLAIM_BATCH {
+                    done.claimed.push(c);
+                    if done.claimed.len() >= CLAIM_BATCH {
                         break 'crews;
                     }
                 }
             }
-            let more = queued as i64 == QUEUE_BATCH || claimed.len() >= CLAIM_BATCH;
-            Ok((claimed, more))
+            done.more = queued as i64 == QUEUE_BATCH || done.claimed.len() >= CLAIM_BATCH;
+            Ok(done)
         })
         .await
 }
@@ -79,14 +95,16 @@ pub async fn run(
 ) {
     let mut retry: Option<Duration> = None;
     loop {
+        let mut held = false;
         while membership.may_claim() {
             match dispatch_batch(&store, membership.me()).await {
-                Ok((claimed, more)) => {
+                Ok(done) => {
                     retry = None;
-                    for c in claimed {
+                    held = done.held;
+                    for c in done.claimed {
                         runner.start(c);
                     }
-                    if !more {
+                    if !done.more {
                         break;
                     }
                 }
@@ -99,8 +117,13 @@ pub async fn run(
             }
         }
         // Sleep until something may have changed: a waking event, a lag (we
-        // missed events, so assume one), or the retry timer.
-        let wait = if membership.may_claim() { retry } else { Some(FENCED_LOOK) };
+        // missed events, so assume one), or a timer: after a failure, while
+        // fenced, or while another node held a crew's queue.
+        let wait = match (membership.may_claim(), held) {
+            (false, _) => Some(FENCED_LOOK),
+            (true, true) => Some(HELD_LOOK),
+            (true, false) => retry,
+        };
         let retry_at = wait.map(|w| tokio::time::Instant::now() + w);
         let mut woken = false;
         while !woken {

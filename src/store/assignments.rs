@@ -262,7 +262,9 @@ pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
 pub fn crews_ready(db: &Db<'_>) -> Result<Vec<i64>> {
     db.query(
         "SELECT c.id FROM crew_counts n JOIN crews c ON c.id = n.crew_id
-         WHERE n.queued > 0 AND n.running < c.max_concurrent_agents AND c.deleted_at IS NULL
+         WHERE n.queued > 0 AND c.deleted_at IS NULL
+             AND (SELECT COUNT(*) FROM assignments r WHERE r.crew_id = c.id AND r.status = 'running')
+                 < c.max_concurrent_agents
          ORDER BY c.id",
         args![],
         |r| r.get(0),
@@ -281,14 +283,18 @@ pub struct Claimed {
     pub run_token: crate::domain::run_token::Secret,
 }
 
-/// Atomically takes the head of a crew's queue for `node` if the crew is
-/// under its budget fleet-wide: the assignment turns running and its run
-/// starts.
+/// Takes a crew's queue for this transaction's claims; false while another
+/// node's transaction holds it (it is claiming or queueing for the crew):
+/// that crew is then worth another look once it has committed.
+pub fn hold_queue(tx: &Tx<'_>, crew: &CrewRow) -> Result<bool> {
+    counters::hold_crew(tx, crew.id)
+}
+
+/// Atomically takes the head of a crew's queue (held: `hold_queue`) for
+/// `node` if the crew is under its budget fleet-wide: the assignment turns
+/// running and its run starts.
 pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow, node: &NodeRef) -> Result<Option<Claimed>> {
-    if !crew.is_live()
-        || !counters::hold_crew(tx, crew.id)?
-        || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents
-    {
+    if !crew.is_live() || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents {
         return Ok(None);
     }
     let head = tx.query_opt(

@@ -74,19 +74,12 @@ pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
     write(tx, pending, tx.stripe)
 }
 
-/// Adds to a crew's queued and running counts (its row is created with the
-/// crew); returns the new queued count when it changed (plain statements,
-/// for the reason `write` gives). Written at once, not at commit: the
-/// dispatcher's budget check reads it.
-fn crew_count(db: &Db<'_>, crew_id: i64, queued: i64, running: i64) -> Result<Option<i64>> {
-    db.execute(
-        "UPDATE crew_counts SET queued = queued + ?2, running = running + ?3 WHERE crew_id = ?1",
-        args![crew_id, queued, running],
-    )?;
-    if queued == 0 {
-        return Ok(None);
-    }
-    Ok(Some(db.query_one("SELECT queued FROM crew_counts WHERE crew_id = ?1", args![crew_id], |r| r.get(0))?))
+/// Adds to a crew's queued count (its row is created with the crew) and
+/// returns the new count (plain statements, for the reason `write` gives).
+/// Written at once, not at commit: the dispatcher reads it.
+fn crew_queued(db: &Db<'_>, crew_id: i64, delta: i64) -> Result<i64> {
+    db.execute("UPDATE crew_counts SET queued = queued + ?2 WHERE crew_id = ?1", args![crew_id, delta])?;
+    db.query_one("SELECT queued FROM crew_counts WHERE crew_id = ?1", args![crew_id], |r| r.get(0))
 }
 
 /// An assignment of `crew_id` moved from `from` (None: created) to `to`.
@@ -103,17 +96,15 @@ pub fn assignment_moved(
         add(tx, ASSIGNMENTS, from.as_str(), -1);
     }
     add(tx, ASSIGNMENTS, to.as_str(), 1);
-    let delta = |s: AssignmentStatus| i64::from(to == s) - i64::from(from == Some(s));
-    let (dq, dr) = (delta(AssignmentStatus::Queued), delta(AssignmentStatus::Running));
-    if dq == 0 && dr == 0 {
+    let dq = i64::from(to == AssignmentStatus::Queued) - i64::from(from == Some(AssignmentStatus::Queued));
+    if dq == 0 {
         return Ok(());
     }
-    if let Some(queued) = crew_count(tx, crew_id, dq, dr)? {
-        // The crew's queue just became non-empty, or just drained. (The
-        // depth itself is the `queued` assignment count: no counter of its own.)
-        if (dq == 1 && queued == 1) || (dq == -1 && queued == 0) {
-            add(tx, QUEUE, QUEUE_CREWS, dq);
-        }
+    let queued = crew_queued(tx, crew_id, dq)?;
+    // The crew's queue just became non-empty, or just drained. (The depth
+    // itself is the `queued` assignment count: no counter of its own.)
+    if (dq == 1 && queued == 1) || (dq == -1 && queued == 0) {
+        add(tx, QUEUE, QUEUE_CREWS, dq);
     }
     Ok(())
 }
@@ -231,9 +222,9 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
 }
 
 /// Takes the crew's counts row for this transaction's claims, unless
-/// another node's transaction holds it (it is claiming for the crew, or
-/// settling one of its runs, and wakes the dispatchers when it commits):
-/// so claims of one crew take turns across a fleet.
+/// another node's transaction holds it: so claims of one crew take turns
+/// across a fleet, and never wait on each other (claims lock crews in one
+/// order, queueing in another: waiting could deadlock).
 pub fn hold_crew(db: &Db<'_>, crew_id: i64) -> Result<bool> {
     let lock = db.locking(RowLock::SkipLocked, "n");
     let held = db.query_opt(
@@ -244,9 +235,10 @@ pub fn hold_crew(db: &Db<'_>, crew_id: i64) -> Result<bool> {
     Ok(held.is_some())
 }
 
-/// Running agents of a crew now (the dispatcher's budget check).
+/// Running agents of a crew now (the dispatcher's budget check), from the
+/// index of running assignments: at most the crew's budget of entries.
 pub fn crew_running(db: &Db<'_>, crew_id: i64) -> Result<i64> {
-    db.query_one("SELECT COALESCE((SELECT running FROM crew_counts WHERE crew_id = ?1), 0)", args![crew_id], |r| {
+    db.query_one("SELECT COUNT(*) FROM assignments WHERE crew_id = ?1 AND status = 'running'", args![crew_id], |r| {
         r.get(0)
     })
 }

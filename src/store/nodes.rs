@@ -99,10 +99,12 @@ pub fn renew(db: &Db<'_>, node: &NodeRef, lease_ms: i64) -> Result<bool> {
 }
 
 /// Whether `node` still owns what it claimed under its epoch; holds its
-/// row against a recovery until the transaction ends.
+/// row against a recovery (which takes it with `Update`) until the
+/// transaction ends. The node's own heartbeat, a plain update, does not
+/// wait for it: a busy node still renews its lease in time.
 pub fn owns(db: &Db<'_>, node: &NodeRef) -> Result<bool> {
     let now = db.now_ms();
-    let lock = db.locking(RowLock::Share, "n");
+    let lock = db.locking(RowLock::KeyShare, "n");
     let row = db.query_opt(
         &format!("SELECT n.epoch FROM nodes n WHERE n.id = ?1 AND n.epoch = ?2 AND n.lease_until > {now}{lock}"),
         args![node.id, node.epoch],

@@ -28,7 +28,7 @@ pub struct Drift {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Target {
     Counter { family: String, label: String },
-    CrewCount { crew: i64, running: bool },
+    CrewQueued { crew: i64 },
     Llm { label: String, column: usize },
 }
 
@@ -87,8 +87,8 @@ fn keyed<K: Column + Ord, V>(db: &Db<'_>, sql: &str, value: impl Fn(&Row<'_>) ->
     Ok(db.query(sql, args![], |r| Ok((r.get(0)?, value(r)?)))?.into_iter().collect())
 }
 
-fn pair(r: &Row<'_>) -> Result<(i64, i64)> {
-    Ok((r.get(1)?, r.get(2)?))
+fn one(r: &Row<'_>) -> Result<i64> {
+    r.get(1)
 }
 
 /// The running totals of an LLM series, in column order.
@@ -107,19 +107,12 @@ pub fn find_drift(db: &Db<'_>) -> Result<Vec<Drift>> {
         drift.push(Drift { counter, stored, recounted, target: Target::Counter { family, label } });
     }
 
-    let stored = keyed(db, "SELECT crew_id, queued, running FROM crew_counts", pair)?;
-    let recounted = keyed(
-        db,
-        "SELECT crew_id, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END),
-             SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END)
-         FROM assignments WHERE status IN ('queued', 'running') GROUP BY crew_id",
-        pair,
-    )?;
-    for (crew, s, r) in differing::<i64, _>(&stored, &recounted) {
-        for (running, stored, recounted, name) in [(false, s.0, r.0, "queued"), (true, s.1, r.1, "running")] {
-            let counter = format!("crew_counts/{crew}/{name}");
-            drift.push(Drift { counter, stored, recounted, target: Target::CrewCount { crew, running } });
-        }
+    let stored = keyed(db, "SELECT crew_id, queued FROM crew_counts", one)?;
+    let recounted =
+        keyed(db, "SELECT crew_id, COUNT(*) FROM assignments WHERE status = 'queued' GROUP BY crew_id", one)?;
+    for (crew, stored, recounted) in differing::<i64, _>(&stored, &recounted) {
+        let counter = format!("crew_counts/{crew}/queued");
+        drift.push(Drift { counter, stored, recounted, target: Target::CrewQueued { crew } });
     }
 
     let stored = keyed(db, &format!("SELECT label, {} FROM llm_series", LLM_TOTALS.join(", ")), totals)?;
@@ -155,13 +148,11 @@ pub fn repair(db: &Db<'_>, drift: &[Drift]) -> Result<()> {
                     args![family, label, delta],
                 )?;
             }
-            Target::CrewCount { crew, running } => {
-                let (queued, running) = if *running { (0, delta) } else { (delta, 0) };
+            Target::CrewQueued { crew } => {
                 db.execute(
-                    "INSERT INTO crew_counts (crew_id, queued, running) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (crew_id) DO UPDATE SET queued = crew_counts.queued + excluded.queued,
-                         running = crew_counts.running + excluded.running",
-                    args![crew, queued, running],
+                    "INSERT INTO crew_counts (crew_id, queued) VALUES (?1, ?2)
+                     ON CONFLICT (crew_id) DO UPDATE SET queued = crew_counts.queued + excluded.queued",
+                    args![crew, delta],
                 )?;
             }
             Target::Llm { label, column } => {

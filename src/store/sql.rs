@@ -43,8 +43,9 @@ pub enum RowLock {
     Update,
     /// Rows another transaction holds are left out.
     SkipLocked,
-    /// Others may read-lock too, but not write.
-    Share,
+    /// Others may read-lock and update the rows, but not delete them, nor
+    /// take them with `Update`.
+    KeyShare,
 }
 
 /// One row of a result.
@@ -178,7 +179,7 @@ impl<'c> Db<'c> {
             On::Postgres(_) => match lock {
                 RowLock::Update => format!(" FOR UPDATE OF {of}"),
                 RowLock::SkipLocked => format!(" FOR UPDATE OF {of} SKIP LOCKED"),
-                RowLock::Share => format!(" FOR SHARE OF {of}"),
+                RowLock::KeyShare => format!(" FOR KEY SHARE OF {of}"),
             },
         }
     }

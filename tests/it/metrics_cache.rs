@@ -399,7 +399,7 @@ fn snapshot_cost_does_not_grow_with_table_sizes() {
          INSERT INTO agents (id, crew_id, slug, name, role, command, env, timeout_seconds, created_at, updated_at)
              VALUES (1, 1, 'a', 'a', 'agent', '[]', '{{}}', 60, 0, 0);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-         INSERT INTO crew_counts (crew_id, queued, running) SELECT i, i % 17, 0 FROM n;
+         INSERT INTO crew_counts (crew_id, queued) SELECT i, i % 17 FROM n;
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
          INSERT INTO assignments (crew_id, agent_id, task, status, created_at, queued_at)
              SELECT i % 5000 + 1, 1, 't',

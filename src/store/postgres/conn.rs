@@ -12,6 +12,13 @@ use postgres::{Client, NoTls, Statement};
 use crate::domain::{DomainError, Result};
 use crate::store::sql::Arg;
 
+/// How long PostgreSQL lets a session sit idle inside a transaction before
+/// it ends the session. This daemon runs a transaction's statements back
+/// to back, so only a node that stopped mid-transaction (a paused process
+/// or VM) idles there; its row locks would otherwise keep the fleet from
+/// taking back its work for as long as it is paused.
+const IDLE_IN_TRANSACTION: &str = "5s";
+
 pub struct PgConn {
     client: RefCell<Client>,
     statements: RefCell<HashMap<String, Statement>>,
@@ -35,9 +42,12 @@ fn dollar_placeholders(sql: &str) -> String {
 
 impl PgConn {
     pub fn connect(config: &postgres::Config) -> Result<PgConn> {
-        let client = config
+        let mut client = config
             .connect(NoTls)
             .map_err(|e| DomainError::Unavailable(format!("the database is unreachable: {}", e.to_string().trim())))?;
+        client
+            .batch_execute(&format!("SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"))
+            .map_err(|e| DomainError::Unavailable(format!("cannot set up the database session: {e}")))?;
         Ok(PgConn { client: RefCell::new(client), statements: RefCell::default(), retryable: Cell::new(false) })
     }
 
