@@ -40,8 +40,12 @@ pub struct Setup {
     pub vs_raw: f64,
     pub raw_spawns_per_sec: f64,
     pub claim: Timing,
-    /// PostgreSQL transactions committed per run (pg_stat_database).
+    /// PostgreSQL transactions committed per run (pg_stat_database), the
+    /// read-only ones (which flush nothing) included.
     pub commits_per_run: Option<f64>,
+    /// WAL flushes to disk per run (pg_stat_wal): what the disk pays, a
+    /// flush serving every commit waiting at once.
+    pub wal_syncs_per_run: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,12 +157,15 @@ async fn claim_latency(c: &reqwest::Client, bases: &[String], crew: &str) -> Res
     Ok(Timing::of(&samples))
 }
 
-/// Commits so far in the database of `url`.
-async fn commits(admin: &str, db: &str) -> Res<i64> {
+/// Commits so far in the database `db`, and WAL flushes so far in the
+/// cluster (where nothing else runs meanwhile).
+async fn commits(admin: &str, db: &str) -> Res<(i64, i64)> {
     let (admin, db) = (admin.to_string(), db.to_string());
     crate::postgres::blocking(move || {
         let mut c = crate::postgres::connect(&admin)?;
-        Ok(c.query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", &[&db])?.get::<_, i64>(0))
+        let commits = c.query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", &[&db])?.get(0);
+        let syncs = c.query_one("SELECT wal_sync FROM pg_stat_wal", &[])?.get(0);
+        Ok((commits, syncs))
     })
     .await
 }
@@ -230,7 +237,9 @@ async fn setup(bin: &Path, data: &Path, name: &str, urls: &[String], pg: Option<
     let last = finished.iter().copied().max().unwrap_or(queued_by);
     let in_window = finished.iter().filter(|f| **f > queued_by).count();
     let runs_per_sec = in_window as f64 / ((last - queued_by).max(1) as f64 / 1e3);
-    let commits_per_run = before.zip(after).map(|(b, a)| (a - b) as f64 / BACKLOG as f64);
+    let per_run = |n: i64| n as f64 / BACKLOG as f64;
+    let commits_per_run = before.zip(after).map(|(b, a)| per_run(a.0 - b.0));
+    let wal_syncs_per_run = before.zip(after).map(|(b, a)| per_run(a.1 - b.1));
     for n in nodes {
         n.stop().await?;
     }
@@ -240,7 +249,10 @@ async fn setup(bin: &Path, data: &Path, name: &str, urls: &[String], pg: Option<
         runs_per_sec / raw,
         claim.median_us / 1e3,
         claim.p99_us / 1e3,
-        commits_per_run.map(|c| format!("; {c:.1} commits per run")).unwrap_or_default()
+        commits_per_run
+            .zip(wal_syncs_per_run)
+            .map(|(c, w)| format!("; {c:.1} commits, {w:.2} WAL flushes per run"))
+            .unwrap_or_default()
     );
     Ok(Setup {
         name: name.to_string(),
@@ -250,6 +262,7 @@ async fn setup(bin: &Path, data: &Path, name: &str, urls: &[String], pg: Option<
         raw_spawns_per_sec: raw,
         claim,
         commits_per_run,
+        wal_syncs_per_run,
     })
 }
 

@@ -589,12 +589,12 @@ fn dispatch_section(o: &mut String, d: &dispatch::Report, pg: Option<&postgres::
     );
     let _ = writeln!(
         o,
-        "| setup | nodes | runs/s | raw spawns/s | runs / raw | claim p50 | claim p99 | commits per run |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| setup | nodes | runs/s | raw spawns/s | runs / raw | claim p50 | claim p99 | commits per run | WAL flushes per run |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for s in &d.setups {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | **{:.2}** | {} | {} | {} |",
+            "| {} | {} | {} | {} | **{:.2}** | {} | {} | {} | {} |",
             s.name,
             s.nodes,
             thousands(s.runs_per_sec),
@@ -602,7 +602,8 @@ fn dispatch_section(o: &mut String, d: &dispatch::Report, pg: Option<&postgres::
             s.vs_raw,
             human_us(s.claim.median_us),
             human_us(s.claim.p99_us),
-            s.commits_per_run.map(|c| format!("{c:.1}")).unwrap_or_else(|| "—".into())
+            s.commits_per_run.map(|c| format!("{c:.1}")).unwrap_or_else(|| "—".into()),
+            s.wal_syncs_per_run.map(|c| format!("{c:.2}")).unwrap_or_else(|| "—".into())
         );
     }
     if let Some(s) = d.setups.iter().find(|s| s.name == "sqlite-1") {
@@ -613,25 +614,33 @@ fn dispatch_section(o: &mut String, d: &dispatch::Report, pg: Option<&postgres::
             verdict(s.vs_raw >= DISPATCH_TARGET)
         );
     }
-    let commits = d.setups.iter().filter_map(|s| s.commits_per_run).fold(0.0_f64, f64::max);
-    let commit_rate = pg
-        .and_then(|p| p.against_sqlite.iter().find(|x| x.mode.contains("in flight") && x.path.starts_with("journal")));
-    if let Some(rate) = commit_rate
-        && commits > 0.0
+    // The disk's side: one node's WAL flushes per run, against the flushes
+    // this PostgreSQL makes a second when every commit waits for its own
+    // ((f), journal append one at a time).
+    let one = d.setups.iter().find(|s| s.name == "postgres-1");
+    let flush_rate = pg
+        .and_then(|p| p.against_sqlite.iter().find(|x| x.mode.contains("sequential") && x.path.starts_with("journal")));
+    if let (Some(one), Some(rate)) = (one, flush_rate)
+        && let (Some(flushes), Some(commits)) = (one.wal_syncs_per_run, one.commits_per_run)
+        && flushes > 0.0
     {
-        let ceiling = rate.with_ops / commits;
         let _ = writeln!(
             o,
-            "Where a fleet saturates, on paper: each run costs the database about {commits:.1} commits (measured above \
-             with `pg_stat_database`: the claim, shared by the runs a dispatch claims together, the run's process \
-             record, its end, and the event feed's inserts riding in those transactions). This PostgreSQL commits \
-             about {} single-row transactions a second with 32 in flight ((f), journal append), so the database \
-             caps a fleet near {} runs/s, however many nodes it has. On this 2-core machine the nodes' own CPU (a \
-             process and a cgroup per run, HTTP, JSON) runs out first, so more nodes here only share the same \
-             cores; on separate machines the rate grows with nodes until that ceiling, and a faster disk (the \
-             commit's fsync) or `synchronous_commit = off` (which trades durability) raises it.\n",
+            "Where a fleet saturates, on paper. The database's side: with one node a run costs {commits:.1} \
+             commits (`pg_stat_database`; the read-only ones, such as the event feed's reads of the outbox, one \
+             per notification per node, flush nothing) and {flushes:.2} WAL flushes (`pg_stat_wal`), the disk's \
+             real cost: the claim (shared by the runs a dispatch claims together), the run's process record and \
+             its end, with the submission's and the feed's inserts riding in those transactions, and commits \
+             that wait together share a flush. This disk makes about {} flushes a second when each commit \
+             waits for its own ((f), journal append one at a time), so the database caps a fleet near {} runs/s \
+             at that rate, and higher as concurrent commits share flushes. A crew's side: its claims take turns \
+             on the crew's row, one claiming transaction at a time across the fleet, so one crew runs at most \
+             about one claim per claim latency (p50 above) times the runs each claim takes, whatever the nodes; \
+             many crews claim in parallel. On this 2-core machine the nodes' own CPU (a process and a cgroup per \
+             run, HTTP, JSON, the feed) and PostgreSQL's share the same cores and run out first, so more nodes \
+             here do not add throughput; on separate machines the rate grows with nodes up to those ceilings.\n",
             thousands(rate.with_ops),
-            thousands(ceiling)
+            thousands(rate.with_ops / flushes)
         );
     }
 }
