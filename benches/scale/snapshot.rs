@@ -182,7 +182,7 @@ pub fn agreement(snap: &DbSnapshot, naive: &[(Duration, Rows)]) -> Vec<Agreement
         e.0 += int(&r[1]);
         e.1 += int(&r[2]);
     }
-    let maintained = snap.llm.value.iter().map(|(l, c, n)| (l.clone(), (*c, *n))).collect();
+    let maintained = snap.llm.value.iter().map(|s| (s.label.clone(), (s.calls, s.cost_nanos))).collect();
     out.push(compare("LLM calls and cost by series", maintained, llm));
     let q = snap.queue.value;
     let naive_q = (int(&naive[4].1[0][0]), int(&naive[4].1[0][1]), int(&naive[5].1[0][0]));

@@ -46,6 +46,17 @@ pub struct Tokens {
     pub cache_creation: i64,
 }
 
+/// Summing series (`other` gathers several when rendering), saturating:
+/// a table written by hand could hold more than the 25 bounded rows.
+impl std::ops::AddAssign for Tokens {
+    fn add_assign(&mut self, t: Tokens) {
+        self.input = self.input.saturating_add(t.input);
+        self.output = self.output.saturating_add(t.output);
+        self.cached_input = self.cached_input.saturating_add(t.cached_input);
+        self.cache_creation = self.cache_creation.saturating_add(t.cache_creation);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RateCard {
     rates: Vec<Rate>,

@@ -6,9 +6,10 @@ use super::exposition::{Family, Kind, Value};
 use super::process::{AllocStats, ProcessStats};
 use super::snapshot::DbSnapshot;
 use crate::domain::named::Named;
-use crate::domain::pricing;
+use crate::domain::pricing::{self, Tokens};
 use crate::domain::provider;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
+use crate::store::snapshot::LlmSeries;
 
 /// The closed label set of a status family: every status, then `other`
 /// for whatever else a row holds.
@@ -39,24 +40,28 @@ pub fn fold(closed: &[&'static str], stored: &[(String, i64)]) -> Vec<(&'static 
 }
 
 /// The LLM series, at most `MAX_OWN_SERIES` own labels plus `other`,
-/// whatever the table holds: (label, calls, nano-USD).
-pub fn cap_providers(stored: &[(String, i64, i64)]) -> Vec<(String, i64, i64)> {
-    let mut out: Vec<(String, i64, i64)> = Vec::new();
-    let mut other = (0, 0);
-    let mut saw_other = false;
-    for (label, calls, cost) in stored {
-        if label == provider::OTHER || out.len() as i64 >= provider::MAX_OWN_SERIES {
-            saw_other = true;
-            other.0 += calls;
-            other.1 += cost;
+/// whatever the table holds.
+pub fn cap_providers(stored: &[LlmSeries]) -> Vec<LlmSeries> {
+    let mut out: Vec<LlmSeries> = Vec::new();
+    let mut other: Option<LlmSeries> = None;
+    for series in stored {
+        if series.label == provider::OTHER || out.len() as i64 >= provider::MAX_OWN_SERIES {
+            let o =
+                other.get_or_insert_with(|| LlmSeries { label: provider::OTHER.to_string(), ..LlmSeries::default() });
+            o.calls = o.calls.saturating_add(series.calls);
+            o.cost_nanos = o.cost_nanos.saturating_add(series.cost_nanos);
+            o.tokens += series.tokens;
         } else {
-            out.push((label.clone(), *calls, *cost));
+            out.push(series.clone());
         }
     }
-    if saw_other {
-        out.push((provider::OTHER.to_string(), other.0, other.1));
-    }
+    out.extend(other);
     out
+}
+
+/// The token types of `crewshipd_llm_tokens_total`, with each one's count.
+fn token_types(t: Tokens) -> [(&'static str, i64); 4] {
+    [("input", t.input), ("output", t.output), ("cached_input", t.cached_input), ("cache_creation", t.cache_creation)]
 }
 
 fn labeled(
@@ -175,6 +180,11 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "Queued assignments of the most backlogged crew.",
         Value::Int(q.depth_max),
     ));
+    f.push(Family::gauge(
+        "crewshipd_assignment_queue_oldest_age_seconds",
+        "Age in seconds of the oldest queued assignment when the snapshot was taken (0 when none was queued).",
+        Value::Float(q.oldest_age_ms as f64 / 1000.0),
+    ));
     f.push(labeled(
         "crewshipd_pipeline_runs",
         "Pipeline runs in each status.",
@@ -197,12 +207,22 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "Cumulative LLM spend in USD recorded in the paymaster cost ledger.",
         Kind::Counter,
     );
-    for (label, n, nanos) in llm {
-        calls = calls.with(vec![("provider", label.clone())], Value::Int(n));
-        cost = cost.with(vec![("provider", label)], Value::Float(pricing::nanos_to_usd(nanos)));
+    let mut tokens = Family::new(
+        "crewshipd_llm_tokens",
+        "LLM tokens recorded in the paymaster cost ledger, by type.",
+        Kind::Counter,
+    );
+    for series in llm {
+        let provider = || vec![("provider", series.label.clone())];
+        calls = calls.with(provider(), Value::Int(series.calls));
+        cost = cost.with(provider(), Value::Float(pricing::nanos_to_usd(series.cost_nanos)));
+        for (kind, n) in token_types(series.tokens) {
+            tokens = tokens.with(vec![("provider", series.label.clone()), ("type", kind.to_string())], Value::Int(n));
+        }
     }
     f.push(calls);
     f.push(cost);
+    f.push(tokens);
     f.push(Family::gauge(
         "crewshipd_containers_tracked",
         "Crew containers registered with the stats collector.",
@@ -287,11 +307,17 @@ mod tests {
 
     #[test]
     fn provider_cap_holds_whatever_is_stored() {
-        let stored: Vec<(String, i64, i64)> = (0..30).map(|i| (format!("p{i}"), 1, 10)).collect();
+        let series = |label: &str, calls: i64, cost_nanos: i64, input: i64| LlmSeries {
+            label: label.to_string(),
+            calls,
+            cost_nanos,
+            tokens: Tokens { input, output: 2 * input, ..Tokens::default() },
+        };
+        let stored: Vec<LlmSeries> = (0..30).map(|i| series(&format!("p{i}"), 1, 10, 3)).collect();
         let capped = cap_providers(&stored);
         assert_eq!(capped.len(), 25);
-        assert_eq!(capped.last().unwrap(), &("other".to_string(), 6, 60));
-        let with_other = vec![("other".to_string(), 2, 5), ("a".to_string(), 1, 1)];
-        assert_eq!(cap_providers(&with_other), vec![("a".to_string(), 1, 1), ("other".to_string(), 2, 5)]);
+        assert_eq!(capped.last().unwrap(), &series("other", 6, 60, 18));
+        let with_other = vec![series("other", 2, 5, 1), series("a", 1, 1, 1)];
+        assert_eq!(cap_providers(&with_other), vec![series("a", 1, 1, 1), series("other", 2, 5, 1)]);
     }
 }

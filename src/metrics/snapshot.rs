@@ -11,7 +11,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::domain::Result;
-use crate::store::snapshot::{self, Queue};
+use crate::store::snapshot::{self, LlmSeries, Queue};
 use crate::store::{Db, Store, counters, migrations, nodes};
 
 /// One collector's latest good value and its health.
@@ -44,8 +44,8 @@ pub struct DbSnapshot {
     pub queue: Slot<Queue>,
     pub pipeline_runs: Slot<Labeled>,
     pub run_events: Slot<Labeled>,
-    /// (series label, calls, cost in nano-USD), in order of first use.
-    pub llm: Slot<Vec<(String, i64, i64)>>,
+    /// In order of first use.
+    pub llm: Slot<Vec<LlmSeries>>,
     pub migration_version: Slot<i64>,
     /// (live, expired) nodes of the fleet.
     pub nodes: Slot<(i64, i64)>,
@@ -71,7 +71,7 @@ type Results = (
     Result<Queue>,
     Result<Labeled>,
     Result<Labeled>,
-    Result<Vec<(String, i64, i64)>>,
+    Result<Vec<LlmSeries>>,
     Result<i64>,
     Result<(i64, i64)>,
 );

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 20261202090000, name: "striped_counters" },
     Migration { version: 20261203090000, name: "fleet" },
     Migration { version: 20261204090000, name: "crew_running_from_index" },
+    Migration { version: 20261205090000, name: "oldest_queued" },
 ];
 
 pub fn latest_known() -> i64 {

@@ -5,8 +5,9 @@
 
 use super::counters::{ASSIGNMENTS, QUEUE, QUEUE_CREWS};
 use super::sql::{Db, args};
-use crate::domain::Result;
+use crate::domain::pricing::Tokens;
 use crate::domain::status::AssignmentStatus;
+use crate::domain::{Result, time};
 
 /// Every (label, value) of one counter family, as stored.
 pub fn family(db: &Db<'_>, family: &str) -> Result<Vec<(String, i64)>> {
@@ -22,6 +23,8 @@ pub struct Queue {
     pub depth: i64,
     pub crews: i64,
     pub depth_max: i64,
+    /// How long the oldest queued assignment has waited, now (0: none).
+    pub oldest_age_ms: i64,
 }
 
 pub fn queue(db: &Db<'_>) -> Result<Queue> {
@@ -38,15 +41,42 @@ pub fn queue(db: &Db<'_>) -> Result<Queue> {
         crews: get(QUEUE, QUEUE_CREWS)?,
         // MAX over an indexed column reads one index edge.
         depth_max: db.query_one("SELECT COALESCE(MAX(queued), 0) FROM crew_counts", args![], |r| r.get(0))?,
+        // MIN over an index of queued assignments: one index edge.
+        oldest_age_ms: db
+            .query_one("SELECT MIN(queued_at) FROM assignments WHERE status = 'queued'", args![], |r| {
+                r.get::<Option<i64>>(0)
+            })?
+            .map_or(0, |at| (time::now_ms() - at).max(0)),
     })
 }
 
-/// (label, calls, cost in nano-USD) per LLM series, in order of first use,
-/// `other` last.
-pub fn llm_series(db: &Db<'_>) -> Result<Vec<(String, i64, i64)>> {
+/// The running totals of one LLM series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LlmSeries {
+    pub label: String,
+    pub calls: i64,
+    pub cost_nanos: i64,
+    pub tokens: Tokens,
+}
+
+/// Every LLM series, in order of first use, `other` last.
+pub fn llm_series(db: &Db<'_>) -> Result<Vec<LlmSeries>> {
     db.query(
-        "SELECT label, calls, cost_nanos FROM llm_series ORDER BY label = 'other', position, label",
+        "SELECT label, calls, cost_nanos, input_tokens, output_tokens, cached_input_tokens, cache_creation_tokens
+         FROM llm_series ORDER BY label = 'other', position, label",
         args![],
-        |r| Ok((r.text_lossy(0)?, r.get(1)?, r.get(2)?)),
+        |r| {
+            Ok(LlmSeries {
+                label: r.text_lossy(0)?,
+                calls: r.get(1)?,
+                cost_nanos: r.get(2)?,
+                tokens: Tokens {
+                    input: r.get(3)?,
+                    output: r.get(4)?,
+                    cached_input: r.get(5)?,
+                    cache_creation: r.get(6)?,
+                },
+            })
+        },
     )
 }

@@ -34,10 +34,12 @@ const FAMILIES: &[(&str, &str)] = &[
     ("crewshipd_assignment_queue_depth", "gauge"),
     ("crewshipd_assignment_queue_crews", "gauge"),
     ("crewshipd_assignment_queue_depth_max", "gauge"),
+    ("crewshipd_assignment_queue_oldest_age_seconds", "gauge"),
     ("crewshipd_pipeline_runs", "gauge"),
     ("crewshipd_agent_run_events_total", "counter"),
     ("crewshipd_llm_calls_total", "counter"),
     ("crewshipd_llm_cost_usd_total", "counter"),
+    ("crewshipd_llm_tokens_total", "counter"),
     ("crewshipd_containers_tracked", "gauge"),
     ("crewshipd_containers_reporting", "gauge"),
     ("crewshipd_db_migration_version", "gauge"),
@@ -162,6 +164,7 @@ async fn text_format_by_default_zero_filled_on_an_empty_store() {
         "crewshipd_assignment_queue_depth",
         "crewshipd_assignment_queue_crews",
         "crewshipd_assignment_queue_depth_max",
+        "crewshipd_assignment_queue_oldest_age_seconds",
         "crewshipd_containers_tracked",
         "crewshipd_containers_reporting",
         "crewshipd_ws_connections",
@@ -172,6 +175,7 @@ async fn text_format_by_default_zero_filled_on_an_empty_store() {
     // No LLM calls yet: HELP and TYPE, no series.
     assert!(page.series("crewshipd_llm_calls_total").is_empty());
     assert!(page.series("crewshipd_llm_cost_usd_total").is_empty());
+    assert!(page.series("crewshipd_llm_tokens_total").is_empty());
 
     // The migration version: the newest migration, as a plain integer.
     let version = tools::latest_migration_version();
@@ -475,6 +479,8 @@ async fn hostile_provider_names_round_trip() {
                 match s.name.as_str() {
                     "crewshipd_llm_calls_total" => e.0 = s.value(),
                     "crewshipd_llm_cost_usd_total" => e.1 = s.value(),
+                    // Its own test checks the values; here the labels parse.
+                    "crewshipd_llm_tokens_total" => {}
                     other => panic!("provider label on {other}"),
                 }
             }
@@ -756,4 +762,61 @@ async fn non_utf8_bytes_in_the_database_neither_break_nor_silence_the_page() {
         tools::python_parse(python, PyParser::Text, &text).await;
         tools::python_parse(python, PyParser::OpenMetrics, &om_page(&d).await).await;
     }
+}
+
+/// METRICS.md §7: tokens by provider and type, maintained with each call,
+/// and the age of the oldest queued assignment (0 while none is queued).
+#[tokio::test]
+async fn tokens_by_type_and_the_oldest_queued_age() {
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "0s")]).await;
+    for (provider, input, output, cached, creation) in
+        [("anthropic", 100, 20, 30, 5), ("openai", 7, 3, 0, 0), ("ANTHROPIC", 1, 1, 1, 1)]
+    {
+        let call = json!({"provider": provider, "model": "m", "input_tokens": input, "output_tokens": output,
+            "cached_input_tokens": cached, "cache_creation_tokens": creation, "cost_usd": 0.01});
+        d.ok("/api/v1/llm-calls", call, 201).await;
+    }
+    let page = check_text_page(&text_page(&d).await, "test-host");
+    let mut tokens = BTreeMap::new();
+    for s in page.series("crewshipd_llm_tokens_total") {
+        tokens.insert((s.label("provider").unwrap().to_string(), s.label("type").unwrap().to_string()), s.value());
+    }
+    let want: BTreeMap<(String, String), f64> = [
+        ("anthropic", "input", 101.0),
+        ("anthropic", "output", 21.0),
+        ("anthropic", "cached_input", 31.0),
+        ("anthropic", "cache_creation", 6.0),
+        ("openai", "input", 7.0),
+        ("openai", "output", 3.0),
+        ("openai", "cached_input", 0.0),
+        ("openai", "cache_creation", 0.0),
+    ]
+    .into_iter()
+    .map(|(p, t, n)| ((p.to_string(), t.to_string()), n))
+    .collect();
+    assert_eq!(tokens, want);
+    assert_eq!(page.must("crewshipd_assignment_queue_oldest_age_seconds", None), 0.0);
+
+    // One slot, held by a long run: the second assignment stays queued.
+    d.ok("/api/v1/crews", json!({"slug": "held", "name": "H", "max_concurrent_agents": 1}), 201).await;
+    d.ok("/api/v1/crews/held/agents", json!({"slug": "ww", "name": "W", "command": ["sleep", "60"]}), 201).await;
+    let before = crewship::internals::domain::time::now_ms();
+    for task in ["runs", "waits"] {
+        d.ok("/api/v1/assignments", json!({"crew": "held", "agent": "ww", "task": task}), 201).await;
+    }
+    let queued = tools::eventually("the assignment queued", crate::common::PATIENCE, || async {
+        let page = check_text_page(&text_page(&d).await, "test-host");
+        (page.must("crewshipd_assignment_queue_depth", None) == 1.0).then_some(page)
+    })
+    .await;
+    let first = queued.must("crewshipd_assignment_queue_oldest_age_seconds", None);
+    let waited = (crewship::internals::domain::time::now_ms() - before) as f64 / 1000.0;
+    assert!((0.0..=waited).contains(&first), "age {first} s, at most {waited} s since it was submitted");
+    let later = tools::eventually("the age growing", crate::common::PATIENCE, || async {
+        let age = check_text_page(&text_page(&d).await, "test-host")
+            .must("crewshipd_assignment_queue_oldest_age_seconds", None);
+        (age > first).then_some(age)
+    })
+    .await;
+    assert!(later > first);
 }
