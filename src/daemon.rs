@@ -159,6 +159,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     for d in &drift {
         tracing::warn!(counter = d.counter, stored = d.stored, recounted = d.recounted, "counter drift repaired");
     }
+    let providers = rate_card.providers();
+    store.write(move |tx| store::ledger::announce_providers(tx, &providers)).await?;
     // Bound before recovery so agents can be told the port; nothing is
     // accepted until serving starts.
     let listen = &config.listen;

@@ -217,10 +217,13 @@ impl Frame {
                 ),
             ),
         ];
-        if self.llm_calls.is_empty() {
+        // The rate card's providers are on the page at zero from the start:
+        // only those with calls are worth a line.
+        let called: Vec<&(String, f64)> = self.llm_calls.iter().filter(|(_, calls)| *calls > 0.0).collect();
+        if called.is_empty() {
             rows.push(("llm", "no calls yet".into()));
         }
-        for (i, (provider, calls)) in self.llm_calls.iter().enumerate() {
+        for (i, (provider, calls)) in called.into_iter().enumerate() {
             let cost = of(&self.llm_cost_usd, provider).map_or("?".into(), |c| format!("${c:.4}"));
             rows.push((
                 if i == 0 { "llm" } else { "" },

@@ -112,6 +112,17 @@ impl Default for RateCard {
 }
 
 impl RateCard {
+    /// The providers the card prices, each once, in the card's order.
+    pub fn providers(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in &self.rates {
+            if !out.contains(&r.provider) {
+                out.push(r.provider.clone());
+            }
+        }
+        out
+    }
+
     /// The defaults, with the file's entries replacing or adding models.
     pub fn with_overrides(json: &str) -> Result<RateCard> {
         let file: RateCardFile =

@@ -221,6 +221,26 @@ pub fn llm_call(tx: &mut Tx<'_>, provider: &str, d: LlmDelta) -> Result<String> 
     Ok(label.to_string())
 }
 
+/// Gives each of `providers` (the rate card's, in its order) a series of
+/// its own at zero while the cap allows, unless it has one: a series that
+/// first appears with a value hides its first increase from `rate()`.
+pub fn seed_series(tx: &mut Tx<'_>, providers: &[String]) -> Result<()> {
+    if !tx.counting() {
+        return Ok(());
+    }
+    tx.lock_for_transaction(super::locks::NEW_SERIES)?;
+    for p in providers {
+        let exists: bool =
+            tx.query_one("SELECT EXISTS (SELECT 1 FROM llm_series WHERE label = ?1)", args![p], |r| r.get(0))?;
+        let own_count: i64 =
+            tx.query_one("SELECT COUNT(*) FROM llm_series WHERE label <> ?1", args![provider::OTHER], |r| r.get(0))?;
+        if !exists && provider::series_label(p, false, own_count) == SeriesLabel::NewOwn {
+            tx.execute("INSERT INTO llm_series (label, position) VALUES (?1, ?2)", args![p, own_count + 1])?;
+        }
+    }
+    Ok(())
+}
+
 /// Takes the crew's counts row for this transaction's claims, unless
 /// another node's transaction holds it: so claims of one crew take turns
 /// across a fleet, and never wait on each other (claims lock crews in one

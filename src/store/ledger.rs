@@ -24,6 +24,12 @@ pub struct NewCall {
     pub run_id: Option<String>,
 }
 
+/// Makes the rate card's providers known before their first call, so their
+/// series are on /metrics at zero from the first scrape on.
+pub fn announce_providers(tx: &mut Tx<'_>, providers: &[String]) -> Result<()> {
+    counters::seed_series(tx, providers)
+}
+
 pub fn record(tx: &mut Tx<'_>, call: NewCall) -> Result<LlmCallRecorded> {
     let series = counters::llm_call(
         tx,

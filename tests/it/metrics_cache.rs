@@ -178,7 +178,8 @@ async fn one_failing_collector_keeps_its_last_values_and_says_so() {
         assert_eq!(broken.must("crewshipd_llm_calls_total", Some(("provider", provider))), calls);
         assert_eq!(broken.must("crewshipd_llm_cost_usd_total", Some(("provider", provider))), cost);
     }
-    assert_eq!(broken.series("crewshipd_llm_calls_total").len(), 2);
+    // Its two providers and the rate card's third, google, at zero.
+    assert_eq!(broken.series("crewshipd_llm_calls_total").len(), 3);
     let e1 = broken.must("crewshipd_metrics_collector_errors_total", Some(("collector", "llm")));
     assert!(e1 >= 1.0);
     assert_eq!(broken.must("crewshipd_assignments", Some(("status", "completed"))), 1.0);
@@ -262,10 +263,13 @@ async fn counters_never_go_backwards() {
         ("crewshipd_agent_run_events_total{event=\"failed\"}".to_string(), 1.0),
         ("crewshipd_agent_run_events_total{event=\"cancelled\"}".to_string(), 1.0),
         ("crewshipd_agent_run_events_total{event=\"timeout\"}".to_string(), 0.0),
+        // The rate card's providers, in its order, the uncalled at zero.
         ("crewshipd_llm_calls_total{provider=\"anthropic\"}".to_string(), 1.0),
         ("crewshipd_llm_calls_total{provider=\"openai\"}".to_string(), 1.0),
+        ("crewshipd_llm_calls_total{provider=\"google\"}".to_string(), 0.0),
         ("crewshipd_llm_cost_usd_total{provider=\"anthropic\"}".to_string(), 1.25),
         ("crewshipd_llm_cost_usd_total{provider=\"openai\"}".to_string(), 0.5),
+        ("crewshipd_llm_cost_usd_total{provider=\"google\"}".to_string(), 0.0),
     ];
     let dd = &d;
     let want = &want;

@@ -172,10 +172,15 @@ async fn text_format_by_default_zero_filled_on_an_empty_store() {
         assert_eq!(page.must(name, None), 0.0, "{name}");
         assert_eq!(page.series(name).len(), 1, "{name}");
     }
-    // No LLM calls yet: HELP and TYPE, no series.
-    assert!(page.series("crewshipd_llm_calls_total").is_empty());
-    assert!(page.series("crewshipd_llm_cost_usd_total").is_empty());
-    assert!(page.series("crewshipd_llm_tokens_total").is_empty());
+    // No LLM calls yet: the rate card's providers, at zero from the first
+    // scrape on (so their first increase is seen), and no other.
+    for name in ["crewshipd_llm_calls_total", "crewshipd_llm_cost_usd_total"] {
+        let got = by_label(&page, name, "provider");
+        let want: BTreeMap<String, f64> = ["anthropic", "openai", "google"].map(|p| (p.to_string(), 0.0)).into();
+        assert_eq!(got, want, "{name}");
+    }
+    assert_eq!(page.series("crewshipd_llm_tokens_total").len(), 3 * 4);
+    assert!(page.series("crewshipd_llm_tokens_total").iter().all(|s| s.value() == 0.0));
 
     // The migration version: the newest migration, as a plain integer.
     let version = tools::latest_migration_version();
@@ -453,8 +458,14 @@ async fn hostile_provider_names_round_trip() {
     }
     let text = text_page(&d).await;
     let om = om_page(&d).await;
-    let want: BTreeMap<String, (f64, f64)> =
-        HOSTILE.iter().enumerate().map(|(i, p)| (p.to_string(), (1.0, (i + 1) as f64 * 0.25))).collect();
+    // The rate card's providers are there too, at zero.
+    let uncalled = ["anthropic", "openai", "google"].map(|p| (p.to_string(), (0.0, 0.0)));
+    let want: BTreeMap<String, (f64, f64)> = HOSTILE
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.to_string(), (1.0, (i + 1) as f64 * 0.25)))
+        .chain(uncalled)
+        .collect();
 
     // Our strict reader (unescapes exactly three sequences).
     for body in [&text, &om] {
@@ -464,7 +475,7 @@ async fn hostile_provider_names_round_trip() {
         let got: BTreeMap<String, (f64, f64)> = calls.iter().map(|(k, v)| (k.clone(), (*v, cost[k]))).collect();
         assert_eq!(got, want, "page:\n{body}");
         // One physical line per series.
-        assert_eq!(page.series("crewshipd_llm_calls_total").len(), HOSTILE.len());
+        assert_eq!(page.series("crewshipd_llm_calls_total").len(), HOSTILE.len() + 3);
     }
     if let Some(promtool) = &promtool {
         tools::assert_promtool_clean(promtool, &text).await;
@@ -504,8 +515,10 @@ async fn provider_label_set_is_capped_at_25() {
             calls.push((name.to_uppercase(), cost_nanos + 1_000_000));
         }
     }
-    let mut own: Vec<String> = Vec::new();
-    let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    // The rate card's providers take the first places, in its order, at
+    // zero from the start (METRICS.md §7).
+    let mut own: Vec<String> = ["anthropic", "openai", "google"].map(String::from).to_vec();
+    let mut want: BTreeMap<String, (i64, i64)> = own.iter().map(|p| (p.clone(), (0, 0))).collect();
     for (name, nanos) in &calls {
         let norm = name.to_lowercase();
         let label = if norm == "other" {
@@ -531,8 +544,8 @@ async fn provider_label_set_is_capped_at_25() {
     }
     assert_eq!(own.len(), 24);
     assert!(!own.contains(&"other".to_string()));
-    assert_eq!(own[0], "prov-00");
-    assert_eq!(own[3], "prov-04", "the literal Other took no own slot");
+    assert_eq!(own[3], "prov-00");
+    assert_eq!(own[6], "prov-04", "the literal Other took no own slot");
 
     let text = text_page(&d).await;
     let page = check_text_page(&text, "test-host");
@@ -583,8 +596,9 @@ async fn provider_label_set_is_capped_at_25() {
 
 /// The cap under writers that commit at once (PostgreSQL's pool; SQLite's
 /// one writer serializes them anyway): 60 providers, two calls each, all
-/// in flight together. 24 providers keep their own series, every call of
-/// a provider lands in one series, and nothing is counted twice or lost.
+/// in flight together. 24 providers keep their own series (the rate card's
+/// three, at zero, and 21 of these), every call of a provider lands in one
+/// series, and nothing is counted twice or lost.
 #[tokio::test]
 async fn the_provider_cap_holds_under_concurrent_writers() {
     let d = Daemon::start().await;
@@ -600,11 +614,12 @@ async fn the_provider_cap_holds_under_concurrent_writers() {
     assert_eq!(calls.len(), 25, "{calls:?}");
     assert_eq!(calls.values().sum::<f64>(), 120.0, "{calls:?}");
     for (label, n) in &calls {
-        if label != "other" {
-            assert_eq!(*n, 2.0, "both calls of {label} in its own series: {calls:?}");
+        match label.as_str() {
+            "other" => assert_eq!(*n, 78.0, "{calls:?}"),
+            "anthropic" | "openai" | "google" => assert_eq!(*n, 0.0, "{calls:?}"),
+            _ => assert_eq!(*n, 2.0, "both calls of {label} in its own series: {calls:?}"),
         }
     }
-    assert_eq!(calls["other"], 72.0, "{calls:?}");
 }
 
 #[tokio::test]
@@ -790,6 +805,11 @@ async fn tokens_by_type_and_the_oldest_queued_age() {
         ("openai", "output", 3.0),
         ("openai", "cached_input", 0.0),
         ("openai", "cache_creation", 0.0),
+        // On the rate card, not called: at zero.
+        ("google", "input", 0.0),
+        ("google", "output", 0.0),
+        ("google", "cached_input", 0.0),
+        ("google", "cache_creation", 0.0),
     ]
     .into_iter()
     .map(|(p, t, n)| ((p.to_string(), t.to_string()), n))
