@@ -79,6 +79,9 @@ pub struct Runner {
     containment: Containment,
     /// The daemon's URL as agents are told it.
     api_url: String,
+    /// The daemon's own environment less what agents may not see, read
+    /// once: every local run starts from it.
+    inherited_env: Vec<(OsString, OsString)>,
 }
 
 /// The agent's environment: its own variables, then the run's (API.md).
@@ -141,6 +144,7 @@ impl Runner {
             containers,
             containment,
             api_url: settings.api_url,
+            inherited_env: std::env::vars_os().filter(|(name, _)| !withheld(name)).collect(),
         }
     }
 
@@ -295,9 +299,13 @@ impl Runner {
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
-        let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(name, _)| !withheld(name)).collect();
         let run = run_env(c, &self.api_url);
-        env.retain(|(name, _)| name.to_str().is_none_or(|n| !run.contains_key(n)));
+        let mut env: Vec<(OsString, OsString)> = self
+            .inherited_env
+            .iter()
+            .filter(|(name, _)| name.to_str().is_none_or(|n| !run.contains_key(n)))
+            .cloned()
+            .collect();
         env.extend(run.into_iter().map(|(k, v)| (k.into(), v.into())));
         let what = spawn::Spawn { program, args, env, dir, cgroup: group.cgroup() };
         let mut child = match spawn::spawn(&what).and_then(spawn::Spawned::into_child) {
