@@ -320,6 +320,20 @@ async fn a_fleet_runs_every_assignment_once_through_a_node_crash() {
 }
 
 /// RFC 3339 with milliseconds (as the API writes it) to epoch ms.
+/// One assignment of `agent`, submitted to the first node, once it runs:
+/// its id, its `running` frame and the index of the node running it.
+async fn run_one(nodes: &[Daemon], agent: &str) -> (String, Value, usize) {
+    nodes[0].ok("/api/v1/crews", json!({"slug": "cc", "name": "C"}), 201).await;
+    nodes[0].ok("/api/v1/crews/cc/agents", json!({"slug": "ww", "name": "W", "command": [agent]}), 201).await;
+    let mut ws = nodes[0].ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = nodes[0].ok("/api/v1/assignments", json!({"crew": "cc", "agent": "ww", "task": "t"}), 201).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let running = nodes[0].await_assignment(&mut ws, &id, &["running"]).await;
+    let node = nodes.iter().position(|d| node_id(d) == running["node"].as_str().unwrap()).unwrap();
+    (id, running, node)
+}
+
 fn chrono_ms(s: &str) -> i64 {
     crewship::internals::domain::time::parse_rfc3339(s).unwrap_or_else(|| panic!("not a time: {s}"))
 }
@@ -332,14 +346,7 @@ async fn a_cancel_through_one_node_stops_the_process_on_another() {
     let (nodes, _) = fleet(2, &[]).await;
     let pids = tempfile::tempdir().unwrap();
     let agent = script(pids.path(), "agent.sh", &format!("echo $$ > {}/pid\nexec sleep 60", pids.path().display()));
-    nodes[0].ok("/api/v1/crews", json!({"slug": "cc", "name": "C"}), 201).await;
-    nodes[0].ok("/api/v1/crews/cc/agents", json!({"slug": "ww", "name": "W", "command": [agent]}), 201).await;
-    let mut ws = nodes[0].ws().await;
-    ws.subscribe(&["assignments"]).await;
-    let a = nodes[0].ok("/api/v1/assignments", json!({"crew": "cc", "agent": "ww", "task": "t"}), 201).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let running = nodes[0].await_assignment(&mut ws, &id, &["running"]).await;
-    let runner = nodes.iter().position(|d| node_id(d) == running["node"].as_str().unwrap()).unwrap();
+    let (id, running, runner) = run_one(&nodes, &agent).await;
     let other = &nodes[1 - runner];
     let pid_file = pids.path().join("pid");
     let pid: i32 = eventually("the agent's pid", PATIENCE, || async {
@@ -548,14 +555,7 @@ async fn a_node_back_from_a_long_pause_is_fenced() {
             p = pidfile.display()
         ),
     );
-    nodes[0].ok("/api/v1/crews", json!({"slug": "cc", "name": "C"}), 201).await;
-    nodes[0].ok("/api/v1/crews/cc/agents", json!({"slug": "ww", "name": "W", "command": [agent]}), 201).await;
-    let mut ws = nodes[0].ws().await;
-    ws.subscribe(&["assignments"]).await;
-    let a = nodes[0].ok("/api/v1/assignments", json!({"crew": "cc", "agent": "ww", "task": "t"}), 201).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let first = nodes[0].await_assignment(&mut ws, &id, &["running"]).await;
-    let paused = nodes.iter().position(|d| node_id(d) == first["node"].as_str().unwrap()).unwrap();
+    let (id, first, paused) = run_one(&nodes, &agent).await;
     let (paused, live) = (&nodes[paused], &nodes[1 - paused]);
     let pid: i32 = eventually("the first run's pid", PATIENCE, || async {
         std::fs::read_to_string(&pidfile).ok().and_then(|p| p.trim().parse().ok())

@@ -341,8 +341,10 @@ async fn nothing_acknowledged_was_lost(d: &Daemon, load: Load) -> u64 {
     refused
 }
 
-fn loss_env(cluster: &Cluster) -> Vec<(&'static str, String)> {
-    vec![("CREWSHIP_DATABASE_URL", cluster.url()), ("CREWSHIP_METRICS_CACHE_TTL", "200ms".into())]
+/// A daemon on the test's own cluster, which the test may crash.
+async fn daemon_on(cluster: &Cluster) -> Daemon {
+    let url = cluster.url();
+    Daemon::start_with(&[("CREWSHIP_DATABASE_URL", url.as_str()), ("CREWSHIP_METRICS_CACHE_TTL", "200ms")]).await
 }
 
 #[tokio::test]
@@ -351,9 +353,7 @@ async fn a_crashed_database_is_an_outage_not_a_crash() {
         return;
     }
     let cluster = Cluster::start().await.expect("PostgreSQL");
-    let env = loss_env(&cluster);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let d = Daemon::start_with(&env).await;
+    let d = daemon_on(&cluster).await;
     let load = Load::start(&d, 4);
     load.acks(50, "writes before the crash").await;
     let good = eventually("a page with the load on it", PATIENCE, || async {
@@ -396,9 +396,7 @@ async fn a_fast_restart_of_the_database_loses_nothing() {
         return;
     }
     let cluster = Cluster::start().await.expect("PostgreSQL");
-    let env = loss_env(&cluster);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let d = Daemon::start_with(&env).await;
+    let d = daemon_on(&cluster).await;
     let load = Load::start(&d, 4);
     load.acks(50, "writes before the restart").await;
     cluster.restart_fast().await;

@@ -21,6 +21,13 @@ pub fn on_postgres() -> bool {
     cluster().is_some()
 }
 
+/// The daemon's SQLite file, opened beside it (waiting while it writes).
+fn open_sqlite(path: &std::path::Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).expect("open the daemon's database");
+    conn.busy_timeout(PATIENCE).unwrap();
+    conn
+}
+
 /// The daemon's database behind a data directory.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -61,8 +68,7 @@ impl Database {
             Database::Sqlite(path) => {
                 let (path, sql) = (path.clone(), sql.to_string());
                 tokio::task::spawn_blocking(move || {
-                    let conn = rusqlite::Connection::open(&path).expect("open the daemon's database");
-                    conn.busy_timeout(PATIENCE).unwrap();
+                    let conn = open_sqlite(&path);
                     conn.execute_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
                 })
                 .await
@@ -80,8 +86,7 @@ impl Database {
             Database::Sqlite(path) => {
                 let (path, sql) = (path.clone(), sql.to_string());
                 tokio::task::spawn_blocking(move || {
-                    let conn = rusqlite::Connection::open(&path).expect("open the daemon's database");
-                    conn.busy_timeout(PATIENCE).unwrap();
+                    let conn = open_sqlite(&path);
                     let mut stmt = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
                     let rows = stmt.query_map([], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap();
                     rows.map(|v| match v.unwrap() {
