@@ -15,8 +15,10 @@ use crate::config::{API_TOKEN_FILE, Config, ConfiguredToken};
 use crate::containers;
 use crate::domain::DomainError;
 use crate::domain::pricing::RateCard;
+use crate::latency::Latencies;
 use crate::metrics::Metrics;
 use crate::metrics::snapshot::SnapshotCache;
+use crate::otel::{self, Tracer};
 use crate::runtime::{self, Runtime};
 use crate::store::Store;
 use crate::ws::Sessions;
@@ -32,8 +34,40 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("API token file {path}: {reason}")]
     ApiToken { path: String, reason: String },
+    #[error("traces: {0}")]
+    Traces(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The tracer, exporting when an endpoint is configured, and its task.
+fn tracer(config: &Config, node_id: &str) -> Result<(Tracer, Option<tokio::task::JoinHandle<()>>), StartError> {
+    let t = &config.traces;
+    let Some(url) = &t.url else {
+        tracing::info!("traces are off (no OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)");
+        return Ok((Tracer::off(t.sampler), None));
+    };
+    let mut attributes = vec![
+        ("service.name".to_string(), t.service_name.clone()),
+        ("service.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("service.instance.id".to_string(), node_id.to_string()),
+        ("host.name".to_string(), config.metrics.hostname.clone()),
+    ];
+    // Given attributes win over these defaults.
+    attributes.retain(|(k, _)| !t.resource.iter().any(|(given, _)| given == k));
+    attributes.extend(t.resource.iter().cloned());
+    let export = otel::Export {
+        url: url.clone(),
+        headers: t.headers.clone(),
+        resource: otel::proto::Resource { attributes },
+        queue: t.queue,
+        batch: t.batch,
+        delay: t.delay,
+        timeout: t.timeout,
+    };
+    let (tracer, task) = Tracer::exporting(export, t.sampler).map_err(StartError::Traces)?;
+    tracing::info!(url, sampler = ?t.sampler, service = t.service_name, "exporting traces over OTLP/HTTP");
+    Ok((tracer, Some(task)))
 }
 
 fn rate_card(config: &Config) -> Result<RateCard, StartError> {
@@ -172,8 +206,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let stats_interval = config.runner.stats_interval;
     let registry = Arc::new(containers::Registry::new(stats_interval));
     let crew_containers = containers::CrewContainers::new(engine, registry.clone(), store.clone());
+    let (tracer, exporting) = tracer(&config, &node_id)?;
+    let latencies = Arc::new(Latencies::default());
+    let telemetry = runtime::Telemetry { tracer: tracer.clone(), latencies: latencies.clone() };
     let settings = runtime_settings(&config, agent_api_url(&config, local), node_id);
-    let runtime = Runtime::start(store.clone(), settings, crew_containers.clone()).await?;
+    let runtime = Runtime::start(store.clone(), settings, crew_containers.clone(), telemetry).await?;
     let collector = containers::collector::Collector::spawn(crew_containers.clone(), stats_interval);
     let limits = server::Limits {
         max_connections: listen.max_connections.unwrap_or_else(|| server::default_max_connections(open_files)),
@@ -192,6 +229,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         started,
         gate: Gate::new(&config.security, &config.metrics.hostname, token, local),
         inflight_body: tokio::sync::Semaphore::new(listen.max_inflight_body_bytes.div_ceil(1024)),
+        tracer: tracer.clone(),
+        latencies,
         config,
     });
     tracing::info!(
@@ -211,6 +250,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     .await;
     collector.stop().await;
     app.runtime.shutdown().await;
+    if let Some(task) = exporting {
+        tracer.close(task, app.config.listen.shutdown_grace).await;
+    }
     store.checkpoint().await?;
     tracing::info!("crewshipd stopped");
     Ok(())

@@ -13,7 +13,9 @@ pub mod config;
 mod containers;
 pub mod daemon;
 mod domain;
+mod latency;
 mod metrics;
+mod otel;
 mod runtime;
 mod server;
 mod store;
@@ -33,6 +35,10 @@ pub mod internals {
 
     pub mod domain {
         pub use crate::domain::{Result, kinds, pricing, provider, status, time, types};
+    }
+
+    pub mod latency {
+        pub use crate::latency::{Histogram, RUN_BUCKETS};
     }
 
     pub mod metrics {

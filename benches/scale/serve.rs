@@ -359,6 +359,10 @@ async fn render_steps(store: &Path) -> Res<Vec<Step>> {
         containers_tracked: 0,
         containers_reporting: 0,
         snapshot_computations: 1,
+        runs: Vec::new(),
+        queue_wait: crewship::internals::latency::Histogram::new(crewship::internals::latency::RUN_BUCKETS),
+        http: Default::default(),
+        spans_dropped: 0,
     };
     let body = exposition::encode(&families::build(&live, &db), "bench-host", Format::Text);
     let me = procfs::process::Process::myself()?;

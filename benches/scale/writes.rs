@@ -146,7 +146,7 @@ pub async fn fixture(store: &Store) -> Res<Fixture> {
 
 fn create_assignment(tx: &mut Tx<'_>, fx: &Fixture, i: usize) -> DomainResult<AssignmentRow> {
     let (crew, agent) = fx.pick(i);
-    assignments::create(tx, &crew, &agent, None, "Summarize ticket #4711 for billing", None)
+    assignments::create(tx, &crew, &agent, None, "Summarize ticket #4711 for billing", None, None)
 }
 
 fn queue_assignment(tx: &mut Tx<'_>, row: AssignmentRow) -> DomainResult<()> {

@@ -1,14 +1,17 @@
 //! /api/v1/assignments: the work queue.
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, Params, Path, Validate};
 use super::refs;
 use super::state::AppState;
+use super::telemetry::Observed;
 use crate::config::Config;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
@@ -39,15 +42,18 @@ impl Validate for CreateAssignment {
 
 pub async fn create(
     State(app): State<AppState>,
+    Extension(observed): Extension<Arc<Observed>>,
     JsonBody(b): JsonBody<CreateAssignment>,
 ) -> ApiResult<(StatusCode, Json<Assignment>)> {
+    // The caller's context: the runs' traces link to it.
+    let link = observed.incoming().map(|c| c.header());
     let row = app
         .store
         .write(move |tx| {
             let crew = refs::crew(tx, &b.crew)?;
             let agent = agents::resolve_for_work(tx, &crew, &b.agent)?;
             let by = b.assigned_by.map(|k| agents::resolve_for_work(tx, &crew, &k)).transpose()?;
-            assignments::create(tx, &crew, &agent, by.as_ref(), &b.task, None)
+            assignments::create(tx, &crew, &agent, by.as_ref(), &b.task, None, link)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(row.to_api())))

@@ -16,12 +16,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
+use super::telemetry::Observed;
 use crate::bearer;
 use crate::clientip::{self, TrustedProxies};
 use crate::config::{ConfiguredToken, Security};
 use crate::domain::ids::{self, Kind};
 use crate::domain::run_token;
 use crate::domain::status::RunStatus;
+use crate::otel;
 use crate::store::journal::Named;
 use crate::store::{Store, runs};
 
@@ -188,6 +190,11 @@ pub async fn require_api_access(
     let path = req.uri().path().to_string();
     match admit(&app, peer, req.headers(), req.method(), &path).await {
         Ok(caller) => {
+            if let (Caller::Run(run), Some(observed)) = (&caller, req.extensions().get::<Arc<Observed>>())
+                && let Some(trace) = otel::context::trace_id(&run.run_id)
+            {
+                observed.joins_run(&trace, app.tracer.samples_root(&trace));
+            }
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

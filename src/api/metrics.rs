@@ -1,6 +1,7 @@
 //! GET /metrics: its authorization gate (METRICS.md §2) and the page.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -8,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::state::{App, AppState};
+use super::telemetry::Observed;
 use crate::metrics::exposition::Format;
 use crate::metrics::families::Live;
 use crate::metrics::{page, process};
@@ -24,6 +26,7 @@ fn authorized(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
 /// The figures read at render time rather than from the database.
 fn live(app: &App) -> Live {
     let (tracked, reporting) = app.container_stats.counts();
+    let (runs, queue_wait) = app.latencies.runs();
     Live {
         uptime_seconds: app.started.elapsed().as_secs_f64(),
         alive_tasks: process::alive_tasks(),
@@ -33,6 +36,10 @@ fn live(app: &App) -> Live {
         containers_tracked: tracked,
         containers_reporting: reporting,
         snapshot_computations: app.metrics.cache.computations(),
+        runs,
+        queue_wait,
+        http: app.latencies.http(),
+        spans_dropped: app.tracer.dropped(),
     }
 }
 
@@ -47,6 +54,9 @@ pub async fn handler(
 ) -> Response {
     let (method, headers) = (request.method(), request.headers());
     if !authorized(&app, peer, headers) {
+        if let Some(o) = request.extensions().get::<Arc<Observed>>() {
+            o.hide();
+        }
         return ApiError::no_route().into_response();
     }
     if method != Method::GET && method != Method::HEAD {

@@ -16,6 +16,7 @@ pub mod pipelines;
 pub mod refs;
 pub mod runs;
 pub mod state;
+pub mod telemetry;
 pub mod ws;
 
 use axum::Router;
@@ -80,5 +81,6 @@ pub fn router(app: AppState) -> Router {
         .layer(DefaultBodyLimit::max(app.config.listen.body_limit))
         .layer(map_response(error::json_errors))
         .layer(CompressionLayer::new().gzip(true))
+        .layer(from_fn_with_state(app.clone(), telemetry::observe))
         .with_state(app)
 }

@@ -1,5 +1,7 @@
 //! /api/v1/llm-calls and /api/v1/paymaster/spend: the cost ledger.
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
@@ -11,14 +13,19 @@ use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Params, Validate};
 use super::refs;
-use super::state::AppState;
+use super::state::{App, AppState};
+use super::telemetry::Observed;
 use crate::config::Config;
 use crate::domain::kinds::BillingMode;
 use crate::domain::named::Named as _;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::LlmCallRecorded;
 use crate::domain::{DomainError, Result, provider, time};
+use crate::otel::{self, Value as Attr};
 use crate::store::ledger::{self, GroupBy, NewCall};
+
+/// A day: no call an agent makes takes longer.
+const MAX_CALL_MS: i64 = 86_400_000;
 
 #[derive(Deserialize)]
 pub struct RecordCall {
@@ -33,6 +40,8 @@ pub struct RecordCall {
     crew: Option<String>,
     agent: Option<String>,
     run_id: Option<String>,
+    /// How long the call took, for its span (which ends when it is recorded).
+    duration_ms: Option<i64>,
 }
 
 impl RecordCall {
@@ -67,15 +76,60 @@ impl Validate for RecordCall {
             pricing::check_tokens(field, v)?;
         }
         self.billing_mode()?;
+        if self.duration_ms.is_some_and(|d| !(0..=MAX_CALL_MS).contains(&d)) {
+            return Err(DomainError::invalid(format!("duration_ms must be from 0 to {MAX_CALL_MS}")));
+        }
         self.cost_usd.map(pricing::usd_to_nanos).transpose().map(drop)
     }
+}
+
+/// The call's `llm.call` span: in its run's trace (under this request's
+/// span when the run itself calls, else under the run's span), or under
+/// this request's span when no run is named.
+fn trace_call(app: &App, observed: &Observed, run_id: Option<&str>, call: &LlmCallRecorded, t: Tokens, ms: i64) {
+    let here = observed.context();
+    let (trace, parent, sampled) = match run_id.and_then(otel::context::trace_id) {
+        Some(run) if run == here.trace_id => (run, here.span_id, here.sampled),
+        Some(run) => (run, otel::run::span(&run), app.tracer.samples_root(&run)),
+        None => (here.trace_id, here.span_id, here.sampled),
+    };
+    if !sampled {
+        return;
+    }
+    app.tracer.record(|| {
+        let end = otel::now_ns();
+        otel::Span {
+            trace_id: trace,
+            span_id: otel::context::new_span_id(),
+            parent: Some(parent),
+            name: "llm.call".into(),
+            kind: otel::SpanKind::Internal,
+            start_ns: end.saturating_sub(ms as u64 * 1_000_000),
+            end_ns: end,
+            attributes: vec![
+                ("gen_ai.provider.name", Attr::Str(call.provider.clone())),
+                ("gen_ai.request.model", Attr::Str(call.model.clone())),
+                ("gen_ai.usage.input_tokens", Attr::Int(t.input)),
+                ("gen_ai.usage.output_tokens", Attr::Int(t.output)),
+                ("gen_ai.usage.cache_read.input_tokens", Attr::Int(t.cached_input)),
+                ("gen_ai.usage.cache_creation.input_tokens", Attr::Int(t.cache_creation)),
+                ("crewship.llm.cost_usd", Attr::Double(call.cost_usd)),
+                ("crewship.llm.priced", Attr::Bool(call.priced)),
+                ("crewship.llm_call.id", Attr::Str(call.id.clone())),
+            ],
+            links: Vec::new(),
+            status: otel::Status::Unset,
+        }
+    });
 }
 
 pub async fn record(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(observed): Extension<Arc<Observed>>,
     JsonBody(b): JsonBody<RecordCall>,
 ) -> ApiResult<(StatusCode, Json<LlmCallRecorded>)> {
+    let duration_ms = b.duration_ms.unwrap_or(0);
     let provider = provider::normalize(&b.provider)?;
     let model = b.model.trim().to_string();
     let tokens = b.tokens();
@@ -110,6 +164,7 @@ pub async fn record(
                     (crew, agent, b.run_id)
                 }
             };
+            let traced_run = run_id.clone();
             let call = NewCall {
                 provider,
                 model,
@@ -121,9 +176,13 @@ pub async fn record(
                 agent_id: agent.map(|a| a.id),
                 run_id,
             };
-            ledger::record(tx, call)
+            ledger::record(tx, call).map(|r| (r, traced_run))
         })
         .await?;
+    let (recorded, run_id) = recorded;
+    if app.tracer.is_on() {
+        trace_call(&app, &observed, run_id.as_deref(), &recorded, tokens, duration_ms);
+    }
     Ok((StatusCode::CREATED, Json(recorded)))
 }
 

@@ -1,16 +1,18 @@
 //! /api/v1/pipelines and /api/v1/pipeline-runs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, Params, Path, Validate};
 use super::refs;
 use super::state::AppState;
+use super::telemetry::Observed;
 use crate::config::Config;
 use crate::domain::ids::Kind;
 use crate::domain::status::PipelineRunStatus;
@@ -134,6 +136,7 @@ impl Validate for StartRun {}
 
 pub async fn start_run(
     State(app): State<AppState>,
+    Extension(observed): Extension<Arc<Observed>>,
     Path(key): Path<String>,
     JsonBody(b): JsonBody<StartRun>,
 ) -> ApiResult<(StatusCode, Json<PipelineRun>)> {
@@ -155,6 +158,7 @@ pub async fn start_run(
     .await
     .map_err(DomainError::internal)?;
     let rendered = rendered?;
+    let link = observed.incoming().map(|c| c.header());
     let run = app
         .store
         .write(move |tx| {
@@ -162,7 +166,7 @@ pub async fn start_run(
             // deleted meanwhile.
             let live = pipelines::pipeline_by_id(tx, pipeline.id)?.filter(|p| p.deleted_at.is_none());
             let pipeline = live.ok_or_else(|| DomainError::not_found("pipeline", pipeline.slug))?;
-            pipelines::create_run(tx, &pipeline, inputs, dry_run, rendered)
+            pipelines::create_run(tx, &pipeline, inputs, dry_run, rendered, link)
         })
         .await?;
     if run.status == PipelineRunStatus::Running {

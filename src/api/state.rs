@@ -10,7 +10,9 @@ use super::auth::Gate;
 use crate::config::Config;
 use crate::containers;
 use crate::domain::pricing::RateCard;
+use crate::latency::Latencies;
 use crate::metrics::Metrics;
+use crate::otel::Tracer;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::ws::Sessions;
@@ -29,6 +31,9 @@ pub struct App {
     pub gate: Gate,
     /// KiB of request bodies held by requests in flight (a permit a KiB).
     pub inflight_body: Semaphore,
+    pub tracer: Tracer,
+    /// This node's histograms and HTTP counts.
+    pub latencies: Arc<Latencies>,
 }
 
 pub type AppState = Arc<App>;

@@ -1,6 +1,6 @@
 //! All daemon configuration, read once at start, by concern: one file a
 //! concern (`listen`, `security`, `metrics`, `journal`, `runner`,
-//! `database`, `fleet`, `logging`), each with its settings and the section it
+//! `database`, `fleet`, `logging`, `traces`), each with its settings and the section it
 //! builds. A setting is declared once, as a `Setting`: its variable, flag,
 //! default and help. That declaration is what `crewshipd --help` prints and
 //! what the README's configuration table must say (a test compares them),
@@ -17,6 +17,7 @@ mod metrics;
 mod runner;
 mod security;
 mod source;
+mod traces;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,7 @@ pub use runner::Runner;
 pub use security::{ConfiguredToken, Security};
 use source::Source;
 pub use source::{ConfigError, Setting, Shown};
+pub use traces::Traces;
 
 /// Every setting, in the order of the README's table.
 pub const ALL: &[&Setting] = &[
@@ -82,6 +84,18 @@ pub const ALL: &[&Setting] = &[
     &database::DB_CHECK_TIME,
     &logging::LOG,
     &logging::LOG_JSON,
+    &traces::TRACES_ENDPOINT,
+    &traces::ENDPOINT,
+    &traces::PROTOCOL,
+    &traces::HEADERS,
+    &traces::TIMEOUT,
+    &traces::SERVICE_NAME,
+    &traces::RESOURCE_ATTRIBUTES,
+    &traces::SAMPLER,
+    &traces::SAMPLER_ARG,
+    &traces::QUEUE,
+    &traces::BATCH,
+    &traces::DELAY,
 ];
 
 #[derive(Debug, Clone)]
@@ -94,6 +108,7 @@ pub struct Config {
     pub database: Database,
     pub fleet: Fleet,
     pub logging: Logging,
+    pub traces: Traces,
     /// Problems worth a warning once logging is up.
     pub warnings: Vec<String>,
 }
@@ -135,6 +150,7 @@ impl Config {
             runner: Runner::read(&src, &database)?,
             logging: Logging::read(&src)?,
             fleet: Fleet::read(&src)?,
+            traces: Traces::read(&src)?,
             database,
             warnings,
         })

@@ -118,3 +118,44 @@ fn the_readme_table_is_the_declarations() {
     }
     assert_eq!(rows.len(), declared.len(), "the README lists settings nobody declared");
 }
+
+/// The OpenTelemetry variables as the environment specification reads
+/// them: the signal's endpoint as written, else the base with `/v1/traces`.
+#[test]
+fn trace_export_is_configured_like_an_sdk() {
+    let off = load(&[("HOME", "/h")]).unwrap().traces;
+    assert_eq!(off.url, None);
+    assert_eq!(off.service_name, "crewshipd");
+    assert_eq!(off.sampler, crate::otel::Sampler::default());
+    let base = load(&[("HOME", "/h"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap().traces;
+    assert_eq!(base.url.as_deref(), Some("http://collector:4318/v1/traces"));
+    let both = load(&[
+        ("HOME", "/h"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://other:9999/custom"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-resource,team=a%2Cb"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20x, x-y = z"),
+    ])
+    .unwrap()
+    .traces;
+    assert_eq!(both.url.as_deref(), Some("http://other:9999/custom"));
+    assert_eq!(both.service_name, "from-resource");
+    assert_eq!(both.resource, vec![("team".to_string(), "a,b".to_string())]);
+    assert_eq!(both.headers, vec![("authorization".into(), "Bearer x".into()), ("x-y".into(), "z".into())]);
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "novalue"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "bad header=x"),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+    ] {
+        let e = load(&[("HOME", "/h"), (var, value)]).err().unwrap_or_else(|| panic!("{var}={value} accepted"));
+        assert!(e.to_string().contains(var), "{var}: {e}");
+    }
+    let e = load(&[("HOME", "/h"), ("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "2")]);
+    assert!(e.is_err());
+}

@@ -9,10 +9,13 @@
 
 use std::fmt::Write;
 
+use crate::latency::Histogram;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,11 +39,18 @@ pub struct Family {
     pub help: &'static str,
     pub kind: Kind,
     pub samples: Vec<Sample>,
+    /// A histogram family's series, by their labels.
+    pub histograms: Vec<(Vec<(&'static str, String)>, Histogram)>,
 }
 
 impl Family {
     pub fn new(name: &'static str, help: &'static str, kind: Kind) -> Family {
-        Family { name, help, kind, samples: Vec::new() }
+        Family { name, help, kind, samples: Vec::new(), histograms: Vec::new() }
+    }
+
+    pub fn histogram(mut self, labels: Vec<(&'static str, String)>, h: Histogram) -> Family {
+        self.histograms.push((labels, h));
+        self
     }
 
     pub fn gauge(name: &'static str, help: &'static str, value: Value) -> Family {
@@ -119,13 +129,81 @@ pub fn format_value(out: &mut String, v: Value) {
     }
 }
 
+/// Writes `name{labels, hostname[, le]} ` (sorted labels, then a space).
+fn series(out: &mut String, name: &str, labels: &[(&'static str, String)], le: Option<&str>, hostname: &str) {
+    let mut all: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.push(("hostname", hostname));
+    all.extend(le.map(|le| ("le", le)));
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    out.push_str(name);
+    out.push('{');
+    for (i, (k, v)) in all.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(out, v);
+        out.push('"');
+    }
+    out.push_str("} ");
+}
+
+/// A bucket bound as Go's client and OpenMetrics write it (`1.0`, `0.25`,
+/// `+Inf`), in both formats: a series must not change its `le` with the
+/// format a scraper negotiates.
+fn bound(b: f64) -> String {
+    let mut s = String::new();
+    format_value(&mut s, Value::Float(b));
+    if b.is_finite() && !s.contains('.') {
+        s.push_str(".0");
+    }
+    s
+}
+
+/// A histogram's cumulative buckets, sum and count; in OpenMetrics each
+/// bucket with an observation carries the latest as an exemplar.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    labels: &[(&'static str, String)],
+    h: &Histogram,
+    hostname: &str,
+    format: Format,
+) {
+    let mut cumulative = 0u64;
+    let bucket = format!("{name}_bucket");
+    for (i, n) in h.counts.iter().enumerate() {
+        cumulative += n;
+        let le = h.bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| bound(*b));
+        series(out, &bucket, labels, Some(&le), hostname);
+        let _ = write!(out, "{cumulative}");
+        if format == Format::OpenMetrics
+            && let Some(e) = &h.exemplars[i]
+        {
+            out.push_str(" # {trace_id=\"");
+            escape_label(out, &e.trace_id);
+            out.push_str("\"} ");
+            format_value(out, Value::Float(e.value));
+            out.push(' ');
+            format_value(out, Value::Float(e.at));
+        }
+        out.push('\n');
+    }
+    series(out, &format!("{name}_sum"), labels, None, hostname);
+    format_value(out, Value::Float(h.sum));
+    out.push('\n');
+    series(out, &format!("{name}_count"), labels, None, hostname);
+    let _ = writeln!(out, "{cumulative}");
+}
+
 /// Encodes families in order; every series gets `hostname`.
 pub fn encode(families: &[Family], hostname: &str, format: Format) -> String {
     let mut out = String::with_capacity(8192);
     for f in families {
         let sample_name = match f.kind {
             Kind::Counter => format!("{}_total", f.name),
-            Kind::Gauge => f.name.to_string(),
+            Kind::Gauge | Kind::Histogram => f.name.to_string(),
         };
         // OpenMetrics names the counter family without `_total`; 0.0.4
         // names it like its samples.
@@ -136,27 +214,17 @@ pub fn encode(families: &[Family], hostname: &str, format: Format) -> String {
         let kind = match f.kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         };
         let _ = writeln!(out, "# HELP {family_name} {}", f.help);
         let _ = writeln!(out, "# TYPE {family_name} {kind}");
         for s in &f.samples {
-            let mut labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            labels.push(("hostname", hostname));
-            labels.sort_by(|a, b| a.0.cmp(b.0));
-            out.push_str(&sample_name);
-            out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(k);
-                out.push_str("=\"");
-                escape_label(&mut out, v);
-                out.push('"');
-            }
-            out.push_str("} ");
+            series(&mut out, &sample_name, &s.labels, None, hostname);
             format_value(&mut out, s.value);
             out.push('\n');
+        }
+        for (labels, h) in &f.histograms {
+            histogram(&mut out, f.name, labels, h, hostname, format);
         }
     }
     if format == Format::OpenMetrics {
@@ -221,6 +289,29 @@ mod tests {
         let f = Family::new("b", "B.", Kind::Gauge)
             .with(vec![("version", "1".into()), ("revision", "r".into())], Value::Int(1));
         assert!(encode(&[f], "h", Format::Text).contains(r#"b{hostname="h",revision="r",version="1"} 1"#));
+    }
+
+    #[test]
+    fn histograms_with_exemplars_in_openmetrics_only() {
+        let mut h = Histogram::new(&[0.5, 1.0]);
+        h.observe(0.25, Some(("4bf92f3577b34da6a3ce929d0e0e4736".into(), 1700000000.5)));
+        h.observe(3.0, None);
+        let f = Family::new("x_seconds", "X.", Kind::Histogram).histogram(vec![("outcome", "completed".into())], h);
+        let text = encode(std::slice::from_ref(&f), "h", Format::Text);
+        assert_eq!(
+            text,
+            "# HELP x_seconds X.\n# TYPE x_seconds histogram\n\
+             x_seconds_bucket{hostname=\"h\",le=\"0.5\",outcome=\"completed\"} 1\n\
+             x_seconds_bucket{hostname=\"h\",le=\"1.0\",outcome=\"completed\"} 1\n\
+             x_seconds_bucket{hostname=\"h\",le=\"+Inf\",outcome=\"completed\"} 2\n\
+             x_seconds_sum{hostname=\"h\",outcome=\"completed\"} 3.25\n\
+             x_seconds_count{hostname=\"h\",outcome=\"completed\"} 2\n"
+        );
+        let om = encode(&[f], "h", Format::OpenMetrics);
+        assert!(om.contains(
+            "x_seconds_bucket{hostname=\"h\",le=\"0.5\",outcome=\"completed\"} 1 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.25 1700000000.5\n"
+        ), "{om}");
+        assert!(om.contains("le=\"1.0\",outcome=\"completed\"} 1\n"), "{om}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::domain::named::Named;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::provider;
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
+use crate::latency::{Histogram, Http};
 use crate::store::snapshot::LlmSeries;
 
 /// The closed label set of a status family: every status, then `other`
@@ -85,6 +86,11 @@ pub struct Live {
     pub containers_tracked: i64,
     pub containers_reporting: i64,
     pub snapshot_computations: u64,
+    /// This node's runs by outcome, and its queue waits.
+    pub runs: Vec<(RunStatus, Histogram)>,
+    pub queue_wait: Histogram,
+    pub http: Http,
+    pub spans_dropped: u64,
 }
 
 pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
@@ -223,6 +229,23 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
     f.push(calls);
     f.push(cost);
     f.push(tokens);
+    let mut durations = Family::new(
+        "crewshipd_run_duration_seconds",
+        "Wall time from start to end of the runs this node executed, by outcome.",
+        Kind::Histogram,
+    );
+    for (outcome, h) in &live.runs {
+        durations = durations.histogram(vec![("outcome", outcome.as_str().to_string())], h.clone());
+    }
+    f.push(durations);
+    f.push(
+        Family::new(
+            "crewshipd_assignment_queue_wait_seconds",
+            "Time from queued to started of the assignments this node started.",
+            Kind::Histogram,
+        )
+        .histogram(vec![], live.queue_wait.clone()),
+    );
     f.push(Family::gauge(
         "crewshipd_containers_tracked",
         "Crew containers registered with the stats collector.",
@@ -278,6 +301,33 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
             Kind::Counter,
         )
         .with(vec![], Value::Int(live.snapshot_computations as i64)),
+    );
+    let mut requests = Family::new(
+        "crewshipd_http_requests",
+        "HTTP requests answered, by method, route template and status code.",
+        Kind::Counter,
+    );
+    for ((method, route, code), n) in &live.http.requests {
+        let labels = vec![("method", method.to_string()), ("route", route.clone()), ("code", code.to_string())];
+        requests = requests.with(labels, Value::Int(*n as i64));
+    }
+    f.push(requests);
+    let mut latency = Family::new(
+        "crewshipd_http_request_duration_seconds",
+        "Time to answer HTTP requests, by route template.",
+        Kind::Histogram,
+    );
+    for (route, h) in &live.http.durations {
+        latency = latency.histogram(vec![("route", route.clone())], h.clone());
+    }
+    f.push(latency);
+    f.push(
+        Family::new(
+            "crewshipd_otlp_spans_dropped",
+            "Spans not exported: the export queue was full, or the receiver failed their batch.",
+            Kind::Counter,
+        )
+        .with(vec![], Value::Int(live.spans_dropped as i64)),
     );
     f
 }

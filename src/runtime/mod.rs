@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod pipelines;
 pub mod recovery;
 pub mod runner;
+mod spans;
 mod spawn;
 
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use crate::store::pipelines::{PipelineRow, PipelineRunRow};
 use crate::store::{Store, runs};
 use crate::sync::lock;
 use runner::{Runner, StopReason};
+pub use spans::Telemetry;
 
 pub struct Runtime {
     store: Store,
@@ -115,16 +117,26 @@ pub struct Settings {
 impl Runtime {
     /// Joins the fleet, takes back what earlier daemons left in flight,
     /// then starts the workers. Queued work starts at once.
-    pub async fn start(store: Store, settings: Settings, containers: CrewContainers) -> Result<Runtime> {
+    pub async fn start(
+        store: Store,
+        settings: Settings,
+        containers: CrewContainers,
+        telemetry: Telemetry,
+    ) -> Result<Runtime> {
         let containment = contain::Containment::detect(settings.containment).map_err(DomainError::invalid)?;
         tracing::info!(containment = containment.describe(), "how runs are contained");
         let max_attempts = settings.fleet.max_attempts;
         let membership = Arc::new(fleet::Membership::join(&store, settings.fleet).await?);
         let me = membership.me();
         let engine = containers.engine().clone();
-        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, containers));
-        let executor =
-            Arc::new(pipelines::Executor::new(store.clone(), runner.clone(), settings.max_task_bytes, me.id.clone()));
+        let runner = Arc::new(Runner::new(store.clone(), settings.runner, containment, containers, telemetry.clone()));
+        let executor = Arc::new(pipelines::Executor::new(
+            store.clone(),
+            runner.clone(),
+            settings.max_task_bytes,
+            me.id.clone(),
+            telemetry,
+        ));
         let recovered =
             recovery::recover(&store, &engine, &executor, recovery::Whose::AtStart, &me, max_attempts).await?;
         if recovered != recovery::Recovered::default() {

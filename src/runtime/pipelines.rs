@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use super::runner::Runner;
+use super::spans::{Telemetry, pipeline};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, StepStatus};
 use crate::domain::{DomainError, Result, template};
+use crate::otel;
 use crate::store::assignments::{self, AssignmentRow};
 use crate::store::pipelines::{self, PipelineRunRow, StepRow};
 use crate::store::{Db, Store, Tx, agents, crews};
@@ -26,6 +28,7 @@ pub struct Executor {
     driving: Mutex<HashSet<i64>>,
     /// `CREWSHIP_MAX_TASK_BYTES`: a step whose task renders larger fails.
     max_task_bytes: usize,
+    telemetry: Telemetry,
 }
 
 /// What to do next for a run, decided from its stored state.
@@ -71,7 +74,7 @@ fn still(tx: &Tx<'_>, run_id: i64, step: &StepRow) -> Result<Option<PipelineRunR
 /// Creates the step's assignment from its task (rendered by the caller,
 /// outside the writer), or fails the run if the step cannot run. A step
 /// starts once, however many drivers try.
-fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>) -> Result<()> {
+fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>, link: Option<String>) -> Result<()> {
     let Some(run) = still(tx, run_id, step)? else {
         return Ok(());
     };
@@ -86,7 +89,7 @@ fn start_step(tx: &mut Tx<'_>, run_id: i64, step: &StepRow, task: Result<String>
         let reason = format!("step {:?}: its crew or agent was deleted", step.step_id);
         return fail_step(tx, run, step, reason);
     };
-    let a = assignments::create(tx, &crew, &agent, None, &task, Some(run_id))?;
+    let a = assignments::create(tx, &crew, &agent, None, &task, Some(run_id), link)?;
     pipelines::update_step(tx, run_id, step.idx, StepStatus::Running, Some(&task), Some(a.id), None)
 }
 
@@ -130,8 +133,39 @@ async fn await_terminal(events: &mut broadcast::Receiver<Arc<Event>>, id: i64) -
 }
 
 impl Executor {
-    pub fn new(store: Store, runner: Arc<Runner>, max_task_bytes: usize, node: String) -> Executor {
-        Executor { store, runner, node, driving: Mutex::new(HashSet::new()), max_task_bytes }
+    pub fn new(
+        store: Store,
+        runner: Arc<Runner>,
+        max_task_bytes: usize,
+        node: String,
+        telemetry: Telemetry,
+    ) -> Executor {
+        Executor { store, runner, node, driving: Mutex::new(HashSet::new()), max_task_bytes, telemetry }
+    }
+
+    /// Sends an ended run's spans: its own and its steps'.
+    async fn traced(&self, run_id: i64) {
+        if !self.telemetry.tracer.is_on() {
+            return;
+        }
+        let read = self
+            .store
+            .read(move |c| {
+                let run = fresh_run(c, run_id)?;
+                let mut steps = Vec::new();
+                for s in &run.steps {
+                    if let Some(a) = s.assignment_id.map(|a| assignments::by_id(c, a)).transpose()?.flatten() {
+                        steps.push((s.idx, s.step_id.clone(), a));
+                    }
+                }
+                Ok((run, steps))
+            })
+            .await;
+        match read {
+            Ok((run, steps)) if run.status.is_terminal() => self.telemetry.pipeline_ended(&run, &steps),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, run = run_id, "cannot read a pipeline run for its spans"),
+        }
     }
 
     /// Drives a running pipeline run in the background (once per run).
@@ -148,7 +182,10 @@ impl Executor {
             };
             lock(&exec.driving).remove(&run_id);
             match ended {
-                Ok(Some(pipeline_id)) => exec.start_queued(pipeline_id).await,
+                Ok(Some(pipeline_id)) => {
+                    exec.traced(run_id).await;
+                    exec.start_queued(pipeline_id).await
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(error = %e, run = run_id, "pipeline run driver failed");
@@ -165,6 +202,7 @@ impl Executor {
                         })
                         .await;
                     if let Ok(pipeline_id) = failed {
+                        exec.traced(run_id).await;
                         exec.start_queued(pipeline_id).await;
                     }
                 }
@@ -211,7 +249,12 @@ impl Executor {
                         &run.outputs(),
                         self.max_task_bytes,
                     );
-                    self.store.write(move |tx| start_step(tx, run_id, &step, task)).await?
+                    let link = run.trace_id.as_deref().and_then(|t| {
+                        let sampled =
+                            otel::context::trace_id(t).is_some_and(|t| self.telemetry.tracer.samples_root(&t));
+                        pipeline::step_link(Some(t), step.idx, sampled)
+                    });
+                    self.store.write(move |tx| start_step(tx, run_id, &step, task, link)).await?
                 }
                 Next::Wait(step) => {
                     let Some(aid) = step.assignment_id else {

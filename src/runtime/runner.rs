@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::contain::{Containment, RunGroup};
+use super::spans::{RunTrace, Telemetry};
 use super::spawn;
 use crate::capture::Output;
 use crate::containers::{CrewContainers, exec};
@@ -22,16 +23,26 @@ use crate::domain::event::{Event, EventKind};
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
-use crate::store::assignments::{self, AssignmentRow, Changes, Claimed};
+use crate::store::assignments::{self, Changes, Claimed};
 use crate::store::{nodes, runs};
 use crate::sync::lock;
 
 /// Whether a variable of the daemon's own environment is kept from agents:
-/// its settings (tokens and token files among them) and the database
-/// password. An agent gets only its run's token.
+/// its settings (tokens and token files among them), the database
+/// password, and what describes the daemon to its trace receiver (its
+/// service name, and the export headers, which may hold a credential). An
+/// agent gets only its run's token; the OTLP endpoint it may share.
 fn withheld(name: &std::ffi::OsStr) -> bool {
     let name = name.as_encoded_bytes();
-    name.starts_with(b"CREWSHIP_") || name == b"PGPASSWORD"
+    name.starts_with(b"CREWSHIP_")
+        || matches!(
+            name,
+            b"PGPASSWORD"
+                | b"OTEL_SERVICE_NAME"
+                | b"OTEL_RESOURCE_ATTRIBUTES"
+                | b"OTEL_EXPORTER_OTLP_HEADERS"
+                | b"OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+        )
 }
 
 /// Waits between tries to record a run's end while the database is busy
@@ -82,10 +93,12 @@ pub struct Runner {
     /// The daemon's own environment less what agents may not see, read
     /// once: every local run starts from it.
     inherited_env: Vec<(OsString, OsString)>,
+    telemetry: Telemetry,
 }
 
-/// The agent's environment: its own variables, then the run's (API.md).
-fn run_env(c: &Claimed, api_url: &str) -> BTreeMap<String, String> {
+/// The agent's environment: its own variables, then the run's (API.md),
+/// with the trace context its own OpenTelemetry SDK continues.
+fn run_env(c: &Claimed, api_url: &str, traceparent: Option<String>) -> BTreeMap<String, String> {
     let mut env = c.agent.env.clone();
     env.insert("CREWSHIP_ASSIGNMENT_ID".into(), c.assignment.public_id());
     env.insert("CREWSHIP_RUN_ID".into(), c.run.id.clone());
@@ -93,6 +106,9 @@ fn run_env(c: &Claimed, api_url: &str) -> BTreeMap<String, String> {
     env.insert("CREWSHIP_AGENT".into(), c.assignment.agent.slug.clone());
     env.insert("CREWSHIP_API_URL".into(), api_url.to_string());
     env.insert("CREWSHIP_RUN_TOKEN".into(), c.run_token.0.clone());
+    if let Some(tp) = traceparent {
+        env.insert("TRACEPARENT".into(), tp);
+    }
     env
 }
 
@@ -133,7 +149,13 @@ pub struct Settings {
 }
 
 impl Runner {
-    pub fn new(store: Store, settings: Settings, containment: Containment, containers: CrewContainers) -> Runner {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        containment: Containment,
+        containers: CrewContainers,
+        telemetry: Telemetry,
+    ) -> Runner {
         Runner {
             store,
             work_dir: settings.work_dir,
@@ -145,6 +167,7 @@ impl Runner {
             containment,
             api_url: settings.api_url,
             inherited_env: std::env::vars_os().filter(|(name, _)| !withheld(name)).collect(),
+            telemetry,
         }
     }
 
@@ -162,12 +185,13 @@ impl Runner {
             Active { run_id: claimed.run.id.clone(), output: output.clone(), stop: stop_tx, done: done_rx },
         );
         let runner = self.clone();
+        let trace = self.telemetry.run_started(&claimed);
         tokio::spawn(async move {
             let id = claimed.assignment.id;
-            let outcome = runner.execute(&claimed, output.clone(), stop_rx).await;
+            let outcome = runner.execute(&claimed, &trace, output.clone(), stop_rx).await;
             let run = claimed.run.id.clone();
             match runner.finish(claimed, outcome, &output).await {
-                Ok(_) => {}
+                Ok(ended) => runner.telemetry.run_ended(&trace, &ended),
                 // Settled elsewhere: cancelled through another node, or
                 // taken back by the fleet after this node lost its lease.
                 Err(DomainError::Conflict(why)) => tracing::info!(run, why, "the run's end was decided elsewhere"),
@@ -264,6 +288,7 @@ impl Runner {
     async fn execute(
         &self,
         c: &Claimed,
+        trace: &RunTrace,
         output: Arc<Mutex<Output>>,
         stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
@@ -271,8 +296,9 @@ impl Runner {
             return Outcome::SpawnFailed("the agent has no command".into());
         };
         let timeout = Duration::from_secs(c.agent.timeout_seconds.max(1) as u64);
+        let env = run_env(c, &self.api_url, self.telemetry.agent_context(trace));
         if c.crew.runs_in_container() {
-            return self.execute_in_container(c, output, timeout, stop).await;
+            return self.execute_in_container(c, env, output, timeout, stop).await;
         }
         let dir = self.work_dir.join(&c.assignment.crew.slug);
         if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -282,7 +308,7 @@ impl Runner {
             Ok(group) => group,
             Err(e) => return Outcome::SpawnFailed(format!("cannot set up the run's process group: {e}")),
         };
-        let outcome = self.execute_local(c, program, args, &dir, &group, output, timeout, stop).await;
+        let outcome = self.execute_local(c, env, program, args, &dir, &group, output, timeout, stop).await;
         group.remove().await;
         outcome
     }
@@ -291,6 +317,7 @@ impl Runner {
     async fn execute_local(
         &self,
         c: &Claimed,
+        run: BTreeMap<String, String>,
         program: &str,
         args: &[String],
         dir: &std::path::Path,
@@ -299,7 +326,6 @@ impl Runner {
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
     ) -> Outcome {
-        let run = run_env(c, &self.api_url);
         let mut env: Vec<(OsString, OsString)> = self
             .inherited_env
             .iter()
@@ -368,6 +394,7 @@ impl Runner {
     async fn execute_in_container(
         &self,
         c: &Claimed,
+        env: BTreeMap<String, String>,
         output: Arc<Mutex<Output>>,
         timeout: Duration,
         mut stop: watch::Receiver<Option<StopReason>>,
@@ -383,7 +410,7 @@ impl Runner {
             container: &container,
             run_id: &c.run.id,
             argv: &c.agent.command,
-            env: run_env(c, &self.api_url).into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
             task: c.assignment.task.clone(),
         };
         match exec::run(engine, job, output, timeout, self.grace, stop_requested(&mut stop)).await {
@@ -395,8 +422,9 @@ impl Runner {
     }
 
     /// Records the end of a run and its assignment in one transaction,
-    /// while this node still owns the run (its lease, its epoch).
-    async fn finish(&self, c: Claimed, outcome: Outcome, output: &Mutex<Output>) -> Result<AssignmentRow> {
+    /// while this node still owns the run (its lease, its epoch); returns
+    /// the ended run.
+    async fn finish(&self, c: Claimed, outcome: Outcome, output: &Mutex<Output>) -> Result<runs::RunRow> {
         if matches!(outcome, Outcome::Stopped(StopReason::Fenced)) {
             return Err(DomainError::conflict("this node stopped the run when it lost its lease"));
         }
@@ -435,7 +463,7 @@ impl Runner {
             let row =
                 assignments::by_id(tx, c.assignment.id)?.ok_or_else(|| DomainError::internal("assignment vanished"))?;
             if shutdown {
-                return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts);
+                return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts).map(|_| run);
             }
             let to = match run_status {
                 RunStatus::Completed => AssignmentStatus::Completed,
@@ -444,7 +472,7 @@ impl Runner {
             };
             let changes =
                 Changes { result_summary: summary.clone(), error_message: error.clone(), ..Changes::default() };
-            assignments::move_to(tx, row, to, changes)
+            assignments::move_to(tx, row, to, changes).map(|_| run)
         };
         // A busy or full database is worth waiting for: the run is over
         // either way, and its end must not be lost.

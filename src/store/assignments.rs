@@ -37,11 +37,14 @@ pub struct AssignmentRow {
     pub pipeline_run_id: Option<i64>,
     /// The node executing it (while running) or that last did.
     pub node: Option<String>,
+    /// The `traceparent` of whatever created it (a caller's, or its
+    /// pipeline step's): its runs' traces link to it.
+    pub trace_link: Option<String>,
 }
 
 const SELECT: &str = "SELECT s.id, s.crew_id, c.slug, s.agent_id, a.slug, b.slug, s.task, s.status,
         s.created_at, s.queued_at, s.started_at, s.finished_at, s.result_summary, s.error_message,
-        s.run_id, s.attempts, s.pipeline_run_id, s.node
+        s.run_id, s.attempts, s.pipeline_run_id, s.node, s.trace_link
      FROM assignments s
      JOIN crews c ON c.id = s.crew_id
      JOIN agents a ON a.id = s.agent_id
@@ -68,6 +71,7 @@ fn from_row(r: &Row<'_>) -> Result<AssignmentRow> {
         attempts: r.get(15)?,
         pipeline_run_id: r.get(16)?,
         node: r.get(17)?,
+        trace_link: r.get(18)?,
     })
 }
 
@@ -138,12 +142,13 @@ pub fn create(
     assigned_by: Option<&AgentRow>,
     task: &str,
     pipeline_run_id: Option<i64>,
+    trace_link: Option<String>,
 ) -> Result<AssignmentRow> {
     let id = tx.insert(
-        "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+        "INSERT INTO assignments (crew_id, agent_id, assigned_by, task, status, created_at, pipeline_run_id, trace_link)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7)",
         "id",
-        args![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id],
+        args![crew.id, agent.id, assigned_by.map(|a| a.id), task, tx.now, pipeline_run_id, trace_link.as_deref()],
     )?;
     counters::assignment_moved(tx, crew.id, None, AssignmentStatus::Pending)?;
     let row = AssignmentRow {
@@ -163,6 +168,7 @@ pub fn create(
         attempts: 0,
         pipeline_run_id,
         node: None,
+        trace_link,
     };
     publish(tx, &row, format!("assignment created for agent {}", agent.slug), Severity::Info)?;
     Ok(row)

@@ -160,10 +160,14 @@ pub struct PipelineRunRow {
     pub steps: Vec<StepRow>,
     /// The node that drives it.
     pub node: Option<String>,
+    /// Its own trace's id (32 hex), and the `traceparent` of the request
+    /// that started it.
+    pub trace_id: Option<String>,
+    pub trace_link: Option<String>,
 }
 
 const RUN_SELECT: &str = "SELECT r.id, r.pipeline_id, p.slug, r.status, r.inputs, r.dry_run, r.created_at,
-        r.started_at, r.finished_at, r.reason, r.node
+        r.started_at, r.finished_at, r.reason, r.node, r.trace_id, r.trace_link
      FROM pipeline_runs r JOIN pipelines p ON p.id = r.pipeline_id";
 
 fn run_from_row(r: &Row<'_>) -> Result<PipelineRunRow> {
@@ -182,6 +186,8 @@ fn run_from_row(r: &Row<'_>) -> Result<PipelineRunRow> {
         reason: r.get(9)?,
         steps: Vec::new(),
         node: r.get(10)?,
+        trace_id: r.get(11)?,
+        trace_link: r.get(12)?,
     })
 }
 
@@ -329,6 +335,7 @@ pub fn create_run(
     inputs: serde_json::Map<String, serde_json::Value>,
     dry_run: bool,
     rendered: Vec<String>,
+    trace_link: Option<String>,
 ) -> Result<PipelineRunRow> {
     if rendered.len() != pipeline.steps.len() {
         return Err(DomainError::internal("a pipeline run needs one rendered task per step"));
@@ -344,10 +351,21 @@ pub fn create_run(
     let started = (status == PipelineRunStatus::Running).then_some(tx.now);
     let finished = dry_run.then_some(tx.now);
     let id = tx.insert(
-        "INSERT INTO pipeline_runs (pipeline_id, status, inputs, dry_run, created_at, started_at, finished_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO pipeline_runs (pipeline_id, status, inputs, dry_run, created_at, started_at, finished_at,
+             trace_id, trace_link)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         "id",
-        args![pipeline.id, status.as_str(), serde_json::to_string(&inputs)?, dry_run, tx.now, started, finished],
+        args![
+            pipeline.id,
+            status.as_str(),
+            serde_json::to_string(&inputs)?,
+            dry_run,
+            tx.now,
+            started,
+            finished,
+            ids::new_trace_id(),
+            trace_link.as_deref()
+        ],
     )?;
     let step_status = if dry_run { StepStatus::Skipped } else { StepStatus::Pending };
     for (idx, (step, task)) in pipeline.steps.iter().zip(rendered).enumerate() {

@@ -30,4 +30,5 @@ mod runtime_process;
 mod runtime_queue;
 mod security;
 mod tools;
+mod traces;
 mod ws;

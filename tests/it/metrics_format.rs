@@ -47,6 +47,11 @@ const FAMILIES: &[(&str, &str)] = &[
     ("crewshipd_metrics_collector_errors_total", "counter"),
     ("crewshipd_metrics_snapshot_age_seconds", "gauge"),
     ("crewshipd_metrics_snapshot_computations_total", "counter"),
+    ("crewshipd_run_duration_seconds", "histogram"),
+    ("crewshipd_assignment_queue_wait_seconds", "histogram"),
+    ("crewshipd_http_requests_total", "counter"),
+    ("crewshipd_http_request_duration_seconds", "histogram"),
+    ("crewshipd_otlp_spans_dropped_total", "counter"),
 ];
 
 const ASSIGNMENT_STATUSES: &[&str] = &["pending", "queued", "running", "completed", "failed", "cancelled", "other"];
@@ -90,9 +95,15 @@ fn check_text_page(text: &str, hostname: &str) -> Page {
     }
     check_help_and_types(&page, text);
     for s in &page.samples {
-        // 0.0.4: the family is named like its samples.
-        assert!(page.types.contains_key(&s.name), "sample {} has no TYPE of its own:\n{text}", s.name);
-        if page.types[&s.name] == "counter" {
+        // 0.0.4: the family is named like its samples (a histogram's, less
+        // their suffix).
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|x| s.name.strip_suffix(x).filter(|f| page.types.get(*f).is_some_and(|t| t == "histogram")))
+            .unwrap_or(&s.name);
+        assert!(page.types.contains_key(family), "sample {} has no TYPE of its own:\n{text}", s.name);
+        assert!(s.exemplar.is_none(), "an exemplar in the 0.0.4 format: {}", s.key());
+        if page.types[family] == "counter" {
             assert!(s.name.ends_with("_total"), "counter {} without _total", s.name);
         }
         check_common_sample(s, hostname);
@@ -254,8 +265,11 @@ async fn openmetrics_when_prometheus_asks_for_it() {
     for s in &page.samples {
         check_common_sample(s, "test-host");
         let family = s.name.strip_suffix("_total").filter(|f| page.types.get(*f).is_some_and(|t| t == "counter"));
+        let histogram = ["_bucket", "_sum", "_count"]
+            .iter()
+            .any(|x| s.name.strip_suffix(x).is_some_and(|f| page.types.get(f).is_some_and(|t| t == "histogram")));
         assert!(
-            family.is_some() || page.types.get(&s.name).is_some_and(|t| t == "gauge"),
+            family.is_some() || histogram || page.types.get(&s.name).is_some_and(|t| t == "gauge"),
             "sample {} belongs to no family",
             s.name
         );
@@ -277,8 +291,9 @@ fn gunzip(bytes: &[u8]) -> String {
     out
 }
 
-/// The DB-derived part of a page (identical inside one cache window).
-fn db_block(page: &Page) -> Vec<(String, String)> {
+/// Whether a series describes this process as it goes (not the DB
+/// block): the process figures, and what each request and run observes.
+fn is_live(name: &str) -> bool {
     let live = [
         "crewshipd_uptime_seconds",
         "crewshipd_goroutines",
@@ -288,12 +303,15 @@ fn db_block(page: &Page) -> Vec<(String, String)> {
         "crewshipd_ws_connections",
         "crewshipd_metrics_snapshot_age_seconds",
         "crewshipd_metrics_snapshot_computations_total",
+        "crewshipd_otlp_spans_dropped_total",
     ];
-    page.samples
-        .iter()
-        .filter(|s| !live.contains(&s.name.as_str()) && !s.name.starts_with("process_"))
-        .map(|s| (s.key(), s.raw_value.clone()))
-        .collect()
+    let observed = ["process_", "crewshipd_http_", "crewshipd_run_duration_", "crewshipd_assignment_queue_wait_"];
+    live.contains(&name) || observed.iter().any(|p| name.starts_with(p))
+}
+
+/// The DB-derived part of a page (identical inside one cache window).
+fn db_block(page: &Page) -> Vec<(String, String)> {
+    page.samples.iter().filter(|s| !is_live(&s.name)).map(|s| (s.key(), s.raw_value.clone())).collect()
 }
 
 #[tokio::test]
@@ -323,10 +341,11 @@ async fn gzip_when_asked() {
         assert_eq!(a.family_order, b.family_order);
         assert_eq!(a.help, b.help);
         assert_eq!(db_block(&a), db_block(&b), "same snapshot, same DB block");
-        assert_eq!(
-            a.samples.iter().map(|s| s.key()).collect::<Vec<_>>(),
-            b.samples.iter().map(|s| s.key()).collect::<Vec<_>>()
-        );
+        // The same series, but for the requests this test itself made.
+        let keys = |p: &Page| {
+            p.samples.iter().filter(|s| !s.name.starts_with("crewshipd_http_")).map(|s| s.key()).collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&a), keys(&b));
         assert_eq!(b.must("crewshipd_llm_cost_usd_total", Some(("provider", "anthropic"))), 0.5);
     }
 }
@@ -839,4 +858,124 @@ async fn tokens_by_type_and_the_oldest_queued_age() {
     })
     .await;
     assert!(later > first);
+}
+
+/// The cumulative buckets of one histogram series, by `le`.
+fn buckets(page: &Page, name: &str, label: Option<(&str, &str)>) -> Vec<(String, f64)> {
+    page.series(&format!("{name}_bucket"))
+        .into_iter()
+        .filter(|s| label.is_none_or(|(k, v)| s.label(k) == Some(v)))
+        .map(|s| (s.label("le").unwrap().to_string(), s.value()))
+        .collect()
+}
+
+/// METRICS.md §7: the run and queue-wait histograms count exactly this
+/// node's run events, their buckets are the contract's, and in OpenMetrics
+/// (only) a bucket carries its latest run's trace id; both formats pass
+/// promtool (text) and the strict Python parsers.
+#[tokio::test]
+async fn run_histograms_agree_with_the_run_events_and_carry_exemplars() {
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "0s"), ("CREWSHIP_METRICS_LIVE_WINDOW", "0s")]).await;
+    d.crew_with_agent("hx", 4, "read t; [ \"$t\" = fail ] && exit 3; echo ok").await;
+    let mut ids = BTreeSet::new();
+    for task in ["a", "fail", "b", "fail", "c"] {
+        let a = d.run_to_end("hx", "worker", task).await;
+        ids.insert(a["run_id"].as_str().unwrap().to_string());
+    }
+    let text = text_page(&d).await;
+    let page = check_text_page(&text, "test-host");
+    let events = by_label(&page, "crewshipd_agent_run_events_total", "event");
+    for (outcome, n) in [("completed", 3.0), ("failed", 2.0), ("cancelled", 0.0), ("timeout", 0.0)] {
+        let count = page.must("crewshipd_run_duration_seconds_count", Some(("outcome", outcome)));
+        assert_eq!(count, n, "{outcome}");
+        assert_eq!(count, events[outcome], "{outcome}: the histogram counts this node's run events");
+        let b = buckets(&page, "crewshipd_run_duration_seconds", Some(("outcome", outcome)));
+        let les: Vec<&str> = b.iter().map(|(le, _)| le.as_str()).collect();
+        assert_eq!(
+            les,
+            [
+                "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "30.0", "60.0", "120.0", "300.0", "600.0", "1800.0",
+                "3600.0", "7200.0", "14400.0", "+Inf"
+            ]
+        );
+        assert!(b.windows(2).all(|w| w[0].1 <= w[1].1), "cumulative: {b:?}");
+        assert_eq!(b.last().unwrap().1, n);
+    }
+    assert_eq!(page.must("crewshipd_assignment_queue_wait_seconds_count", None), events["started"]);
+    assert!(page.must("crewshipd_assignment_queue_wait_seconds_sum", None) >= 0.0);
+    if let Some(promtool) = tools::promtool() {
+        tools::assert_promtool_clean(&promtool, &text).await;
+    }
+
+    let om = om_page(&d).await;
+    let page = parse_page(&om);
+    let exemplars: Vec<&tools::Line> = page
+        .series("crewshipd_run_duration_seconds_bucket")
+        .into_iter()
+        .chain(page.series("crewshipd_assignment_queue_wait_seconds_bucket"))
+        .filter(|s| s.exemplar.is_some())
+        .collect();
+    assert!(!exemplars.is_empty(), "{om}");
+    for s in exemplars {
+        let e = s.exemplar.as_deref().unwrap();
+        let id = e.strip_prefix("{trace_id=\"").and_then(|r| r.split('"').next()).unwrap();
+        assert!(ids.contains(id), "exemplar {e} names one of our runs");
+        let parts: Vec<&str> = e.rsplitn(3, ' ').collect();
+        let (value, at): (f64, f64) = (parts[1].parse().unwrap(), parts[0].parse().unwrap());
+        let le = s.label("le").unwrap();
+        assert!(le == "+Inf" || value <= le.parse::<f64>().unwrap(), "{e} in bucket {le}");
+        assert!(at > 1.7e9, "a timestamp in seconds: {e}");
+    }
+    assert!(page.series("crewshipd_http_request_duration_seconds_bucket").iter().all(|s| s.exemplar.is_none()));
+    if let Some(python) = tools::python().await {
+        let samples = tools::python_parse(&python, tools::PyParser::OpenMetrics, &om).await;
+        assert!(samples.iter().any(|s| s.name == "crewshipd_run_duration_seconds_bucket"));
+        tools::python_parse(&python, tools::PyParser::Text, &text).await;
+    }
+}
+
+/// METRICS.md §7: requests by method, route template and code; no match
+/// and the unauthorized /metrics answer are both `unmatched`, so nothing
+/// on the page tells that /metrics exists.
+#[tokio::test]
+async fn http_requests_by_route_template_with_hidden_metrics_unmatched() {
+    let d = Daemon::start_with(&[
+        ("CREWSHIP_METRICS_TOKEN", "scrape-me"),
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
+        ("CREWSHIP_METRICS_LIVE_WINDOW", "0s"),
+    ])
+    .await;
+    d.ok("/api/v1/crews", json!({"slug": "one", "name": "One", "max_concurrent_agents": 1}), 201).await;
+    for path in ["/api/v1/crews/one", "/api/v1/crews/nope", "/api/v1/crews/one"] {
+        d.get(path).await;
+    }
+    assert_eq!(d.get("/no/such/path").await.status, 404);
+    assert_eq!(d.request(reqwest::Method::PUT, "/api/v1/crews", None).await.status, 405);
+    let unauthorized = d.client().get(d.url("/metrics")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 404);
+    let scrape = || async {
+        let r = d.client().get(d.url("/metrics")).bearer_auth("scrape-me").send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    scrape().await;
+    let page = check_text_page(&scrape().await, "test-host");
+    let mut requests = BTreeMap::new();
+    for s in page.series("crewshipd_http_requests_total") {
+        let key = (s.label("method").unwrap(), s.label("route").unwrap(), s.label("code").unwrap());
+        requests.insert((key.0.to_string(), key.1.to_string(), key.2.to_string()), s.value());
+    }
+    let get = |m: &str, r: &str, c: &str| requests.get(&(m.to_string(), r.to_string(), c.to_string())).copied();
+    assert_eq!(get("POST", "/api/v1/crews", "201"), Some(1.0), "{requests:?}");
+    assert_eq!(get("GET", "/api/v1/crews/{crew}", "200"), Some(2.0));
+    assert_eq!(get("GET", "/api/v1/crews/{crew}", "404"), Some(1.0));
+    assert_eq!(get("PUT", "/api/v1/crews", "405"), Some(1.0));
+    assert_eq!(get("GET", "unmatched", "404"), Some(2.0), "an unknown path and the hidden /metrics");
+    assert_eq!(get("GET", "/metrics", "200"), Some(1.0), "the scrape before this one");
+    assert!(requests.keys().all(|(_, r, c)| !(r == "/metrics" && c == "404")), "{requests:?}");
+    let b = buckets(&page, "crewshipd_http_request_duration_seconds", Some(("route", "/api/v1/crews/{crew}")));
+    assert_eq!(b.len(), 15);
+    assert_eq!(b[0].0, "0.0005");
+    assert_eq!(b.last().unwrap(), &("+Inf".to_string(), 3.0));
+    assert_eq!(page.must("crewshipd_http_request_duration_seconds_count", Some(("route", "unmatched"))), 2.0);
 }

@@ -34,7 +34,7 @@ pub fn ci() -> bool {
 
 /// A tool is missing: fail under CI, skip loudly elsewhere. Returns None
 /// so callers can `let Some(x) = ... else { return };`.
-fn missing<T>(what: &str, hint: &str) -> Option<T> {
+pub fn missing<T>(what: &str, hint: &str) -> Option<T> {
     if ci() {
         panic!("{what} is required under CI=true but is missing: {hint}");
     }
@@ -317,6 +317,8 @@ pub struct Line {
     pub labels: Vec<(String, String)>,
     /// The value exactly as printed.
     pub raw_value: String,
+    /// An OpenMetrics exemplar after the value (`{labels} value timestamp`).
+    pub exemplar: Option<String>,
 }
 
 impl Line {
@@ -434,11 +436,15 @@ fn parse_sample(line: &str) -> Line {
         }
     }
     let raw_value = rest.strip_prefix(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
+    let (raw_value, exemplar) = match raw_value.split_once(" # ") {
+        Some((v, e)) => (v, Some(e.to_string())),
+        None => (raw_value, None),
+    };
     assert!(
         !raw_value.is_empty() && !raw_value.contains(' '),
         "a missing value, or timestamps or junk after it, in {line:?}"
     );
-    Line { name: name.to_string(), labels, raw_value: raw_value.to_string() }
+    Line { name: name.to_string(), labels, raw_value: raw_value.to_string(), exemplar }
 }
 
 /// The highest migration version the source tree knows, from the file
