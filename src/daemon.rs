@@ -66,7 +66,7 @@ fn tracer(config: &Config, node_id: &str) -> Result<(Tracer, Option<tokio::task:
         timeout: t.timeout,
     };
     let (tracer, task) = Tracer::exporting(export, t.sampler).map_err(StartError::Traces)?;
-    tracing::info!(url, sampler = ?t.sampler, service = t.service_name, "exporting traces over OTLP/HTTP");
+    tracing::info!(%url, sampler = t.sampler.describe(), service = t.service_name, "exporting traces over OTLP/HTTP");
     Ok((tracer, Some(task)))
 }
 

@@ -57,6 +57,16 @@ impl Sampler {
         Ok(Sampler { root, parent_based })
     }
 
+    /// Its name as `OTEL_TRACES_SAMPLER` spells it, with the ratio.
+    pub fn describe(&self) -> String {
+        let root = match self.root {
+            Root::AlwaysOn => "always_on".to_string(),
+            Root::AlwaysOff => "always_off".to_string(),
+            Root::Ratio(r) => format!("traceidratio({r})"),
+        };
+        if self.parent_based { format!("parentbased_{root}") } else { root }
+    }
+
     /// Whether a trace that starts here is recorded.
     pub fn root(&self, trace: &TraceId) -> bool {
         match self.root {
@@ -97,5 +107,6 @@ mod tests {
         assert!(Sampler::parse("traceidratio", Some("1.5")).is_err());
         assert!(Sampler::parse("jaeger_remote", None).is_err());
         assert!(Sampler::parse("ALWAYS_OFF", None).is_ok_and(|s| !s.root(&low)));
+        assert_eq!(half.describe(), "parentbased_traceidratio(0.5)");
     }
 }

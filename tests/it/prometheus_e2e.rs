@@ -110,11 +110,18 @@ tests:
               severity: warning
 "#;
 
-/// The PromQL of docs/metrics.md's fleet section, one expression a line.
-fn fleet_recipes() -> Vec<String> {
+/// The PromQL of the first block under `heading` in docs/metrics.md,
+/// one expression a line.
+fn promql_under(heading: &str) -> Vec<String> {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md")).unwrap();
-    let block = doc.split("```promql\n").nth(1).and_then(|b| b.split("```").next()).expect("a promql block");
-    let lines: Vec<String> = block.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    let section = doc.split(heading).nth(1).unwrap_or_else(|| panic!("no {heading} in docs/metrics.md"));
+    let block = section.split("```promql\n").nth(1).and_then(|b| b.split("```").next()).expect("a promql block");
+    block.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+/// The PromQL of docs/metrics.md's fleet section.
+fn fleet_recipes() -> Vec<String> {
+    let lines = promql_under("### In a fleet");
     assert_eq!(lines.len(), 3, "{lines:?}");
     lines
 }
@@ -164,6 +171,11 @@ impl Prometheus {
     /// Starts a server with `config` (and the documented rules as rules.yml beside it),
     /// and waits until it is ready.
     async fn start(bin: &Path, config: &str) -> Prometheus {
+        Prometheus::start_with(bin, config, &[]).await
+    }
+
+    /// `start`, with more flags (feature flags).
+    async fn start_with(bin: &Path, config: &str, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         std::fs::write(dir.path().join("rules.yml"), rules()).unwrap();
@@ -176,6 +188,7 @@ impl Prometheus {
                 .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
                 .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(flags)
                 .current_dir(dir.path())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
@@ -550,4 +563,61 @@ async fn promtool_checks_and_unit_tests_the_alert_rules() {
     std::fs::write(dir.path().join("rules_test.yml"), inverted).unwrap();
     let r = promtool_in(dir.path(), &["test", "rules", "rules_test.yml"]).await;
     assert_ne!(r.code, Some(0), "an inverted expectation passed:\n{}", r.stdout);
+}
+
+/// METRICS.md §7: Prometheus, with exemplar storage on, keeps the run
+/// histograms' exemplars, and each names one of the runs as its trace id.
+#[tokio::test]
+async fn prometheus_keeps_the_run_histograms_exemplars() {
+    let Some(prometheus) = tools::prometheus() else { return };
+    let d = Daemon::start_with(&[
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
+        ("CREWSHIP_METRICS_TOKEN", TOKEN),
+        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
+    ])
+    .await;
+    let target = format!("127.0.0.1:{}", d.port);
+    let prom = Prometheus::start_with(
+        &prometheus,
+        &config(&scrape_config("crewshipd", &target, "")),
+        &["--enable-feature=exemplar-storage"],
+    )
+    .await;
+    prom.await_target_up("crewshipd").await;
+    let prom = &prom;
+    // Runs while Prometheus watches, so their buckets rise between scrapes.
+    prom.await_value("sum(crewshipd_run_duration_seconds_count)", 0.0).await;
+    d.crew_with_agent("ex", 2, "cat").await;
+    let mut runs = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        let a = d.run_to_end("ex", "worker", &format!("t{i}")).await;
+        runs.insert(a["run_id"].as_str().unwrap().to_string());
+    }
+    let now = crewship::internals::domain::time::now_ms() / 1000;
+    let found = eventually("exemplars in prometheus", PROM_PATIENCE, move || async move {
+        let q = format!(
+            "/api/v1/query_exemplars?query={}&start={}&end={}",
+            encode("crewshipd_run_duration_seconds_bucket"),
+            now - 3600,
+            now + 3600
+        );
+        let data = prom.api(&q).await;
+        let exemplars: Vec<Value> =
+            data.as_array()?.iter().flat_map(|s| s["exemplars"].as_array().cloned().unwrap_or_default()).collect();
+        (!exemplars.is_empty()).then_some(exemplars)
+    })
+    .await;
+    for e in &found {
+        let id = e["labels"]["trace_id"].as_str().unwrap();
+        assert!(runs.contains(id), "exemplar {e} names one of the runs {runs:?}");
+    }
+    // The docs' quantile recipe answers, for the completed runs.
+    let recipe = promql_under("### Latency, requests and traces");
+    assert_eq!(recipe.len(), 1, "{recipe:?}");
+    let p95 = eventually("the p95 recipe", PROM_PATIENCE, || async {
+        let r = prom.query(&recipe[0]).await;
+        r.into_iter().find(|(l, v)| l.get("outcome").is_some_and(|o| o == "completed") && v.is_finite())
+    })
+    .await;
+    assert!(p95.1 > 0.0, "{p95:?}");
 }

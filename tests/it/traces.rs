@@ -317,3 +317,34 @@ async fn a_full_export_queue_drops_spans_without_waiting() {
     assert!(dropped(&page) >= 15.0, "{page}");
     r.control("/release").await;
 }
+
+/// docs/tracing.md's setup line, run: its variables, with the receiver's
+/// address for the documented one.
+#[tokio::test]
+async fn the_documented_setup_exports() {
+    let Some(python) = python().await else { return };
+    let r = Receiver::start(&python).await;
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/tracing.md")).unwrap();
+    let line = doc.split("```sh\n").nth(1).and_then(|b| b.lines().next()).expect("a sh block").to_string();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.last(), Some(&"crewshipd"), "{line}");
+    let env: Vec<(String, String)> = words[..words.len() - 1]
+        .iter()
+        .map(|w| {
+            let (k, v) = w.split_once('=').unwrap();
+            (k.to_string(), v.replace("http://127.0.0.1:4318", &r.base))
+        })
+        .collect();
+    assert!(env.iter().any(|(k, v)| k == "OTEL_EXPORTER_OTLP_ENDPOINT" && *v == r.base), "{line}");
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    all.push(("OTEL_BSP_SCHEDULE_DELAY", "50"));
+    let d = Daemon::start_with(&all).await;
+    d.get("/api/v1/nodes").await;
+    let span = eventually("the documented setup's span", PATIENCE, || async {
+        r.spans().await.into_iter().find(|s| s["name"] == "GET /api/v1/nodes")
+    })
+    .await;
+    let service = env.iter().find(|(k, _)| k == "OTEL_SERVICE_NAME").map(|(_, v)| v.as_str());
+    assert_eq!(span["resource"]["service.name"].as_str(), service);
+    assert!(d.log().contains(&format!("url={}/v1/traces", r.base)), "{}", d.log());
+}
