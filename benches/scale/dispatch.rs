@@ -170,8 +170,18 @@ async fn commits(admin: &str, db: &str) -> Res<(i64, i64)> {
     .await
 }
 
-async fn setup(bin: &Path, data: &Path, name: &str, urls: &[String], pg: Option<(&str, &str)>) -> Res<Setup> {
-    let env = [("CREWSHIP_METRICS_CACHE_TTL", "100ms")];
+/// One setup's figures: a node per URL, each started with `extra` in its
+/// environment.
+pub async fn setup(
+    bin: &Path,
+    data: &Path,
+    name: &str,
+    urls: &[String],
+    pg: Option<(&str, &str)>,
+    extra: &[(&str, &str)],
+) -> Res<Setup> {
+    let mut env = vec![("CREWSHIP_METRICS_CACHE_TTL", "100ms")];
+    env.extend_from_slice(extra);
     let mut nodes = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let home: PathBuf = data.join(format!("dispatch-{name}-{i}"));
@@ -270,14 +280,14 @@ pub async fn run(bin: &Path, data: &Path, admin: Option<&str>) -> Res<Report> {
     let mut setups = Vec::new();
     let store = data.join("dispatch.db");
     crate::datagen::remove_db(&store);
-    setups.push(setup(bin, data, "sqlite-1", &[format!("sqlite://{}", store.display())], None).await?);
+    setups.push(setup(bin, data, "sqlite-1", &[format!("sqlite://{}", store.display())], None, &[]).await?);
     crate::datagen::remove_db(&store);
     if let Some(admin) = admin {
         for n in 1..=3 {
             let db = format!("bench_dispatch_{n}");
             let url = crate::postgres::fresh(admin, &db).await?;
             let urls = vec![url; n];
-            setups.push(setup(bin, data, &format!("postgres-{n}"), &urls, Some((admin, &db))).await?);
+            setups.push(setup(bin, data, &format!("postgres-{n}"), &urls, Some((admin, &db)), &[]).await?);
         }
     }
     let raw_spawns_per_sec = median(&setups.iter().map(|s| s.raw_spawns_per_sec).collect::<Vec<_>>());

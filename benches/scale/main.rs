@@ -8,7 +8,9 @@
 //! `generate` fills (or reuses) the big store; `run` generates or reuses it
 //! in `--data`, then measures (a) the /metrics snapshot against the naive
 //! counts, (b) write throughput with and without counter maintenance,
-//! (c)-(e) the real daemon under wrk, a retry storm and 1 000 WebSockets.
+//! (c)-(e) the real daemon under wrk, a retry storm and 1 000 WebSockets,
+//! (f) PostgreSQL beside SQLite, (g) end-to-end dispatch and (h) the cost
+//! of tracing.
 //! See the "Benchmarks" section of README.md.
 
 mod daemon;
@@ -19,6 +21,7 @@ mod report;
 mod serve;
 mod snapshot;
 mod stats;
+mod traces;
 mod writes;
 
 use std::path::{Path, PathBuf};
@@ -61,8 +64,8 @@ enum Cmd {
         #[arg(long)]
         report: Option<PathBuf>,
         /// Phases to run: snapshot (a), writes (b), daemon (c, d, e),
-        /// postgres (f), dispatch (g).
-        #[arg(long, value_delimiter = ',', default_value = "snapshot,writes,daemon,postgres,dispatch")]
+        /// postgres (f), dispatch (g), tracing (h).
+        #[arg(long, value_delimiter = ',', default_value = "snapshot,writes,daemon,postgres,dispatch,tracing")]
         only: Vec<String>,
         /// The admin database of a PostgreSQL cluster the bench may fill
         /// (phase f); scripts/bench.sh starts a throwaway one.
@@ -145,6 +148,12 @@ async fn run(
     } else {
         None
     };
+    let tracing = if has("tracing") {
+        println!("(h) the cost of tracing ({})", bin.display());
+        Some(traces::run(bin, &data).await?)
+    } else {
+        None
+    };
     machine.load_after = report::loadavg();
     let results = report::Results {
         machine,
@@ -158,6 +167,7 @@ async fn run(
         daemon,
         postgres,
         dispatch,
+        tracing,
     };
     let json = data.join("results.json");
     std::fs::write(&json, serde_json::to_string_pretty(&results)?)?;

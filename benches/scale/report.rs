@@ -12,6 +12,7 @@ use crate::postgres;
 use crate::serve;
 use crate::snapshot;
 use crate::stats::{human_us, thousands};
+use crate::traces;
 use crate::writes;
 
 const WRITE_TARGET_PCT: f64 = 15.0;
@@ -99,6 +100,7 @@ pub struct Results {
     pub daemon: Option<serve::Report>,
     pub postgres: Option<postgres::Report>,
     pub dispatch: Option<dispatch::Report>,
+    pub tracing: Option<traces::Report>,
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -553,6 +555,9 @@ pub fn markdown(r: &Results) -> String {
     if let Some(d) = &r.dispatch {
         dispatch_section(&mut o, d, r.postgres.as_ref());
     }
+    if let Some(t) = &r.tracing {
+        tracing_section(&mut o, t);
+    }
     findings(&mut o, r);
     o
 }
@@ -570,6 +575,39 @@ fn timings(o: &mut String, rows: &[(&str, &crate::stats::Timing)]) {
             t.n
         );
     }
+}
+
+fn tracing_section(o: &mut String, t: &traces::Report) {
+    let _ = writeln!(o, "## (h) The cost of tracing\n");
+    let _ = writeln!(
+        o,
+        "The same release daemon on a fresh SQLite store, with no OTLP endpoint (off) and exporting every span to a \
+         local receiver that answers 200 without decoding (on), each measured off, on, on, off and averaged per \
+         side: run throughput as in (g) (agent `true`, budget 8, 3,000 queued; every run sends three spans), LLM \
+         calls recorded by 16 concurrent clients for 5 s (a server span and an `llm.call` span each), and wrk on \
+         /metrics (2 threads, 4 connections, 5 s; a server span each). The receiver took {} requests ({}) while \
+         tracing was on; the daemons dropped {} spans.\n",
+        thousands(t.exports as f64),
+        kib(t.exported_bytes / 1024),
+        thousands(t.dropped)
+    );
+    let _ =
+        writeln!(o, "| path | off | on | on / off | CPU per op off | CPU per op on |\n|---|---:|---:|---:|---:|---:|");
+    for (name, p, unit) in
+        [("runs", &t.runs, "runs/s"), ("LLM calls recorded", &t.writes, "calls/s"), ("/metrics", &t.scrapes, "req/s")]
+    {
+        let cpu = |us: f64| if us > 0.0 { human_us(us) } else { "—".to_string() };
+        let _ = writeln!(
+            o,
+            "| {name} | {} {unit} | {} {unit} | **{:.2}** | {} | {} |",
+            thousands(p.off),
+            thousands(p.on),
+            p.ratio(),
+            cpu(p.off_cpu_us),
+            cpu(p.on_cpu_us)
+        );
+    }
+    let _ = writeln!(o);
 }
 
 const DISPATCH_TARGET: f64 = 0.8;
