@@ -251,32 +251,48 @@ pub fn parse_wrk(out: &str) -> Wrk {
 
 /// Runs wrk against `url` and records the CPU server `pid` spent per request.
 pub async fn wrk_on(pid: u32, url: &str, threads: u32, connections: u32, secs: u32, gzip: bool) -> Res<Wrk> {
-    let before = cpu_seconds(pid)?;
-    let mut w = wrk(url, threads, connections, secs, gzip).await?;
-    w.server_cpu_us_per_req = (cpu_seconds(pid)? - before) * 1e6 / w.requests.max(1) as f64;
-    Ok(w)
+    wrk_with(Some(pid), url, threads, connections, secs, gzip_header(gzip)).await
 }
 
 /// Runs wrk against `url` (bounded: `secs` seconds).
 pub async fn wrk(url: &str, threads: u32, connections: u32, secs: u32, gzip: bool) -> Res<Wrk> {
+    wrk_with(None, url, threads, connections, secs, gzip_header(gzip)).await
+}
+
+fn gzip_header(gzip: bool) -> &'static [&'static str] {
+    if gzip { &["-H", "Accept-Encoding: gzip"] } else { &[] }
+}
+
+/// Runs wrk with `extra` arguments (a Lua script, headers), and the CPU
+/// server `pid` spent per request when given.
+pub async fn wrk_with(
+    pid: Option<u32>,
+    url: &str,
+    threads: u32,
+    connections: u32,
+    secs: u32,
+    extra: &[&str],
+) -> Res<Wrk> {
+    let before = pid.map(cpu_seconds).transpose()?;
     let mut cmd = Command::new("wrk");
     cmd.arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{secs}s"))
         .arg("--timeout")
         .arg("10s")
-        .arg("--latency");
-    if gzip {
-        cmd.arg("-H").arg("Accept-Encoding: gzip");
-    }
+        .arg("--latency")
+        .args(extra);
     let out = cmd.arg(url).stdin(Stdio::null()).output().await?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(format!("wrk failed: {}{}", text, String::from_utf8_lossy(&out.stderr)).into());
     }
-    let w = parse_wrk(&text);
+    let mut w = parse_wrk(&text);
     if w.requests_per_sec == 0.0 {
         return Err(format!("could not read wrk's output:\n{text}").into());
+    }
+    if let (Some(pid), Some(before)) = (pid, before) {
+        w.server_cpu_us_per_req = (cpu_seconds(pid)? - before) * 1e6 / w.requests.max(1) as f64;
     }
     Ok(w)
 }
