@@ -1054,8 +1054,7 @@ fn findings(o: &mut String, r: &Results) {
             o,
             format!(
                 "Exporting every span to a local receiver, against no endpoint ((h)): runs {:.2}× (against the raw \
-                 spawn rate {:.2}×), recorded LLM calls {:.2}× ({} against {} of daemon CPU a call), /metrics {:.2}×. \
-                 The two sides differ by less than the machine's own drift between repeats of one side.",
+                 spawn rate {:.2}×), recorded LLM calls {:.2}× ({} against {} of daemon CPU a call), /metrics {:.2}×.",
                 t.runs.ratio(),
                 t.runs_over_raw.ratio(),
                 t.writes.ratio(),
