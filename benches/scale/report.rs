@@ -584,7 +584,7 @@ fn tracing_section(o: &mut String, t: &traces::Report) {
         "The same release daemon on a fresh SQLite store, with no OTLP endpoint (off) and exporting every span to a \
          local receiver that answers 200 without decoding (on), each measured off, on, on, off and averaged per \
          side: run throughput as in (g) (agent `true`, budget 8, 3,000 queued; every run sends three spans), LLM \
-         calls recorded by 16 concurrent clients for 5 s (a server span and an `llm.call` span each), and wrk on \
+         calls posted by wrk (16 connections, 5 s; a server span and an `llm.call` span each), and wrk on \
          /metrics (2 threads, 4 connections, 5 s; a server span each). The receiver took {} requests ({}) while \
          tracing was on; the daemons dropped {} spans. The receiver shares the machine's two cores with the \
          daemon, as a collector on the same host would: the CPU per operation is the daemon's alone.\n",

@@ -63,6 +63,18 @@ impl Observed {
     }
 }
 
+/// Bytes of a request's path a span keeps: a client's long path must not
+/// make every queued span that big.
+const MAX_PATH_BYTES: usize = 256;
+
+fn bounded(path: &str) -> &str {
+    let mut end = path.len().min(MAX_PATH_BYTES);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
 /// The outermost layer.
 pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let (started, start_ns) = (Instant::now(), otel::now_ns());
@@ -85,7 +97,7 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
     let observed = Arc::new(Observed { incoming, span_id: context::new_span_id(), decided: Mutex::new(decided) });
     req.extensions_mut().insert(observed.clone());
     let method = req.method().as_str().to_string();
-    let path = app.tracer.is_on().then(|| req.uri().path().to_string());
+    let path = app.tracer.is_on().then(|| bounded(req.uri().path()).to_string());
     // Fallbacks get no template.
     let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let response = next.run(req).await;
@@ -117,4 +129,18 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
     }
     drop(d);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_paths_are_bounded_on_a_char_boundary() {
+        assert_eq!(bounded("/api/v1/crews"), "/api/v1/crews");
+        let long = format!("/{}", "ü".repeat(300));
+        let b = bounded(&long);
+        assert!(b.len() <= MAX_PATH_BYTES && b.len() >= MAX_PATH_BYTES - 1, "{}", b.len());
+        assert!(long.starts_with(b));
+    }
 }

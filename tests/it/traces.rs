@@ -286,10 +286,17 @@ async fn failed_exports_are_counted_and_logged_once_a_minute() {
     // The receiver recovers: spans flow again.
     r.control("/fail?status=0").await;
     d.request(Method::GET, "/api/v1/nodes", None).await;
-    eventually("spans after recovery", PATIENCE, || async {
-        r.spans().await.iter().any(|s| s["name"] == "GET /api/v1/nodes").then_some(())
+    // A hostile path is cut to its first 256 bytes in the span.
+    let long = format!("/{}", "x".repeat(4000));
+    assert_eq!(d.request(Method::GET, &long, None).await.status, 404);
+    let unmatched = eventually("spans after recovery", PATIENCE, || async {
+        let spans = r.spans().await;
+        let ok = spans.iter().any(|s| s["name"] == "GET /api/v1/nodes");
+        spans.into_iter().find(|s| s["name"] == "GET").filter(|_| ok)
     })
     .await;
+    assert_eq!(unmatched["attributes"]["url.path"].as_str().unwrap(), &long[..256]);
+    assert_eq!(unmatched["attributes"].get("http.route"), None, "no route matched");
 }
 
 #[tokio::test]
