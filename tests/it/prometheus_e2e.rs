@@ -35,80 +35,29 @@ const PROM_PATIENCE: Duration = Duration::from_secs(90);
 const FAILURE_RATIO_ALERT: &str = "sum(rate(crewshipd_agent_run_events_total{event=\"failed\"}[10m]))\n/\nsum(rate(crewshipd_agent_run_events_total{event=\"started\"}[10m])) > 0.2";
 const SPEND_ALERT: &str = "sum(increase(crewshipd_llm_cost_usd_total[1h])) > 5";
 
-/// The alert rules exactly as docs/metrics.md prints them (the YAML block
-/// that starts with `groups:`): the seed page's two, plus the container
-/// and migration-skew recipes. Tests use the page's text so the operator
-/// docs cannot drift from what is proved here.
-fn rules() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/metrics.md");
-    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let start =
-        doc.find("```yaml\ngroups:\n").unwrap_or_else(|| panic!("no ```yaml groups: block in {}", path.display()))
-            + "```yaml\n".len();
-    let len = doc[start..].find("```").expect("end of the rules block");
-    doc[start..start + len].to_string()
+/// The shipped Prometheus files (deploy/prometheus/), read as they are.
+fn deploy(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Unit tests for the rules of docs/metrics.md, evaluated by `promtool test rules`.
-const RULE_TESTS: &str = r#"rule_files:
-  - rules.yml
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      # 10 runs a minute; 1 of them fails for ten minutes, then 5.
-      - series: 'crewshipd_agent_run_events_total{event="started",hostname="a"}'
-        values: '0+10x40'
-      - series: 'crewshipd_agent_run_events_total{event="failed",hostname="a"}'
-        values: '0+1x10 10+5x30'
-      # 0.10 USD a minute: 6 USD an hour.
-      - series: 'crewshipd_llm_cost_usd_total{hostname="a",provider="anthropic"}'
-        values: '0+0.1x90'
-      # One of two containers stops reporting at 11m.
-      - series: 'crewshipd_containers_tracked{hostname="a"}'
-        values: '2x40'
-      - series: 'crewshipd_containers_reporting{hostname="a"}'
-        values: '2x10 1x30'
-      # Node b is upgraded at 11m; node a is not.
-      - series: 'crewshipd_db_migration_version{hostname="a"}'
-        values: '20261125220000x40'
-      - series: 'crewshipd_db_migration_version{hostname="b"}'
-        values: '20261125220000x10 20270101000000x30'
-    alert_rule_test:
-      - eval_time: 5m
-        alertname: CrewshipdAgentFailureRatio
-        exp_alerts: []
-      - eval_time: 25m
-        alertname: CrewshipdAgentFailureRatio
-        exp_alerts:
-          - exp_labels:
-              severity: warning
-      - eval_time: 30m
-        alertname: CrewshipdLLMSpend
-        exp_alerts: []
-      - eval_time: 75m
-        alertname: CrewshipdLLMSpend
-        exp_alerts:
-          - exp_labels:
-              severity: warning
-      - eval_time: 10m
-        alertname: CrewshipdContainerNotReporting
-        exp_alerts: []
-      - eval_time: 13m
-        alertname: CrewshipdContainerNotReporting
-        exp_alerts:
-          - exp_labels:
-              severity: warning
-              hostname: a
-      - eval_time: 15m
-        alertname: CrewshipdMigrationVersionSkew
-        exp_alerts: []
-      - eval_time: 25m
-        alertname: CrewshipdMigrationVersionSkew
-        exp_alerts:
-          - exp_labels:
-              severity: warning
-"#;
+/// The alert rules, as shipped.
+fn rules() -> String {
+    deploy("rules.yml")
+}
+
+/// A shipped prometheus.yml aimed at `target`: its placeholder target and
+/// token replaced, and its intervals shortened so a test sees scrapes.
+fn shipped_config(name: &str, target: &str, token_file: &Path) -> String {
+    let text = deploy(name);
+    for placeholder in ["crewship.example.com:8080", "30s"] {
+        assert!(text.contains(placeholder), "{name} has no {placeholder}");
+    }
+    text.replace("crewship.example.com:8080", target)
+        .replace("CHANGE-ME-metrics-token", TOKEN)
+        .replace("/etc/prometheus/crewshipd.token", &token_file.display().to_string())
+        .replace("30s", "1s")
+}
 
 /// The PromQL of the first block under `heading` in docs/metrics.md,
 /// one expression a line.
@@ -359,7 +308,9 @@ async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
 
     let version = prometheus_version(&prometheus).await;
     let text_job_supported = version >= (2, 49);
-    let prom = Prometheus::start(&prometheus, &config(&scrape_config("crewshipd", &target, ""))).await;
+    // The shipped prometheus.yml, aimed at this daemon.
+    let none = Path::new("/nonexistent");
+    let prom = Prometheus::start(&prometheus, &shipped_config("prometheus.yml", &target, none)).await;
     let t = prom.await_target_up("crewshipd").await;
     let prom = &prom;
     assert_eq!(t["scrapeUrl"], format!("http://{target}/metrics"));
@@ -537,29 +488,36 @@ async fn promtool_checks_and_unit_tests_the_alert_rules() {
     if tools::promtool().is_none() {
         return;
     }
-    // The rules carry the seed expressions verbatim.
+    // The failure-ratio rule is the seed expression verbatim; the spend
+    // rule is the seed's, made robust against young series.
     let rules = rules();
-    assert!(rules.contains(&format!("expr: {SPEND_ALERT}\n")), "the spend rule is not the seed expression");
     let indented: String = FAILURE_RATIO_ALERT.lines().map(|l| format!("          {l}\n")).collect();
     assert!(rules.contains(&indented), "the failure-ratio rule is not the seed expression");
+    assert!(rules.contains("increase(crewshipd_llm_cost_usd_total[1h])") && rules.contains(") > 5\n"));
+    let rule_tests = deploy("rules_test.yml");
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
-    std::fs::write(dir.path().join("rules_test.yml"), RULE_TESTS).unwrap();
+    for name in ["rules.yml", "rules_test.yml", "prometheus.yml", "prometheus-credentials-file.yml"] {
+        std::fs::write(dir.path().join(name), deploy(name)).unwrap();
+    }
     let r = promtool_in(dir.path(), &["check", "rules", "rules.yml"]).await;
     assert_eq!(r.code, Some(0), "promtool check rules:\n{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("SUCCESS: 4 rules found"), "{}", r.stdout);
+    assert!(r.stdout.contains("SUCCESS: 11 rules found"), "{}", r.stdout);
+    for config in ["prometheus.yml", "prometheus-credentials-file.yml"] {
+        let r = promtool_in(dir.path(), &["check", "config", "--syntax-only", config]).await;
+        assert_eq!(r.code, Some(0), "promtool check config {config}:\n{}\n{}", r.stdout, r.stderr);
+    }
     let r = promtool_in(dir.path(), &["test", "rules", "rules_test.yml"]).await;
     assert_eq!(r.code, Some(0), "promtool test rules:\n{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("SUCCESS"), "{}", r.stdout);
 
     // The unit tests can fail: expecting the opposite is an error.
-    let inverted = RULE_TESTS.replacen(
+    let inverted = rule_tests.replacen(
         "      - eval_time: 5m\n        alertname: CrewshipdAgentFailureRatio\n        exp_alerts: []",
         "      - eval_time: 5m\n        alertname: CrewshipdAgentFailureRatio\n        exp_alerts:\n          - exp_labels:\n              severity: warning",
         1,
     );
-    assert_ne!(inverted, RULE_TESTS);
+    assert_ne!(inverted, rule_tests);
     std::fs::write(dir.path().join("rules_test.yml"), inverted).unwrap();
     let r = promtool_in(dir.path(), &["test", "rules", "rules_test.yml"]).await;
     assert_ne!(r.code, Some(0), "an inverted expectation passed:\n{}", r.stdout);
@@ -577,9 +535,13 @@ async fn prometheus_keeps_the_run_histograms_exemplars() {
     ])
     .await;
     let target = format!("127.0.0.1:{}", d.port);
+    // The shipped variant that reads the token from a file.
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("crewshipd.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
     let prom = Prometheus::start_with(
         &prometheus,
-        &config(&scrape_config("crewshipd", &target, "")),
+        &shipped_config("prometheus-credentials-file.yml", &target, &token_file),
         &["--enable-feature=exemplar-storage"],
     )
     .await;
