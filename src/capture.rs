@@ -7,11 +7,18 @@ use std::collections::VecDeque;
 /// (and a pipeline step's output).
 pub const SUMMARY_BYTES: usize = 4096;
 
+/// How much of stderr's tail is kept for the last line a failed run's
+/// `error_message` quotes.
+const STDERR_TAIL_BYTES: usize = 1024;
+/// The longest quoted stderr line, in characters.
+const LAST_LINE_CHARS: usize = 300;
+
 #[derive(Debug)]
 pub struct Output {
     limit: usize,
     combined: VecDeque<u8>,
     stdout_tail: VecDeque<u8>,
+    stderr_tail: VecDeque<u8>,
     dropped: u64,
 }
 
@@ -36,13 +43,21 @@ fn text(buf: &VecDeque<u8>) -> String {
 
 impl Output {
     pub fn new(limit: usize) -> Output {
-        Output { limit, combined: VecDeque::new(), stdout_tail: VecDeque::new(), dropped: 0 }
+        Output {
+            limit,
+            combined: VecDeque::new(),
+            stdout_tail: VecDeque::new(),
+            stderr_tail: VecDeque::new(),
+            dropped: 0,
+        }
     }
 
     pub fn push(&mut self, bytes: &[u8], is_stdout: bool) {
         self.dropped += push_bounded(&mut self.combined, bytes, self.limit);
         if is_stdout {
             push_bounded(&mut self.stdout_tail, bytes, SUMMARY_BYTES);
+        } else {
+            push_bounded(&mut self.stderr_tail, bytes, STDERR_TAIL_BYTES);
         }
     }
 
@@ -59,6 +74,17 @@ impl Output {
     pub fn summary(&self) -> String {
         text(&self.stdout_tail).trim().to_string()
     }
+
+    /// The last non-blank line the run wrote to stderr, trimmed and cut to
+    /// `LAST_LINE_CHARS`: what a failure's message quotes.
+    pub fn last_stderr_line(&self) -> Option<String> {
+        let tail = text(&self.stderr_tail);
+        let line = tail.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+        Some(match line.char_indices().nth(LAST_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -72,6 +98,19 @@ mod tests {
         o.push(b"abc", false);
         assert_eq!(o.text(), "[… 3 earlier bytes dropped]\n3456789abc");
         assert_eq!(o.summary(), "0123456789");
+    }
+
+    #[test]
+    fn the_last_stderr_line_is_quoted_bounded() {
+        let mut o = Output::new(100);
+        assert_eq!(o.last_stderr_line(), None);
+        o.push(b"out\n", true);
+        o.push(b"first\n  Error: no key  \n\n", false);
+        assert_eq!(o.last_stderr_line().as_deref(), Some("Error: no key"));
+        o.push("x".repeat(5000).as_bytes(), false);
+        let long = o.last_stderr_line().unwrap();
+        assert_eq!(long.chars().count(), LAST_LINE_CHARS + 1);
+        assert!(long.ends_with('…'));
     }
 
     #[test]

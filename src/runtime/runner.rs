@@ -428,18 +428,25 @@ impl Runner {
         if matches!(outcome, Outcome::Stopped(StopReason::Fenced)) {
             return Err(DomainError::conflict("this node stopped the run when it lost its lease"));
         }
-        let (text, summary) = {
+        let (text, summary, last_err) = {
             let o = lock(output);
-            (o.text(), o.summary())
+            (o.text(), o.summary(), o.last_stderr_line())
+        };
+        // A failure says what the agent last said on stderr, when it did.
+        let said = |what: String| match &last_err {
+            Some(line) => format!("{what}: {line}"),
+            None => what,
         };
         let summary = Some(summary).filter(|s| !s.is_empty());
         let max_attempts = self.max_attempts;
         let (run_status, error, exit_code) = match &outcome {
             Outcome::Exited(s) if s.success() => (RunStatus::Completed, None, Some(0)),
             Outcome::Exited(s) => match (s.code(), s.signal()) {
-                (Some(code), _) => (RunStatus::Failed, Some(format!("exit status {code}")), Some(i64::from(code))),
-                (None, Some(sig)) => (RunStatus::Failed, Some(format!("killed by signal {sig}")), None),
-                _ => (RunStatus::Failed, Some("ended without a status".into()), None),
+                (Some(code), _) => {
+                    (RunStatus::Failed, Some(said(format!("exit status {code}"))), Some(i64::from(code)))
+                }
+                (None, Some(sig)) => (RunStatus::Failed, Some(said(format!("killed by signal {sig}"))), None),
+                _ => (RunStatus::Failed, Some(said("ended without a status".into())), None),
             },
             Outcome::SpawnFailed(e) => (RunStatus::Failed, Some(e.clone()), None),
             Outcome::TimedOut(t) => (RunStatus::Timeout, Some(format!("timed out after {}s", t.as_secs())), None),

@@ -31,13 +31,29 @@ async fn assignment_runs_to_completion_with_its_output() {
     assert!(types.contains(&"run.started") && types.contains(&"run.completed"), "{types:?}");
 }
 
+/// A failed run's message quotes the last line its agent wrote to stderr
+/// (agents say why there), bounded.
+#[tokio::test]
+async fn a_failure_quotes_the_agents_last_stderr_line() {
+    let d = Daemon::start().await;
+    d.crew_with_agent("beta", 1, "echo working >&2; echo 'Error: OPENAI_API_KEY is not set' >&2; echo; exit 2").await;
+    let done = d.run_to_end("beta", "worker", "t").await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error_message"], "exit status 2: Error: OPENAI_API_KEY is not set");
+    d.crew_with_agent("gamma", 1, "head -c 5000 /dev/zero | tr '\\0' x >&2; kill -9 $$").await;
+    let done = d.run_to_end("gamma", "worker", "t").await;
+    let msg = done["error_message"].as_str().unwrap();
+    assert!(msg.starts_with("killed by signal 9: xxx") && msg.ends_with('…'), "{msg}");
+    assert!(msg.chars().count() < 400, "bounded: {} characters", msg.chars().count());
+}
+
 #[tokio::test]
 async fn failing_command_fails_the_assignment() {
     let d = Daemon::start().await;
     d.crew_with_agent("alpha", 1, "echo partial; exit 3").await;
     let done = d.run_to_end("alpha", "worker", "t").await;
     assert_eq!(done["status"], "failed");
-    assert_eq!(done["error_message"], "exit status 3");
+    assert_eq!(done["error_message"], "exit status 3", "nothing on stderr, nothing quoted");
     assert_eq!(done["result_summary"], "partial");
     let run = d.get(&format!("/api/v1/runs/{}", done["run_id"].as_str().unwrap())).await.body;
     assert_eq!((run["status"].as_str(), run["exit_code"].as_i64()), (Some("failed"), Some(3)));

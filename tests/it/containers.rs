@@ -272,7 +272,7 @@ async fn agents_of_a_docker_crew_run_inside_its_container() {
 
     let failed = d.run_to_end("eps", "bad", "dishes").await;
     assert_eq!(failed["status"], "failed", "{failed}");
-    assert_eq!(failed["error_message"], "exit status 3");
+    assert_eq!(failed["error_message"], "exit status 3: warn", "the exec's last stderr line is quoted");
     let run = d.get(&format!("/api/v1/runs/{}", failed["run_id"].as_str().unwrap())).await.body;
     assert_eq!(run["status"], "failed");
     assert_eq!(exec_of_run(&engine, failed["run_id"].as_str().unwrap()).exit_code, Some(3));
