@@ -82,11 +82,25 @@ enum Command {
     Top(top::TopArgs),
     /// The fleet's nodes and their leases (one on SQLite).
     Nodes,
+    /// Print shell completions for crewship.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages: crewship(1) and one per subcommand into DIR/man1,
+    /// crewshipd(8) into DIR/man8.
+    Man {
+        /// A man directory (`/usr/local/share/man`).
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 
-/// Only plain http: the client is built without TLS.
+/// Only plain http: the client is built without TLS. A bare `host:port`
+/// means http.
 fn http_url(s: &str) -> std::result::Result<Url, String> {
-    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    let s = if s.contains("://") { s.to_string() } else { format!("http://{s}") };
+    let url = Url::parse(&s).map_err(|e| format!("not a URL: {e}"))?;
     match url.scheme() {
         "http" => Ok(url),
         other => Err(format!("crewship speaks plain http://, not {other}://")),
@@ -109,7 +123,12 @@ impl Ctx {
 /// `crewship: <message>` on stderr with its exit code.
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli).await {
+    let done = match &cli.command {
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { out } => man_pages(out),
+        _ => dispatch(cli).await,
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ CliError::OutputClosed) => e.exit_code(),
         Err(e) => {
@@ -117,6 +136,26 @@ pub async fn run() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "crewship", &mut out);
+    render::print(&String::from_utf8_lossy(&out))
+}
+
+/// crewship(1) and a page per subcommand (`crewship-crews(1)`, …), and
+/// the daemon's crewshipd(8) from its settings' declarations.
+fn man_pages(dir: &std::path::Path) -> Result<()> {
+    use clap::CommandFactory;
+    let io = |e: std::io::Error| CliError::Failed(format!("cannot write man pages into {}: {e}", dir.display()));
+    let (man1, man8) = (dir.join("man1"), dir.join("man8"));
+    std::fs::create_dir_all(&man1).and_then(|()| std::fs::create_dir_all(&man8)).map_err(io)?;
+    clap_mangen::generate_to(Cli::command(), &man1).map_err(io)?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(crate::config::command()).section("8").render(&mut page).map_err(io)?;
+    std::fs::write(man8.join("crewshipd.8"), page).map_err(io)
 }
 
 /// The token to send: given, or read from the token file (a file nobody
@@ -149,6 +188,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Top(args) => top::run(&ctx, args).await,
         Command::Nodes => nodes::run(&ctx).await,
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before a client is made"),
     }
 }
 
@@ -163,5 +203,7 @@ mod tests {
         Cli::command().debug_assert();
         assert!(http_url("https://x").is_err());
         assert_eq!(http_url("http://h:9").unwrap().as_str(), "http://h:9/");
+        assert_eq!(http_url("h:9").unwrap().as_str(), "http://h:9/");
+        assert_eq!(http_url("127.0.0.1:8080").unwrap().as_str(), "http://127.0.0.1:8080/");
     }
 }

@@ -535,3 +535,34 @@ async fn the_readme_commands_work_unchanged_on_the_default_data_dir() {
     let done = d.get("/api/v1/assignments").await.body;
     assert_eq!(done["items"][0]["task"], "summarize the tides", "{done}");
 }
+
+/// A URL without a scheme is the daemon's http address.
+#[tokio::test]
+async fn a_url_without_a_scheme_means_http() {
+    let d = Daemon::start().await;
+    let bare = d.base.trim_start_matches("http://").to_string();
+    let mut cmd = crewship_at(&bare);
+    cmd.env("CREWSHIP_DATA_DIR", d.data_dir());
+    let out = run_with(cmd, &["--json", "nodes"], None).await.json();
+    assert_eq!(out["items"].as_array().map(Vec::len), Some(1), "{out}");
+}
+
+/// Shell completions and man pages, generated from the command lines
+/// themselves.
+#[tokio::test]
+async fn completions_and_man_pages() {
+    for (shell, marker) in [("bash", "_crewship()"), ("zsh", "#compdef crewship"), ("fish", "complete -c crewship")] {
+        let out = run_with(crewship_at("http://127.0.0.1:9"), &["completions", shell], None).await.ok();
+        assert!(out.contains(marker), "{shell}: {out}");
+        assert!(out.contains("assignments"), "{shell} completes the subcommands");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("man");
+    run_with(crewship_at("http://127.0.0.1:9"), &["man", "--out", target.to_str().unwrap()], None).await.ok();
+    for page in ["man1/crewship.1", "man1/crewship-crews.1", "man1/crewship-assignments.1", "man8/crewshipd.8"] {
+        let text = std::fs::read_to_string(target.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page} is no man page:\n{text}");
+    }
+    let daemon = std::fs::read_to_string(target.join("man8/crewshipd.8")).unwrap();
+    assert!(daemon.contains("check\\-config") && daemon.contains("CREWSHIP_PORT"), "{daemon}");
+}
