@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the
-# tests drive (Prometheus, promtool, sqlite3 and PostgreSQL from Debian, Python's
-# prometheus_client in a venv), checks fmt and clippy, then runs the tests:
+# tests drive (Prometheus, promtool, sqlite3, systemd-analyze and PostgreSQL from
+# Debian; Python's prometheus_client and opentelemetry-proto in a venv), checks fmt and clippy, then runs the tests:
 # the integration suite twice, on SQLite and on a throwaway PostgreSQL
 # cluster.
 set -euo pipefail
@@ -13,6 +13,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+# systemd-analyze verifies the shipped unit (deploy/systemd).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 pg_bin >/dev/null || missing+=(postgresql)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 

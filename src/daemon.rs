@@ -79,6 +79,12 @@ fn rate_card(config: &Config) -> Result<RateCard, StartError> {
     RateCard::with_overrides(&text).map_err(|e| bad(e.to_string()))
 }
 
+/// What `--check-config` checks beyond parsing the settings: the files
+/// they name (the rate card) hold what start-up needs.
+pub fn check(config: &Config) -> Result<(), StartError> {
+    rate_card(config).map(drop)
+}
+
 /// Resolves at SIGTERM or SIGINT. The handlers are installed at once, so a
 /// signal that arrives before the daemon serves is not the default
 /// (immediate) death.

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crewship::config::Config;
+use crewship::config::{CommandLine, Config};
 
 // jemalloc: its statistics back the memory series on /metrics.
 #[global_allocator]
@@ -47,9 +47,39 @@ fn tell(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
+/// `--check-config`: the effective settings, then whether they hold.
+fn check(line: &CommandLine) -> std::process::ExitCode {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "# crewshipd {} configuration in effect (secrets redacted)", env!("CARGO_PKG_VERSION"));
+    for l in line.effective() {
+        let _ = writeln!(out, "{l}");
+    }
+    let checked = line.config().map_err(|e| e.to_string()).and_then(|c| {
+        crewship::daemon::check(&c).map_err(|e| e.to_string())?;
+        Ok(c.warnings)
+    });
+    match checked {
+        Ok(warnings) => {
+            for w in warnings {
+                let _ = writeln!(out, "# warning: {w}");
+            }
+            let _ = writeln!(out, "# configuration OK");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tell(format_args!("crewshipd: configuration error: {e}"));
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::load() {
+    let line = CommandLine::parse();
+    if line.check_config() {
+        return check(&line);
+    }
+    let config = match line.config() {
         Ok(c) => c,
         Err(e) => {
             tell(format_args!("crewshipd: configuration error: {e}"));

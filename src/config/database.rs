@@ -132,3 +132,23 @@ impl Database {
         })
     }
 }
+
+/// A database URL with its password (in the authority, or a `password=`
+/// parameter) replaced, for display.
+pub(super) fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((auth, host)) = rest.split_once('@')
+        && let Some((user, _)) = auth.split_once(':')
+    {
+        out = format!("{scheme}://{user}:<redacted>@{host}");
+    }
+    if let Some((head, query)) = out.clone().split_once('?') {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| if p.starts_with("password=") { "password=<redacted>".to_string() } else { p.to_string() })
+            .collect();
+        out = format!("{head}?{}", params.join("&"));
+    }
+    out
+}

@@ -123,17 +123,70 @@ pub fn command() -> clap::Command {
     for s in ALL.iter().filter(|s| s.flag.is_some()) {
         cmd = cmd.arg(s.arg());
     }
-    cmd
+    cmd.arg(
+        clap::Arg::new("check-config")
+            .long("check-config")
+            .action(clap::ArgAction::SetTrue)
+            .help("Print the effective configuration (secrets redacted) and exit: 0 when it is valid, 2 when not"),
+    )
+}
+
+/// The command line, parsed once.
+pub struct CommandLine {
+    matches: clap::ArgMatches,
+}
+
+/// A setting's value as `--check-config` shows it: secrets (tokens, export
+/// headers, a database password) never appear.
+fn redacted(s: &Setting, value: &str) -> String {
+    if s.var.ends_with("_TOKEN") || s.var.ends_with("_HEADERS") {
+        return "<redacted>".to_string();
+    }
+    if s.var == database::DATABASE_URL.var {
+        return database::redact_url(value);
+    }
+    value.to_string()
+}
+
+impl CommandLine {
+    pub fn parse() -> CommandLine {
+        CommandLine { matches: command().get_matches() }
+    }
+
+    pub fn check_config(&self) -> bool {
+        self.matches.get_flag("check-config")
+    }
+
+    fn flag(&self, s: &Setting) -> Option<String> {
+        s.flag.and_then(|f| self.matches.get_one::<String>(f.trim_start_matches('-')).cloned())
+    }
+
+    /// The configuration from these flags and the process environment.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::from_sources(&|s| self.flag(s), &|k| std::env::var(k).ok())
+    }
+
+    /// Every setting as it is in effect, one `VAR=value (where from)` line
+    /// each, secrets redacted.
+    pub fn effective(&self) -> Vec<String> {
+        let env = |k: &str| std::env::var(k).ok();
+        let flags = |s: &Setting| self.flag(s);
+        let src = Source::new(&flags, &env);
+        ALL.iter()
+            .map(|s| {
+                let (value, from) = match (src.given(s), &s.default) {
+                    (Some((v, name)), _) => (redacted(s, &v), name),
+                    (None, Shown::Value(v)) => (redacted(s, v), "default".to_string()),
+                    (None, Shown::Derived(how)) => (String::new(), format!("derived: {}", how.replace('`', ""))),
+                    (None, Shown::Unset) => (String::new(), "unset".to_string()),
+                };
+                format!("{}={value}  ({from})", s.var)
+            })
+            .collect()
+    }
 }
 
 impl Config {
-    /// Reads the command line and the process environment.
-    pub fn load() -> Result<Config, ConfigError> {
-        let matches = command().get_matches();
-        let flags = |s: &Setting| s.flag.and_then(|f| matches.get_one::<String>(f.trim_start_matches('-')).cloned());
-        Config::from_sources(&flags, &|k| std::env::var(k).ok())
-    }
-
     /// Reads settings from `flags` (a flag's value, by setting) and `env`.
     pub fn from_sources(
         flags: &dyn Fn(&Setting) -> Option<String>,

@@ -159,3 +159,13 @@ fn trace_export_is_configured_like_an_sdk() {
     let e = load(&[("HOME", "/h"), ("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "2")]);
     assert!(e.is_err());
 }
+
+#[test]
+fn database_passwords_are_redacted_for_display() {
+    assert_eq!(
+        database::redact_url("postgres://app:s3cret@db:5432/crew?sslmode=disable&password=x"),
+        "postgres://app:<redacted>@db:5432/crew?sslmode=disable&password=<redacted>"
+    );
+    assert_eq!(database::redact_url("postgres://app@db/crew"), "postgres://app@db/crew");
+    assert_eq!(database::redact_url("sqlite:crewship.db"), "sqlite:crewship.db");
+}

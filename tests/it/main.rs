@@ -22,6 +22,7 @@ mod layers;
 mod metrics_auth;
 mod metrics_cache;
 mod metrics_format;
+mod operator;
 mod postgres;
 mod prometheus_e2e;
 mod readme_db;
