@@ -583,3 +583,70 @@ async fn prometheus_keeps_the_run_histograms_exemplars() {
     .await;
     assert!(p95.1 > 0.0, "{p95:?}");
 }
+
+/// The Grafana dashboard (deploy/grafana): every panel's expression, read
+/// from the shipped JSON, parses and returns data in a real Prometheus
+/// scraping a live daemon that did work, and names only series the daemon
+/// exports; every panel uses the provisioned data source.
+#[tokio::test]
+async fn every_dashboard_panel_answers_from_a_live_daemon() {
+    let Some(prometheus) = tools::prometheus() else { return };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("dashboards/crewshipd.json")).unwrap()).unwrap();
+    let datasources = std::fs::read_to_string(root.join("provisioning/datasources/crewshipd.yml")).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap().iter().filter(|p| p["type"] != "row") {
+        let uid = panel["datasource"]["uid"].as_str().unwrap();
+        assert!(datasources.contains(&format!("uid: {uid}\n")), "panel {} uses data source {uid}", panel["title"]);
+        for t in panel["targets"].as_array().unwrap() {
+            exprs.push((panel["title"].as_str().unwrap().to_string(), t["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    assert!(exprs.len() >= 20, "{exprs:?}");
+
+    let d = Daemon::start_with(&[
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
+        ("CREWSHIP_METRICS_TOKEN", TOKEN),
+        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
+    ])
+    .await;
+    let target = format!("127.0.0.1:{}", d.port);
+    let prom =
+        Prometheus::start(&prometheus, &shipped_config("prometheus.yml", &target, Path::new("/nonexistent"))).await;
+    prom.await_target_up("crewshipd").await;
+    let prom = &prom;
+    prom.await_value("sum(crewshipd_agent_run_events_total{event=\"started\"})", 0.0).await;
+    // Work while Prometheus watches: runs that pass and fail, LLM calls.
+    d.crew_with_agent("dash", 3, "read t; [ \"$t\" = fail ] && { echo no >&2; exit 1; }; echo ok").await;
+    for task in ["a", "fail", "b", "c", "fail"] {
+        d.run_to_end("dash", "worker", task).await;
+    }
+    let call = json!({"provider": "anthropic", "model": "claude-sonnet-4", "input_tokens": 900, "output_tokens": 100});
+    d.ok("/api/v1/llm-calls", call, 201).await;
+    prom.await_value("sum(crewshipd_agent_run_events_total{event=\"started\"})", 5.0).await;
+    prom.await_value("sum(crewshipd_llm_calls_total)", 1.0).await;
+    // A few scrapes since the last change, so every rate has two samples.
+    eventually("three scrapes after the work", PROM_PATIENCE, || async {
+        let n = prom.scalar("count_over_time(crewshipd_http_requests_total{route=\"/api/v1/llm-calls\"}[5m])").await;
+        n.is_some_and(|n| n >= 3.0).then_some(())
+    })
+    .await;
+
+    let page = String::from_utf8(
+        d.client().get(d.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap().bytes().await.unwrap().to_vec(),
+    )
+    .unwrap();
+    let exported = tools::parse_page(&page);
+    for (title, expr) in &exprs {
+        // Only series the daemon exports.
+        for name in expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("crewshipd_") || w.starts_with("process_"))
+        {
+            assert!(!exported.series(name).is_empty(), "{title}: {name} is not on the daemon's page");
+        }
+        let answer = prom.query(expr).await;
+        assert!(answer.iter().any(|(_, v)| v.is_finite()), "{title}: {expr} returned no data: {answer:?}");
+    }
+}
