@@ -16,6 +16,7 @@ pub mod pipelines;
 pub mod refs;
 pub mod runs;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 pub mod ws;
 
@@ -63,6 +64,7 @@ pub fn router(app: AppState) -> Router {
         .route("/paymaster/spend", get(paymaster::spend))
         .route("/containers", get(containers::list))
         .route("/nodes", get(nodes::list))
+        .route("/status", get(status::get))
         .route("/crews/{crew}/container/start", post(containers::start))
         .route("/crews/{crew}/container/stop", post(containers::stop))
         .fallback(no_route)

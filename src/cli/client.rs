@@ -130,6 +130,24 @@ impl Client {
         self.call(Method::DELETE, segments, &Query::default(), None).await
     }
 
+    /// A GET whose answer is looked at whatever its status: the status,
+    /// the content type and the body (`crewship doctor`).
+    pub async fn probe(&self, url: Url) -> Result<(u16, String, String)> {
+        let mut req = self.http.get(url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let status = resp.status().as_u16();
+        let kind = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body = resp.text().await.map_err(|e| self.transport(e))?;
+        Ok((status, kind, body))
+    }
+
+    pub fn api(&self, segments: &[&str]) -> Url {
+        self.api_url(segments, &Query::default())
+    }
+
     /// A plain-text GET of any path under the base (run output, /metrics).
     pub async fn text(&self, url: Url) -> Result<String> {
         let resp = self.send(Method::GET, url, None).await?;

@@ -9,6 +9,7 @@ mod args;
 mod assignments;
 mod client;
 mod crews;
+mod doctor;
 mod error;
 mod journal;
 mod nodes;
@@ -82,6 +83,8 @@ enum Command {
     Top(top::TopArgs),
     /// The fleet's nodes and their leases (one on SQLite).
     Nodes,
+    /// Check the daemon and what it needs: pass/fail lines, exit 1 on any failure.
+    Doctor(doctor::DoctorArgs),
     /// Print shell completions for crewship.
     Completions {
         #[arg(value_enum)]
@@ -188,6 +191,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Watch(args) => watch::run(&ctx, args).await,
         Command::Top(args) => top::run(&ctx, args).await,
         Command::Nodes => nodes::run(&ctx).await,
+        Command::Doctor(args) => doctor::run(&ctx, args).await,
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled before a client is made"),
     }
 }

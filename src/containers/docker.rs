@@ -130,6 +130,12 @@ impl Engine {
         Ok(docker)
     }
 
+    /// Whether the engine answers now (`/_ping`).
+    pub async fn ping(&self) -> Result<()> {
+        let docker = self.client().await?;
+        docker.ping().await.map(drop).map_err(|e| self.unreachable(e))
+    }
+
     /// Maps an engine error about `what` (a container or exec) into the
     /// domain's error.
     pub fn error(&self, what: &'static str, key: &str, e: BollardError) -> DomainError {

@@ -178,6 +178,11 @@ pub fn mark_deleted(tx: &mut Tx<'_>, crew_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// Live crews whose agents run in a container.
+pub fn count_in_containers(db: &Db<'_>) -> Result<i64> {
+    db.query_one("SELECT COUNT(*) FROM crews WHERE runtime = 'docker' AND deleted_at IS NULL", args![], |r| r.get(0))
+}
+
 pub fn list(db: &Db<'_>, include_deleted: bool, page: PageRequest) -> Result<Page<Crew>> {
     let rows = db.query(
         &format!(

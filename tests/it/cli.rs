@@ -566,3 +566,78 @@ async fn completions_and_man_pages() {
     let daemon = std::fs::read_to_string(target.join("man8/crewshipd.8")).unwrap();
     assert!(daemon.contains("check\\-config") && daemon.contains("CREWSHIP_PORT"), "{daemon}");
 }
+
+/// A stand-in server: `/healthz` answers `healthz` (None: plain text), and
+/// everything else 200 `{}`.
+async fn impostor(healthz: Option<Value>) -> String {
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let healthz = healthz.clone();
+        async move {
+            match (uri.path(), healthz) {
+                ("/healthz", Some(h)) => axum::Json(h).into_response(),
+                ("/healthz", None) => "hello from some other server".into_response(),
+                _ => axum::Json(serde_json::json!({})).into_response(),
+            }
+        }
+    });
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// The FAIL lines of a doctor run that must have failed.
+fn failures(o: Outcome) -> Vec<String> {
+    assert_eq!(o.code, 1, "doctor passed:\n{}", o.stdout);
+    assert!(o.stderr.contains("checks failed"), "{}", o.stderr);
+    o.stdout.lines().filter(|l| l.starts_with("FAIL")).map(String::from).collect()
+}
+
+#[tokio::test]
+async fn doctor_passes_a_healthy_daemon_and_names_each_broken_case() {
+    let d = Daemon::start().await;
+    let healthy = crewship(&d, &["doctor"]).await;
+    let out = healthy.ok();
+    let names: Vec<&str> = out.lines().map(|l| l.split_whitespace().nth(1).unwrap_or_default()).collect();
+    assert!(out.lines().all(|l| l.starts_with("PASS")), "{out}");
+    assert_eq!(names, ["reachable", "ready", "version", "token", "metrics", "docker", "free"], "{out}");
+    let json = crewship(&d, &["--json", "doctor"]).await.json();
+    assert_eq!(json["ok"], true);
+    assert_eq!(json["checks"].as_array().unwrap().len(), 7);
+
+    // Nothing listens there.
+    let fail = failures(run_with(crewship_at("http://127.0.0.1:9"), &["doctor"], None).await);
+    assert!(fail.len() == 1 && fail[0].contains("reachable") && fail[0].contains("cannot reach"), "{fail:?}");
+    // Something else answers.
+    let other = impostor(None).await;
+    let fail = failures(run_with(crewship_at(&other), &["doctor"], None).await);
+    assert!(fail[0].contains("reachable") && fail[0].contains("it is not crewshipd"), "{fail:?}");
+    // Another version.
+    let old = impostor(Some(serde_json::json!({"service": "crewshipd", "version": "0.0.1"}))).await;
+    let fail = failures(run_with(crewship_at(&old), &["doctor"], None).await);
+    assert!(fail.iter().any(|l| l.contains("version") && l.contains("crewshipd 0.0.1")), "{fail:?}");
+    // A wrong token.
+    let mut cmd = crewship_at(&d.base);
+    cmd.env("CREWSHIP_API_TOKEN", "not-the-token");
+    let fail = failures(run_with(cmd, &["doctor"], None).await);
+    assert!(fail.len() == 1 && fail[0].contains("token") && fail[0].contains("401"), "{fail:?}");
+    // Too little space for the asked margin.
+    let fail = failures(crewship(&d, &["doctor", "--min-free-mib", "1000000000000"]).await);
+    assert!(fail.len() == 1 && fail[0].contains("free space"), "{fail:?}");
+}
+
+#[tokio::test]
+async fn doctor_fails_an_open_daemon_without_a_metrics_token_and_an_absent_engine() {
+    let d = Daemon::start_with(&[
+        ("CREWSHIP_HOST", "0.0.0.0"),
+        ("CREWSHIP_DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+    ])
+    .await;
+    let crew = serde_json::json!({"slug": "boxed", "name": "B", "runtime": "docker", "image": "alpine:3"});
+    assert_eq!(d.post("/api/v1/crews", crew).await.status, 201);
+    let fail = failures(crewship(&d, &["doctor"]).await);
+    assert!(fail.iter().any(|l| l.contains("metrics token") && l.contains("0.0.0.0")), "{fail:?}");
+    assert!(fail.iter().any(|l| l.contains("docker") && l.contains("1 crews run in containers")), "{fail:?}");
+    assert_eq!(fail.len(), 2, "{fail:?}");
+}
