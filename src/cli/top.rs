@@ -1,7 +1,8 @@
 //! `crewship top`: the key numbers of `/metrics`, refreshed in place.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use reqwest::Url;
@@ -15,6 +16,39 @@ use super::render;
 
 /// Cursor home, then clear the screen: each frame replaces the last.
 const CLEAR: &str = "\x1b[H\x1b[2J";
+/// Rates are over the last minute, the failure ratio over the seed alert's
+/// ten minutes (each shorter while `top` has not watched that long).
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+const RATIO_WINDOW: Duration = Duration::from_secs(600);
+
+/// The running totals rates are computed from, as of one scrape.
+#[derive(Clone, Copy)]
+struct Totals {
+    at: Instant,
+    started: f64,
+    failed: f64,
+    spend_usd: f64,
+}
+
+/// Totals seen, oldest first, as far back as the longest window.
+#[derive(Default)]
+struct History(VecDeque<Totals>);
+
+impl History {
+    /// Adds `now`, forgetting what the longest window no longer needs.
+    fn push(&mut self, now: Totals) {
+        while self.0.front().is_some_and(|t| now.at.duration_since(t.at) > RATIO_WINDOW) {
+            self.0.pop_front();
+        }
+        self.0.push_back(now);
+    }
+
+    /// The oldest totals within `window` of the newest (never the newest).
+    fn since(&self, window: Duration) -> Option<Totals> {
+        let now = self.0.back()?;
+        self.0.iter().find(|t| now.at.duration_since(t.at) <= window && t.at < now.at).copied()
+    }
+}
 
 #[derive(Args)]
 pub struct TopArgs {
@@ -47,13 +81,17 @@ pub async fn run(ctx: &Ctx, args: TopArgs) -> Result<()> {
     let mut ticks = tokio::time::interval(args.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first = true;
+    let mut history = History::default();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
         let frame = match scrape(&client, &url).await {
-            Ok(frame) => frame,
+            Ok(mut frame) => {
+                frame.windowed(&mut history);
+                frame
+            }
             Err(e) if first => return Err(e),
             // A live view outlasts a daemon restart: say so and keep trying.
             Err(e) => {
@@ -85,7 +123,7 @@ async fn scrape(client: &Client, url: &Url) -> Result<Frame> {
         },
         other => other,
     })?;
-    Ok(Frame::from_scrape(&Scrape::parse(&page), url))
+    Frame::from_scrape(&Scrape::parse(&page), url)
 }
 
 /// What `top` shows, and with --json prints: numbers that are missing from
@@ -111,9 +149,16 @@ struct Frame {
     pipeline_runs: Vec<(String, f64)>,
     #[serde(serialize_with = "as_map")]
     run_events: Vec<(String, f64)>,
-    /// failed / started runs since the database began (the seed page's
-    /// alert ratio, without the rate window).
-    run_failure_ratio: Option<f64>,
+    /// Runs started and failed per minute, and spend per hour, over the
+    /// last minute; null until a second scrape.
+    runs_started_per_min: Option<f64>,
+    runs_failed_per_min: Option<f64>,
+    spend_usd_per_hour: Option<f64>,
+    /// failed / started runs over the last ten minutes (the seed alert's
+    /// window; shorter while top has watched less): null without runs in it.
+    failure_ratio: Option<f64>,
+    /// The span the ratio covers, seconds.
+    failure_ratio_window_seconds: Option<f64>,
     #[serde(serialize_with = "as_map")]
     llm_calls: Vec<(String, f64)>,
     #[serde(serialize_with = "as_map")]
@@ -134,13 +179,16 @@ fn of(pairs: &[(String, f64)], key: &str) -> Option<f64> {
 }
 
 impl Frame {
-    fn from_scrape(s: &Scrape, url: &Url) -> Frame {
+    /// A frame of a crewshipd page; anything else is said to be no such page.
+    fn from_scrape(s: &Scrape, url: &Url) -> Result<Frame> {
+        if s.value("crewshipd_build_info").is_none() {
+            return Err(CliError::Failed(format!(
+                "{url} answers, but not with crewshipd's /metrics (there is no crewshipd_build_info): is --url a \
+                 crewshipd?"
+            )));
+        }
         let run_events = s.by("crewshipd_agent_run_events_total", "event");
-        let run_failure_ratio = match (of(&run_events, "failed"), of(&run_events, "started")) {
-            (Some(failed), Some(started)) if started > 0.0 => Some(failed / started),
-            _ => None,
-        };
-        Frame {
+        Ok(Frame {
             url: url.to_string(),
             scraped_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             version: s.label("crewshipd_build_info", "version").map(str::to_string),
@@ -157,7 +205,11 @@ impl Frame {
             queue_depth_max: s.value("crewshipd_assignment_queue_depth_max"),
             pipeline_runs: s.by("crewshipd_pipeline_runs", "status"),
             run_events,
-            run_failure_ratio,
+            runs_started_per_min: None,
+            runs_failed_per_min: None,
+            spend_usd_per_hour: None,
+            failure_ratio: None,
+            failure_ratio_window_seconds: None,
             llm_calls: s.by("crewshipd_llm_calls_total", "provider"),
             llm_cost_usd: s.by("crewshipd_llm_cost_usd_total", "provider"),
             containers_tracked: s.value("crewshipd_containers_tracked"),
@@ -169,6 +221,28 @@ impl Frame {
                 .filter(|(_, up)| *up < 1.0)
                 .map(|(c, _)| c)
                 .collect(),
+        })
+    }
+
+    /// Fills the rates and the windowed ratio from what earlier frames saw.
+    fn windowed(&mut self, history: &mut History) {
+        let now = Totals {
+            at: Instant::now(),
+            started: of(&self.run_events, "started").unwrap_or(0.0),
+            failed: of(&self.run_events, "failed").unwrap_or(0.0),
+            spend_usd: self.llm_cost_usd.iter().map(|(_, v)| v).sum(),
+        };
+        history.push(now);
+        if let Some(then) = history.since(RATE_WINDOW) {
+            let secs = now.at.duration_since(then.at).as_secs_f64();
+            self.runs_started_per_min = Some((now.started - then.started) * 60.0 / secs);
+            self.runs_failed_per_min = Some((now.failed - then.failed) * 60.0 / secs);
+            self.spend_usd_per_hour = Some((now.spend_usd - then.spend_usd) * 3600.0 / secs);
+        }
+        if let Some(then) = history.since(RATIO_WINDOW) {
+            self.failure_ratio_window_seconds = Some(now.at.duration_since(then.at).as_secs_f64().round());
+            let started = now.started - then.started;
+            self.failure_ratio = (started > 0.0).then(|| (now.failed - then.failed) / started);
         }
     }
 
@@ -208,14 +282,8 @@ impl Frame {
                 ),
             ),
             ("pipeline runs", pairs(&self.pipeline_runs)),
-            (
-                "run events",
-                format!(
-                    "{}  failure ratio {}",
-                    pairs(&self.run_events),
-                    self.run_failure_ratio.map_or("-".into(), |r| format!("{:.1}%", r * 100.0)),
-                ),
-            ),
+            ("run events", pairs(&self.run_events)),
+            ("rates", self.rates()),
         ];
         // The rate card's providers are on the page at zero from the start:
         // only those with calls are worth a line.
@@ -245,6 +313,22 @@ impl Frame {
         ));
         let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
         rows.iter().map(|(label, value)| format!("{label:<width$}  {value}")).collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Frame {
+    fn rates(&self) -> String {
+        let (Some(started), Some(failed), Some(spend)) =
+            (self.runs_started_per_min, self.runs_failed_per_min, self.spend_usd_per_hour)
+        else {
+            return "from the next frame on".into();
+        };
+        let window = self.failure_ratio_window_seconds.unwrap_or(0.0);
+        let ratio = self.failure_ratio.map_or("-".into(), |r| format!("{:.1}%", r * 100.0));
+        let over = humantime::format_duration(Duration::from_secs(window as u64));
+        format!(
+            "started {started:.1}/min  failed {failed:.1}/min  spend ${spend:.4}/h  failure ratio {ratio} over {over}"
+        )
     }
 }
 
@@ -294,14 +378,27 @@ crewshipd_metrics_collector_up{collector=\"llm\",hostname=\"vm\"} 0
 
     #[test]
     fn a_frame_shows_the_numbers_that_matter() {
-        let frame = Frame::from_scrape(&Scrape::parse(PAGE), &Url::parse("http://h:1/metrics").unwrap());
-        assert_eq!(frame.run_failure_ratio, Some(0.25));
+        let url = Url::parse("http://h:1/metrics").unwrap();
+        let mut history = History::default();
+        let mut frame = Frame::from_scrape(&Scrape::parse(PAGE), &url).unwrap();
+        frame.windowed(&mut history);
+        assert_eq!(frame.failure_ratio, None, "one frame has no window");
+        assert!(frame.render().contains("rates          from the next frame on"), "{}", frame.render());
+        // Thirty seconds on: 4 more runs started, 1 more failed.
+        let first = *history.0.back().unwrap();
+        history.0.back_mut().unwrap().at = first.at - Duration::from_secs(30);
+        let later = PAGE
+            .replace("event=\"started\",hostname=\"vm\"} 8", "event=\"started\",hostname=\"vm\"} 12")
+            .replace("event=\"failed\",hostname=\"vm\"} 2", "event=\"failed\",hostname=\"vm\"} 3");
+        let mut frame = Frame::from_scrape(&Scrape::parse(&later), &url).unwrap();
+        frame.windowed(&mut history);
+        assert_eq!(frame.failure_ratio, Some(0.25));
         let text = frame.render();
         for expected in [
             "0.1.0 on vm",
             "up 1h 2m 5s",
             "queued 2  completed 7",
-            "failure ratio 25.0%",
+            "started 8.0/min  failed 2.0/min  spend $0.0000/h  failure ratio 25.0% over 30s",
             "anthropic  calls 3  spend $0.0315",
             "collectors down: llm",
             "memory         allocated ?",
@@ -312,6 +409,13 @@ crewshipd_metrics_collector_up{collector=\"llm\",hostname=\"vm\"} 0
         assert_eq!(json["assignments"]["completed"], 7.0);
         assert_eq!(json["llm_cost_usd"]["anthropic"], 0.0315);
         assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn a_page_that_is_not_crewshipds_is_refused() {
+        let url = Url::parse("http://h:1/metrics").unwrap();
+        let e = Frame::from_scrape(&Scrape::parse("node_load1 0.5\n"), &url).err().unwrap();
+        assert!(e.to_string().contains("not with crewshipd's /metrics"), "{e}");
     }
 
     #[test]

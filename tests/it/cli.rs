@@ -460,12 +460,13 @@ async fn top_once_shows_real_numbers() {
     let frame = crewship(&d, &["top", "--once", "--metrics-token", "scrape-me"]).await.ok();
     assert!(!frame.contains('\x1b'), "no escape codes into a pipe: {frame:?}");
     assert!(!frame.contains('?'), "every number is on the page:\n{frame}");
-    assert_eq!(frame.lines().count(), 10, "{frame}");
+    assert_eq!(frame.lines().count(), 11, "{frame}");
     for expected in [
         "0.1.0 on test-host",
         "pending 0  queued 0  running 0  completed 1  failed 1  cancelled 0  other 0",
         "depth 0  crews 0  max 0",
-        "started 2  completed 1  failed 1  cancelled 0  timeout 0  failure ratio 50.0%",
+        "started 2  completed 1  failed 1  cancelled 0  timeout 0\n",
+        "rates          from the next frame on",
         "anthropic  calls 1  spend $0.1250",
         "tracked 0  reporting 0",
         "collectors all up",
@@ -478,7 +479,7 @@ async fn top_once_shows_real_numbers() {
     let json = run_with(env, &["top", "--once", "--json"], None).await.json();
     assert_eq!(json["assignments"]["completed"], 1.0);
     assert_eq!(json["run_events"]["failed"], 1.0);
-    assert_eq!(json["run_failure_ratio"], 0.5);
+    assert_eq!(json["failure_ratio"], Value::Null, "one frame has no window");
     assert_eq!(json["llm_cost_usd"]["anthropic"], 0.125);
     assert_eq!(json["hostname"], "test-host");
     assert!(json["uptime_seconds"].as_f64().unwrap() > 0.0 && json["memory_alloc_bytes"].as_f64().unwrap() > 0.0);
@@ -640,4 +641,47 @@ async fn doctor_fails_an_open_daemon_without_a_metrics_token_and_an_absent_engin
     assert!(fail.iter().any(|l| l.contains("metrics token") && l.contains("0.0.0.0")), "{fail:?}");
     assert!(fail.iter().any(|l| l.contains("docker") && l.contains("1 crews run in containers")), "{fail:?}");
     assert_eq!(fail.len(), 2, "{fail:?}");
+}
+
+/// `top` over time: rates and the failure ratio of what happened while it
+/// watched (the alert's window), not of the database's whole life; and a
+/// URL that answers with something else is said to be no crewshipd.
+#[tokio::test]
+async fn top_shows_rates_and_the_windowed_failure_ratio() {
+    use tokio::io::AsyncBufReadExt;
+    let d = Daemon::start_with(&[("CREWSHIP_METRICS_CACHE_TTL", "1ms"), ("CREWSHIP_METRICS_LIVE_WINDOW", "0s")]).await;
+    d.crew_with_agent("alpha", 1, "read t; [ \"$t\" = fail ] && exit 3; echo ok").await;
+    // Before top starts: 3 failures of 3, which the window must not count.
+    for _ in 0..3 {
+        assert_eq!(d.run_to_end("alpha", "worker", "fail").await["status"], "failed");
+    }
+    let mut cmd = crewship_for(&d);
+    cmd.args(["--json", "top", "--interval", "200ms"]);
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line()).await.unwrap().unwrap().unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let first = next().await;
+    assert_eq!(first["failure_ratio"], Value::Null);
+    for task in ["fine", "fine", "fine", "fail"] {
+        d.run_to_end("alpha", "worker", task).await;
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let frame = loop {
+        let f = next().await;
+        if f["run_events"]["started"] == 7.0 {
+            break f;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never saw the runs: {f}");
+    };
+    assert_eq!(frame["failure_ratio"], 0.25, "1 of the 4 runs top watched: {frame}");
+    assert!(frame["runs_started_per_min"].as_f64().unwrap() > 0.0, "{frame}");
+    child.kill().await.unwrap();
+
+    let other = impostor(None).await;
+    let o = run_with(crewship_at(&other), &["top", "--once"], None).await;
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(o.stderr.contains("not with crewshipd's /metrics"), "{}", o.stderr);
 }
