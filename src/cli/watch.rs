@@ -1,5 +1,6 @@
 //! `crewship watch`: follows `/ws` and prints a line per event.
 
+use std::io::IsTerminal;
 use std::time::SystemTime;
 
 use clap::Args;
@@ -26,12 +27,62 @@ const DETAIL_MAX: usize = 80;
 #[derive(Args)]
 pub struct WatchArgs {
     /// A channel to follow (repeatable): assignments, runs, journal,
-    /// containers, pipeline_runs or crew:<slug>.
+    /// containers, pipeline_runs or crew:<slug>. The journal's entries
+    /// for a change another followed channel shows are left out, so each
+    /// change is one line.
     #[arg(long = "channel", value_name = "C", default_values = ["assignments", "runs", "pipeline_runs", "journal"])]
     channels: Vec<String>,
+    /// Only events of this crew (its slug).
+    #[arg(long, value_name = "SLUG")]
+    crew: Option<String>,
+    /// Only events of this type: `assignment.failed`, or a prefix ending in
+    /// `*` (`run.*`). A journal entry's type is its entry type.
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+}
+
+/// Which events `watch` prints, and how.
+struct Shown {
+    /// Journal entries of these kinds (`run`, …) duplicate a followed channel.
+    mirrored: Vec<&'static str>,
+    crew: Option<String>,
+    kind: Option<String>,
+    colour: bool,
+}
+
+/// The event kinds whose journal entries duplicate a channel's events.
+const MIRRORS: [(&str, &str); 3] = [("assignment", "assignments"), ("run", "runs"), ("pipeline_run", "pipeline_runs")];
+
+impl Shown {
+    fn new(ctx: &Ctx, args: &WatchArgs) -> Shown {
+        let mirrored =
+            MIRRORS.iter().filter(|(_, ch)| args.channels.iter().any(|c| c == ch)).map(|(k, _)| *k).collect();
+        let colour = !ctx.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Shown { mirrored, crew: args.crew.clone(), kind: args.kind.clone(), colour }
+    }
+
+    fn wants(&self, frame: &Value) -> bool {
+        let kind = frame["type"].as_str().unwrap_or_default();
+        let data = &frame["data"];
+        // A journal entry stands for its own type (`run.started`).
+        let own = if kind == "journal.entry" { data["entry_type"].as_str().unwrap_or_default() } else { kind };
+        if kind == "journal.entry" && self.mirrored.iter().any(|m| own.split('.').next() == Some(*m)) {
+            return false;
+        }
+        let type_ok = match self.kind.as_deref() {
+            None => true,
+            Some(p) => match p.strip_suffix('*') {
+                Some(prefix) => own.starts_with(prefix),
+                None => own == p,
+            },
+        };
+        let crew_ok = self.crew.as_deref().is_none_or(|c| data["crew"].as_str() == Some(c));
+        type_ok && crew_ok
+    }
 }
 
 pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<()> {
+    let shown = Shown::new(ctx, &args);
     let mut socket = connect(&ctx.client).await?;
     let subscribe = json!({ "type": "subscribe", "channels": args.channels });
     socket.send(Message::text(subscribe.to_string())).await.map_err(dropped)?;
@@ -45,7 +96,7 @@ pub async fn run(ctx: &Ctx, args: WatchArgs) -> Result<()> {
             }
         };
         match message {
-            Some(Ok(Message::Text(text))) => frame(ctx, &text)?,
+            Some(Ok(Message::Text(text))) => frame(ctx, &shown, &text)?,
             Some(Ok(Message::Close(close))) => return Err(closed(close)),
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(dropped(e)),
@@ -90,7 +141,7 @@ fn closed(close: Option<CloseFrame>) -> CliError {
 /// Handles one server frame: events are printed, the subscription's
 /// acknowledgement goes to stderr (so stdout stays one line per event), a
 /// refusal ends the watch.
-fn frame(ctx: &Ctx, text: &str) -> Result<()> {
+fn frame(ctx: &Ctx, shown: &Shown, text: &str) -> Result<()> {
     let frame: Value = serde_json::from_str(text)
         .map_err(|e| CliError::Failed(format!("crewshipd sent a frame that is not JSON: {e}")))?;
     match frame["type"].as_str().unwrap_or_default() {
@@ -99,19 +150,35 @@ fn frame(ctx: &Ctx, text: &str) -> Result<()> {
             Ok(())
         }
         "error" => Err(CliError::Failed(format!("crewshipd refused: {}", render::cell(&frame["message"])))),
-        _ if frame.get("channel").is_none() => Ok(()),
+        _ if frame.get("channel").is_none() || !shown.wants(&frame) => Ok(()),
         _ if ctx.json => render::print(&format!("{text}\n")),
-        _ => render::print(&format!("{}\n", line(&frame))),
+        _ => render::print(&format!("{}\n", line(&frame, shown.colour))),
     }
 }
 
 /// `<time> <type> <channel> <summary>`: the time is when the change
-/// happened (the frame's `ts`), else when the frame arrived.
-fn line(frame: &Value) -> String {
+/// happened (the frame's `ts`), else when the frame arrived. On a
+/// terminal the type is coloured by how things went.
+fn line(frame: &Value, colour: bool) -> String {
     let kind = frame["type"].as_str().unwrap_or_default();
     let channel = frame["channel"].as_str().unwrap_or_default();
     let at = frame["ts"].as_str().and_then(|t| humantime::parse_rfc3339(t).ok()).unwrap_or_else(SystemTime::now);
-    format!("{} {kind} {channel} {}", humantime::format_rfc3339_seconds(at), summary(kind, &frame["data"]))
+    let shown_kind = match (colour, paint(kind)) {
+        (true, Some(code)) => format!("\x1b[{code}m{kind}\x1b[0m"),
+        _ => kind.to_string(),
+    };
+    format!("{} {shown_kind} {channel} {}", humantime::format_rfc3339_seconds(at), summary(kind, &frame["data"]))
+}
+
+/// The ANSI colour of an event type's outcome, if it has one.
+fn paint(kind: &str) -> Option<&'static str> {
+    match kind.rsplit('.').next()? {
+        "completed" => Some("32"),
+        "failed" | "timeout" | "interrupted" => Some("31"),
+        "cancelled" => Some("33"),
+        "running" | "started" => Some("36"),
+        _ => None,
+    }
 }
 
 /// The few fields that say what happened, per kind of event.
@@ -162,9 +229,10 @@ mod tests {
             "data": {"id": "asg_1", "crew": "alpha", "agent": "wk", "status": "completed",
             "result_summary": "all\ndone", "error_message": null}});
         assert_eq!(
-            line(&frame),
+            line(&frame, false),
             r#"2027-01-15T08:00:00Z assignment.completed assignments asg_1 alpha/wk completed "all done""#
         );
+        assert!(line(&frame, true).contains("\x1b[32massignment.completed\x1b[0m"));
         let entry = json!({"entry_type": "note", "severity": "warning", "summary": "disk", "crew": null});
         assert_eq!(summary("journal.entry", &entry), r#"note warning "disk""#);
         let sample = json!({"crew": "alpha", "cpu_percent": 12.5, "memory_used_bytes": 1024, "pids": 3});
