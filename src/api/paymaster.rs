@@ -197,3 +197,8 @@ pub async fn spend(State(app): State<AppState>, params: Params) -> ApiResult<Jso
         "until": time::rfc3339_opt(until),
     })))
 }
+
+/// The rate card that prices calls recorded without a cost.
+pub async fn rates(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({ "rates": app.rate_card.rates() }))
+}

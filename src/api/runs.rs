@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Path, Validate};
+use super::extract::{JsonBody, Listing, Params, Path, Validate};
 use super::refs;
 use super::state::AppState;
 use crate::config::Config;
@@ -15,7 +15,7 @@ use crate::domain::named::{Named as _, must_be_one_of};
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;
 use crate::domain::{DomainError, Result};
-use crate::store::runs::{self, NewRun};
+use crate::store::runs::{self, Filter, NewRun};
 
 #[derive(Deserialize)]
 pub struct StartRun {
@@ -25,6 +25,21 @@ pub struct StartRun {
 }
 
 impl Validate for StartRun {}
+
+/// Newest first, by crew and status.
+pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Run>>> {
+    let page = params.page()?;
+    let status = params.get("status").map(|s| RunStatus::parse_field("status", s)).transpose()?;
+    let crew = params.get("crew").map(str::to_string);
+    let list = app
+        .store
+        .read(move |c| {
+            let crew_id = crew.map(|k| refs::crew_in_history(c, &k)).transpose()?;
+            runs::list(c, &Filter { crew_id, status }, page)
+        })
+        .await?;
+    Ok(Json(list.into()))
+}
 
 pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>) -> ApiResult<(StatusCode, Json<Run>)> {
     let run = app

@@ -8,11 +8,14 @@ mod agents;
 mod args;
 mod assignments;
 mod client;
+mod containers;
 mod crews;
 mod doctor;
 mod error;
 mod journal;
+mod llm;
 mod nodes;
+mod pipelines;
 mod prom;
 mod render;
 mod runs;
@@ -73,6 +76,18 @@ enum Command {
     /// Runs: one execution each, with its captured output.
     #[command(subcommand)]
     Runs(runs::RunsCmd),
+    /// Pipelines: templated chains of steps.
+    #[command(subcommand)]
+    Pipelines(pipelines::PipelinesCmd),
+    /// Pipeline runs, with their steps.
+    #[command(subcommand)]
+    PipelineRuns(pipelines::PipelineRunsCmd),
+    /// LLM calls: record one, show the rate card.
+    #[command(subcommand)]
+    Llm(llm::LlmCmd),
+    /// Crew containers on this node.
+    #[command(subcommand)]
+    Containers(containers::ContainersCmd),
     /// The journal: every change, newest first.
     Journal(journal::JournalArgs),
     /// LLM spend from the paymaster's ledger.
@@ -186,6 +201,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Assign(args) => assignments::assign(&ctx, args).await,
         Command::Assignments(cmd) => assignments::run(&ctx, cmd).await,
         Command::Runs(cmd) => runs::run(&ctx, cmd).await,
+        Command::Pipelines(cmd) => pipelines::run(&ctx, cmd).await,
+        Command::PipelineRuns(cmd) => pipelines::runs(&ctx, cmd).await,
+        Command::Llm(cmd) => llm::run(&ctx, cmd).await,
+        Command::Containers(cmd) => containers::run(&ctx, cmd).await,
         Command::Journal(args) => journal::run(&ctx, args).await,
         Command::Spend(args) => spend::run(&ctx, args).await,
         Command::Watch(args) => watch::run(&ctx, args).await,

@@ -21,7 +21,7 @@ pub const MAX_PRICE_PER_MILLION: f64 = 10_000.0;
 /// overflow. 2^58 nano-USD is about 288 million USD.
 pub const SERIES_TOTAL_MAX: i64 = 1 << 58;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct Rate {
     pub provider: String,
     /// A model name or prefix: `claude-sonnet-4` prices `claude-sonnet-4-20250514`.
@@ -112,6 +112,11 @@ impl Default for RateCard {
 }
 
 impl RateCard {
+    /// Every rate, in the card's order.
+    pub fn rates(&self) -> &[Rate] {
+        &self.rates
+    }
+
     /// The providers the card prices, each once, in the card's order.
     pub fn providers(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 20261204090000, name: "crew_running_from_index" },
     Migration { version: 20261205090000, name: "oldest_queued" },
     Migration { version: 20261206090000, name: "trace_context" },
+    Migration { version: 20261207090000, name: "runs_by_crew" },
 ];
 
 pub fn latest_known() -> i64 {

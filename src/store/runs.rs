@@ -3,6 +3,8 @@
 
 use super::journal::{self, Named, NewEntry};
 use super::nodes::NodeRef;
+use super::page::{self, Page, PageRequest};
+use super::query::Query;
 use super::sql::{Db, Row, args};
 use super::{Tx, counters};
 use crate::domain::event::{Event, EventKind};
@@ -116,6 +118,29 @@ impl RunRow {
 
 pub fn by_id(db: &Db<'_>, id: &str) -> Result<Option<RunRow>> {
     db.query_opt(&format!("{SELECT} WHERE r.id = ?1"), args![id], from_row)
+}
+
+/// Which runs a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub crew_id: Option<i64>,
+    pub status: Option<RunStatus>,
+}
+
+/// Newest first.
+pub fn list(db: &Db<'_>, f: &Filter, page: PageRequest) -> Result<Page<Run>> {
+    let mut q = Query::new(SELECT);
+    if let Some(after) = page.after {
+        q.and("r.pk < ", after);
+    }
+    if let Some(c) = f.crew_id {
+        q.and("r.crew_id = ", c);
+    }
+    if let Some(s) = f.status {
+        q.and("r.status = ", s.as_str().to_string());
+    }
+    let rows = q.fetch(db, "r.pk DESC", page.limit + 1, |r| from_row(r).map(|run| (run.pk, run.to_api())))?;
+    Ok(page::build(rows, page.limit))
 }
 
 pub fn get(db: &Db<'_>, id: &str) -> Result<RunRow> {

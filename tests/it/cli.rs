@@ -711,3 +711,152 @@ async fn top_shows_rates_and_the_windowed_failure_ratio() {
     assert_eq!(o.code, 1, "{}", o.stdout);
     assert!(o.stderr.contains("not with crewshipd's /metrics"), "{}", o.stderr);
 }
+
+/// Pipelines from a YAML file, runs with inputs (and dry), their runs with
+/// steps, and a cancel: the whole pipelines API through the CLI.
+#[tokio::test]
+async fn pipelines_and_their_runs_from_the_cli() {
+    let d = Daemon::start().await;
+    d.crew_with_agent("pl", 2, "cat").await;
+    d.ok(
+        "/api/v1/crews/pl/agents",
+        json!({"slug": "slow", "name": "S", "command": ["sh", "-c", "cat; exec sleep 60"]}),
+        201,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.yaml");
+    std::fs::write(
+        &file,
+        "slug: two\nname: Two steps\nsteps:\n  - {id: a, crew: pl, agent: worker, task: \"about {{inputs.topic}}\"}\n  - {id: b, crew: pl, agent: worker, task: \"then {{steps.a.output}}\"}\n",
+    )
+    .unwrap();
+    let created = crewship(&d, &["--json", "pipelines", "create", file.to_str().unwrap()]).await.json();
+    assert_eq!(created["slug"], "two");
+    let list = crewship(&d, &["pipelines", "list"]).await.ok();
+    assert_eq!(line_with(&list, "two")[2..4], ["Two", "steps"], "{list}");
+    assert!(crewship(&d, &["pipelines", "get", "two"]).await.ok().contains("Two steps"));
+
+    let dry = crewship(&d, &["--json", "pipelines", "run", "two", "--input", "topic=tides", "--dry-run"]).await.json();
+    assert_eq!(dry["status"], "dry_run");
+    assert_eq!(dry["steps"][0]["task"], "about tides");
+
+    let mut ws = d.ws().await;
+    ws.subscribe(&["pipeline_runs"]).await;
+    let run = crewship(&d, &["--json", "pipelines", "run", "two", "--input", "topic=tides"]).await.json();
+    let id = run["id"].as_str().unwrap().to_string();
+    ws.next_matching(|f| f["data"]["id"] == id.as_str() && f["data"]["status"] == "completed").await;
+    let shown = crewship(&d, &["pipeline-runs", "get", &id]).await.ok();
+    assert!(shown.contains("completed") && shown.contains("STEP"), "{shown}");
+    assert_eq!(line_with(&shown, "then about tides")[0], "b", "{shown}");
+    let runs = crewship(&d, &["--json", "pipeline-runs", "list", "--pipeline", "two"]).await.json();
+    assert_eq!(runs["items"].as_array().unwrap().len(), 2, "{runs}");
+
+    // A run stuck on a slow step is cancelled.
+    let slow = d.dir.path().join("slow.json");
+    let def =
+        json!({"slug": "stuck", "name": "Stuck", "steps": [{"id": "s", "crew": "pl", "agent": "slow", "task": "x"}]});
+    std::fs::write(&slow, def.to_string()).unwrap();
+    crewship(&d, &["pipelines", "create", slow.to_str().unwrap()]).await.ok();
+    let run = crewship(&d, &["--json", "pipelines", "run", "stuck"]).await.json();
+    let id = run["id"].as_str().unwrap().to_string();
+    let cancelled = crewship(&d, &["--json", "pipeline-runs", "cancel", &id]).await.json();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let gone = crewship(&d, &["--json", "pipelines", "delete", "stuck"]).await.json();
+    assert!(gone["deleted_at"].is_string(), "{gone}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "slug: [unclosed").unwrap();
+    let refused = crewship(&d, &["pipelines", "create", bad.to_str().unwrap()]).await;
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("neither JSON") && refused.stderr.contains("YAML"), "{}", refused.stderr);
+}
+
+/// LLM calls recorded from the CLI, priced by the rate card it shows; the
+/// containers this node tracks.
+#[tokio::test]
+async fn llm_calls_the_rate_card_and_containers_from_the_cli() {
+    let d = Daemon::start().await;
+    let rates = crewship(&d, &["llm", "rates"]).await.ok();
+    let sonnet = line_with(&rates, "claude-sonnet-4");
+    assert_eq!(sonnet[..4], ["anthropic", "claude-sonnet-4", "3.0", "15.0"], "{rates}");
+    let call = crewship(
+        &d,
+        &[
+            "--json",
+            "llm",
+            "record",
+            "--provider",
+            "anthropic",
+            "--model",
+            "claude-sonnet-4-20250514",
+            "--input-tokens",
+            "1000000",
+            "--output-tokens",
+            "100000",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(call["priced"], true);
+    assert!((call["cost_usd"].as_f64().unwrap() - 4.5).abs() < 1e-9, "3 USD in + 1.5 USD out: {call}");
+    let flat = crewship(
+        &d,
+        &[
+            "--json",
+            "llm",
+            "record",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-5",
+            "--input-tokens",
+            "5",
+            "--output-tokens",
+            "5",
+            "--flat-rate",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(flat["cost_usd"], 0.0);
+    let spend = crewship(&d, &["--json", "spend"]).await.json();
+    assert_eq!(spend["rows"].as_array().unwrap().len(), 2, "{spend}");
+
+    let containers = crewship(&d, &["containers", "list"]).await.ok();
+    assert!(containers.starts_with("CONTAINER"), "{containers}");
+    d.crew_with_agent("local", 1, "true").await;
+    let refused = crewship(&d, &["containers", "start", "local"]).await;
+    assert_eq!(refused.code, 1, "a local crew has no container: {}", refused.stdout);
+}
+
+/// `runs output --follow` prints what a run writes as it writes it, each
+/// byte once, and returns when the run ends.
+#[tokio::test]
+async fn runs_output_follows_a_live_run_to_its_end() {
+    let d = Daemon::start().await;
+    d.crew_with_agent("fol", 1, "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three").await;
+    let mut ws = d.ws().await;
+    ws.subscribe(&["assignments"]).await;
+    let a = d.ok("/api/v1/assignments", json!({"crew": "fol", "agent": "worker", "task": "t"}), 201).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let running = ws.next_matching(|f| f["data"]["id"] == id.as_str() && f["data"]["status"] == "running").await;
+    let run_id = running["data"]["run_id"].as_str().unwrap().to_string();
+    let out = crewship(&d, &["runs", "output", &run_id, "--follow"]).await.ok();
+    assert_eq!(out, "one\ntwo\nthree\n");
+    let status = d.get(&format!("/api/v1/runs/{run_id}")).await.body["status"].clone();
+    assert_eq!(status, "completed", "follow returned only once the run had ended");
+
+    // The run in the listing, newest first, filtered by crew and status.
+    d.crew_with_agent("other", 1, "exit 4").await;
+    let failed = d.run_to_end("other", "worker", "x").await;
+    let all = crewship(&d, &["--json", "runs", "list"]).await.json();
+    let ids: Vec<&str> = all["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [failed["run_id"].as_str().unwrap(), run_id.as_str()]);
+    let mine = crewship(&d, &["--json", "runs", "list", "--crew", "fol", "--status", "completed"]).await.json();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+    let none = crewship(&d, &["--json", "runs", "list", "--crew", "fol", "--status", "failed"]).await.json();
+    assert_eq!(none["items"], json!([]));
+    let table = crewship(&d, &["runs", "list", "--crew", "other"]).await.ok();
+    assert!(line_with(&table, failed["run_id"].as_str().unwrap()).contains(&"failed"), "{table}");
+}

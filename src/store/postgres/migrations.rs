@@ -20,6 +20,7 @@ const SQL: &[(&str, &str)] = &[
     ("20261204090000_crew_running_from_index", include_str!("migrations/20261204090000_crew_running_from_index.sql")),
     ("20261205090000_oldest_queued", include_str!("migrations/20261205090000_oldest_queued.sql")),
     ("20261206090000_trace_context", include_str!("migrations/20261206090000_trace_context.sql")),
+    ("20261207090000_runs_by_crew", include_str!("migrations/20261207090000_runs_by_crew.sql")),
 ];
 
 pub fn apply(conn: &PgConn) -> Result<()> {
