@@ -290,18 +290,24 @@ async fn runs(d: &Daemon, crew: &str, n: usize, want: &str) {
     }
 }
 
+/// A daemon whose /metrics only the token opens (loopback too), with a
+/// short cache so Prometheus sees changes within seconds.
+async fn token_only_daemon() -> Daemon {
+    Daemon::start_with(&[
+        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
+        ("CREWSHIP_METRICS_TOKEN", TOKEN),
+        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
+    ])
+    .await
+}
+
 const HOSTILE: &str = "we\"ird\\back\nline\ttab-ünï";
 
 #[tokio::test]
 async fn real_prometheus_scrapes_and_the_seed_alerts_work() {
     let Some(prometheus) = tools::prometheus() else { return };
     let Some(promtool) = tools::promtool() else { return };
-    let d = Daemon::start_with(&[
-        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
-        ("CREWSHIP_METRICS_TOKEN", TOKEN),
-        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
-    ])
-    .await;
+    let d = token_only_daemon().await;
     // The token path is the only way in.
     assert_eq!(d.get("/metrics").await.status, 404);
     let target = format!("127.0.0.1:{}", d.port);
@@ -528,12 +534,7 @@ async fn promtool_checks_and_unit_tests_the_alert_rules() {
 #[tokio::test]
 async fn prometheus_keeps_the_run_histograms_exemplars() {
     let Some(prometheus) = tools::prometheus() else { return };
-    let d = Daemon::start_with(&[
-        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
-        ("CREWSHIP_METRICS_TOKEN", TOKEN),
-        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
-    ])
-    .await;
+    let d = token_only_daemon().await;
     let target = format!("127.0.0.1:{}", d.port);
     // The shipped variant that reads the token from a file.
     let secrets = tempfile::tempdir().unwrap();
@@ -605,12 +606,7 @@ async fn every_dashboard_panel_answers_from_a_live_daemon() {
     }
     assert!(exprs.len() >= 20, "{exprs:?}");
 
-    let d = Daemon::start_with(&[
-        ("CREWSHIP_METRICS_ALLOW_LOOPBACK", "false"),
-        ("CREWSHIP_METRICS_TOKEN", TOKEN),
-        ("CREWSHIP_METRICS_CACHE_TTL", "200ms"),
-    ])
-    .await;
+    let d = token_only_daemon().await;
     let target = format!("127.0.0.1:{}", d.port);
     let prom =
         Prometheus::start(&prometheus, &shipped_config("prometheus.yml", &target, Path::new("/nonexistent"))).await;
