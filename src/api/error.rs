@@ -47,6 +47,14 @@ impl From<DomainError> for ApiError {
             let chain = std::iter::successors(std::error::Error::source(&e), |s| s.source())
                 .map(|s| s.to_string())
                 .collect::<Vec<_>>();
+            // An internal failure's text (a statement, a path, a driver's
+            // message) is for the operator's log, not for the client: the
+            // answer names the log line instead.
+            if matches!(e, DomainError::Internal { .. }) {
+                let reference = crate::domain::ids::new_secret()[..12].to_string();
+                tracing::error!(error = %e, caused_by = ?chain, reference, "request failed");
+                return ApiError::new(status, code, format!("internal error; the daemon's log has it as {reference}"));
+            }
             tracing::error!(error = %e, caused_by = ?chain, "request failed");
         }
         ApiError::new(status, code, e.to_string())
@@ -108,3 +116,18 @@ pub async fn json_errors(response: Response) -> Response {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_failures_name_a_log_line_not_their_text() {
+        let e = ApiError::from(DomainError::internal("SELECT secret_column FROM t failed: disk I/O at /var/lib/x"));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.message.starts_with("internal error; the daemon's log has it as "), "{}", e.message);
+        assert!(!e.message.contains("secret_column") && !e.message.contains("/var/lib"), "{}", e.message);
+        let busy = ApiError::from(DomainError::Unavailable("the database is busy".into()));
+        assert_eq!(busy.message, "unavailable: the database is busy", "503s say what to wait for");
+    }
+}
