@@ -174,6 +174,7 @@ fn runtime_settings(config: &Config, api_url: String, node_id: String) -> runtim
             registration,
             heartbeat: f.heartbeat,
             max_attempts: i64::from(r.max_attempts),
+            forget_after: f.forget_after,
         },
     }
 }

@@ -20,10 +20,18 @@ pub const NODE_LEASE: Setting = Setting {
            (at least three heartbeats)",
 };
 
+pub const NODE_FORGET_AFTER: Setting = Setting {
+    var: "CREWSHIP_NODE_FORGET_AFTER",
+    flag: None,
+    default: Shown::Value("24h"),
+    help: "an expired node whose runs were taken back is listed this long, then forgotten",
+};
+
 #[derive(Debug, Clone, Copy)]
 pub struct Fleet {
     pub heartbeat: Duration,
     pub lease: Duration,
+    pub forget_after: Duration,
 }
 
 impl Fleet {
@@ -38,6 +46,6 @@ impl Fleet {
             }
             Ok(lease)
         })?;
-        Ok(Fleet { heartbeat, lease })
+        Ok(Fleet { heartbeat, lease, forget_after: src.get(&NODE_FORGET_AFTER, positive_duration)? })
     }
 }

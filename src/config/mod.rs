@@ -68,6 +68,7 @@ pub const ALL: &[&Setting] = &[
     &runner::MAX_PIPELINE_STEPS,
     &fleet::NODE_HEARTBEAT,
     &fleet::NODE_LEASE,
+    &fleet::NODE_FORGET_AFTER,
     &listen::BODY_LIMIT,
     &listen::HEADER_TIMEOUT,
     &listen::BODY_TIMEOUT,

@@ -28,6 +28,8 @@ pub struct Settings {
     pub registration: Registration,
     pub heartbeat: Duration,
     pub max_attempts: i64,
+    /// How long an expired node whose runs were taken back stays listed.
+    pub forget_after: Duration,
 }
 
 pub struct Membership {
@@ -94,9 +96,16 @@ impl Membership {
         let epoch = self.store.write(move |tx| nodes::register(tx, &r)).await?;
         let me = NodeRef { id, epoch };
         *lock(&self.me) = me.clone();
-        let recovered =
-            recovery::recover(&self.store, engine, executor, Whose::OwnEarlierEpochs, &me, self.settings.max_attempts)
-                .await?;
+        let recovered = recovery::recover(
+            &self.store,
+            engine,
+            executor,
+            Whose::OwnEarlierEpochs,
+            &me,
+            self.settings.max_attempts,
+            self.settings.forget_after,
+        )
+        .await?;
         tracing::warn!(node = me.id, epoch, ?recovered, "registered again; took back this node's earlier runs");
         self.fenced.store(false, Ordering::SeqCst);
         // Claiming again, and maybe with work put back.
@@ -144,8 +153,8 @@ impl Membership {
             }
             if self.may_claim() {
                 let me = self.me();
-                let max = self.settings.max_attempts;
-                match recovery::recover(&self.store, &engine, &executor, Whose::Expired, &me, max).await {
+                let (max, forget) = (self.settings.max_attempts, self.settings.forget_after);
+                match recovery::recover(&self.store, &engine, &executor, Whose::Expired, &me, max, forget).await {
                     Ok(r) if r != recovery::Recovered::default() => {
                         tracing::warn!(recovered = ?r, "took back the runs of expired nodes");
                         self.requeued.notify_one();

@@ -125,7 +125,7 @@ impl Runtime {
     ) -> Result<Runtime> {
         let containment = contain::Containment::detect(settings.containment).map_err(DomainError::invalid)?;
         tracing::info!(containment = containment.describe(), "how runs are contained");
-        let max_attempts = settings.fleet.max_attempts;
+        let (max_attempts, forget_after) = (settings.fleet.max_attempts, settings.fleet.forget_after);
         let membership = Arc::new(fleet::Membership::join(&store, settings.fleet).await?);
         let me = membership.me();
         let engine = containers.engine().clone();
@@ -138,7 +138,8 @@ impl Runtime {
             telemetry,
         ));
         let recovered =
-            recovery::recover(&store, &engine, &executor, recovery::Whose::AtStart, &me, max_attempts).await?;
+            recovery::recover(&store, &engine, &executor, recovery::Whose::AtStart, &me, max_attempts, forget_after)
+                .await?;
         if recovered != recovery::Recovered::default() {
             tracing::warn!(?recovered, "took back the work earlier daemons left in flight");
         }

@@ -146,21 +146,25 @@ pub async fn recover(
     whose: Whose,
     me: &NodeRef,
     max_attempts: i64,
+    forget_after: std::time::Duration,
 ) -> Result<Recovered> {
     if whose != Whose::Expired {
         kill_leftovers(store, engine, whose, me).await?;
     }
     let me2 = me.clone();
-    let (done, adopted, queued) = store
+    let (done, adopted, queued, forgotten) = store
         .write(move |tx| {
             let mut done = Recovered::default();
             let mut adopted = Vec::new();
+            let mut forgotten = 0;
             if whose == Whose::Expired {
                 for node in nodes::to_recover(tx)?.into_iter().filter(|n| n.id != me2.id) {
                     adopted.extend(settle(tx, whose, &me2, Some(&node.id), max_attempts, &mut done)?);
                     nodes::mark_recovered(tx, &node.id)?;
                     done.nodes += 1;
                 }
+                let after_ms = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
+                forgotten = nodes::forget_recovered(tx, after_ms)?;
             } else {
                 adopted = settle(tx, whose, &me2, None, max_attempts, &mut done)?;
             }
@@ -175,9 +179,12 @@ pub async fn recover(
                 Vec::new()
             };
             queued.dedup();
-            Ok((done, adopted, queued))
+            Ok((done, adopted, queued, forgotten))
         })
         .await?;
+    if forgotten > 0 {
+        tracing::info!(forgotten, after = ?forget_after, "forgot expired nodes whose runs were taken back");
+    }
     for run_id in adopted {
         executor.drive(run_id);
     }

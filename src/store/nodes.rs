@@ -130,6 +130,19 @@ pub fn mark_recovered(db: &Db<'_>, id: &str) -> Result<()> {
     db.execute(&format!("UPDATE nodes SET recovered_at = {now} WHERE id = ?1"), args![id]).map(drop)
 }
 
+/// Forgets expired nodes whose runs were taken back more than
+/// `after_ms` ago: the fleet keeps no record of a node it will never see
+/// again (one that comes back registers afresh). Returns how many.
+pub fn forget_recovered(db: &Db<'_>, after_ms: i64) -> Result<usize> {
+    let now = db.now_ms();
+    db.execute(
+        &format!(
+            "DELETE FROM nodes WHERE recovered_at IS NOT NULL AND recovered_at <= {now} - ?1 AND lease_until <= {now}"
+        ),
+        args![after_ms],
+    )
+}
+
 /// Every node but `id`, gone for good: where one node is all there can
 /// be (SQLite), after their runs were taken back.
 pub fn forget_others(db: &Db<'_>, id: &str) -> Result<()> {

@@ -697,7 +697,8 @@ async fn top_shows_rates_and_the_windowed_failure_ratio() {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let frame = loop {
         let f = next().await;
-        if f["run_events"]["started"] == 7.0 {
+        // Every watched run has ended (the last one is the failure).
+        if f["run_events"]["started"] == 7.0 && f["run_events"]["failed"] == 4.0 {
             break f;
         }
         assert!(tokio::time::Instant::now() < deadline, "never saw the runs: {f}");

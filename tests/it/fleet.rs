@@ -586,3 +586,35 @@ async fn a_node_back_from_a_long_pause_is_fenced() {
         assert_eq!(n["state"], "live", "{nodes_now}");
     }
 }
+
+/// An expired node whose runs were taken back is forgotten after
+/// `CREWSHIP_NODE_FORGET_AFTER`: the node list and `crewshipd_fleet_nodes`
+/// stop counting it, so the expired count says what is recent.
+#[tokio::test]
+async fn an_expired_node_is_forgotten_once_its_runs_are_back() {
+    if !fleet_pass() {
+        return;
+    }
+    let (mut nodes, _url) = fleet(2, &[("CREWSHIP_NODE_FORGET_AFTER", "1s")]).await;
+    let lost = nodes.pop().unwrap();
+    let lost_id = node_id(&lost);
+    let _dir = lost.kill9().await;
+    let survivor = &nodes[0];
+    let me = node_id(survivor);
+    eventually("the lost node forgotten", PATIENCE, || async {
+        let listed = all(survivor, "/api/v1/nodes").await;
+        let ids: Vec<&str> = listed.iter().filter_map(|n| n["id"].as_str()).collect();
+        (ids == [me.as_str()]).then_some(())
+    })
+    .await;
+    let log = survivor.log();
+    assert!(log.contains("took back the runs of expired nodes"), "recovered first:\n{log}");
+    assert!(log.contains("forgot expired nodes"), "{log}");
+    assert!(!all(survivor, "/api/v1/nodes").await.iter().any(|n| n["id"] == lost_id.as_str()));
+    let expired = eventually("no expired node counted", PATIENCE, || async {
+        let page = survivor.metrics().await;
+        sample(&page, "crewshipd_fleet_nodes", Some(("state", "expired"))).filter(|v| *v == 0.0)
+    })
+    .await;
+    assert_eq!(expired, 0.0);
+}
