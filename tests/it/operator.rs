@@ -248,10 +248,12 @@ fn the_readme_install_commands_work() {
     let root = tempfile::tempdir().unwrap();
     let bin_dir = root.path().join("usr/local/bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
-    // What `cargo install` would put there, from this build.
+    // What `cargo install` would put there: this build's binaries, linked
+    // rather than copied (an executable written while other tests fork
+    // can be refused with ETXTBSY).
     for b in [bin(), env!("CARGO_BIN_EXE_crewship")] {
         let name = Path::new(b).file_name().unwrap();
-        std::fs::copy(b, bin_dir.join(name)).unwrap();
+        std::os::unix::fs::symlink(b, bin_dir.join(name)).unwrap();
     }
     std::fs::create_dir_all(root.path().join("usr/share/bash-completion/completions")).unwrap();
     let r = root.path().to_str().unwrap();
