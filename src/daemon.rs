@@ -59,6 +59,7 @@ fn tracer(config: &Config, node_id: &str) -> Result<(Tracer, Option<tokio::task:
     let export = otel::Export {
         url: url.clone(),
         headers: t.headers.clone(),
+        gzip: t.gzip,
         resource: otel::proto::Resource { attributes },
         queue: t.queue,
         batch: t.batch,

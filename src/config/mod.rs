@@ -89,6 +89,7 @@ pub const ALL: &[&Setting] = &[
     &traces::ENDPOINT,
     &traces::PROTOCOL,
     &traces::HEADERS,
+    &traces::COMPRESSION,
     &traces::TIMEOUT,
     &traces::SERVICE_NAME,
     &traces::RESOURCE_ATTRIBUTES,

@@ -125,6 +125,7 @@ fn the_readme_table_is_the_declarations() {
 fn trace_export_is_configured_like_an_sdk() {
     let off = load(&[("HOME", "/h")]).unwrap().traces;
     assert_eq!(off.url, None);
+    assert!(!off.gzip);
     assert_eq!(off.service_name, "crewshipd");
     assert_eq!(off.sampler, crate::otel::Sampler::default());
     let base = load(&[("HOME", "/h"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap().traces;
@@ -152,6 +153,7 @@ fn trace_export_is_configured_like_an_sdk() {
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
     ] {
         let e = load(&[("HOME", "/h"), (var, value)]).err().unwrap_or_else(|| panic!("{var}={value} accepted"));
         assert!(e.to_string().contains(var), "{var}: {e}");

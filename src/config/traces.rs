@@ -32,6 +32,12 @@ pub const HEADERS: Setting = Setting {
     default: Shown::Unset,
     help: "headers of every export request, `key=value` pairs separated by commas (values percent-decoded)",
 };
+pub const COMPRESSION: Setting = Setting {
+    var: "OTEL_EXPORTER_OTLP_COMPRESSION",
+    flag: None,
+    default: Shown::Value("none"),
+    help: "`gzip` compresses every export request's body",
+};
 pub const TIMEOUT: Setting = Setting {
     var: "OTEL_EXPORTER_OTLP_TIMEOUT",
     flag: None,
@@ -87,6 +93,8 @@ pub struct Traces {
     /// The resolved URL; None exports nothing.
     pub url: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// Export bodies are gzip-compressed.
+    pub gzip: bool,
     pub timeout: Duration,
     pub service_name: String,
     /// `OTEL_RESOURCE_ATTRIBUTES`, `service.name` taken out.
@@ -177,6 +185,11 @@ impl Traces {
         Ok(Traces {
             url,
             headers: src.get_opt(&HEADERS, headers)?.unwrap_or_default(),
+            gzip: src.get(&COMPRESSION, |c| match c {
+                "gzip" => Ok(true),
+                "none" => Ok(false),
+                _ => Err("expected gzip or none".to_string()),
+            })?,
             timeout: src.get(&TIMEOUT, millis)?,
             service_name,
             resource,

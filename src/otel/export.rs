@@ -17,6 +17,8 @@ pub struct Export {
     /// The full URL, `/v1/traces` included.
     pub url: String,
     pub headers: Vec<(String, String)>,
+    /// Bodies are sent gzip-compressed (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+    pub gzip: bool,
     pub resource: Resource,
     /// Spans held at most (`OTEL_BSP_MAX_QUEUE_SIZE`).
     pub queue: usize,
@@ -125,9 +127,18 @@ async fn run(
     }
 }
 
+fn gzipped(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 3), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(body);
+    enc.finish().unwrap_or_default()
+}
+
 async fn send(client: &reqwest::Client, export: &Export, batch: Vec<Span>, dropped: &AtomicU64, log: &mut FailureLog) {
     let body = proto::encode(&export.resource, env!("CARGO_PKG_VERSION"), &batch);
-    let mut req = client.post(&export.url).header("content-type", "application/x-protobuf").body(body);
+    let mut req = client.post(&export.url).header("content-type", "application/x-protobuf");
+    req = if export.gzip { req.header("content-encoding", "gzip").body(gzipped(&body)) } else { req.body(body) };
     for (k, v) in &export.headers {
         req = req.header(k.as_str(), v.as_str());
     }

@@ -115,6 +115,7 @@ async fn a_run_is_one_trace_from_its_queue_to_its_agents_own_span() {
             ("OTEL_SERVICE_NAME", "crewshipd-under-test"),
             ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test,team=a%20b"),
             ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=crew%20one"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ],
     )
     .await;
@@ -186,7 +187,7 @@ async fn a_run_is_one_trace_from_its_queue_to_its_agents_own_span() {
     let requests = r.received().await["requests"].as_array().cloned().unwrap();
     let ours: Vec<&Value> = requests.iter().filter(|q| q["headers"]["x-tenant"] == "crew one").collect();
     assert!(!ours.is_empty(), "{requests:#?}");
-    assert!(ours.iter().all(|q| q["content_type"] == "application/x-protobuf"));
+    assert!(ours.iter().all(|q| q["content_type"] == "application/x-protobuf" && q["content_encoding"] == "gzip"));
     // The agent did not inherit the daemon's headers or service name.
     assert_ne!(own["resource"]["service.name"], "crewshipd-under-test");
 }
@@ -250,6 +251,22 @@ async fn a_zero_ratio_sampler_exports_nothing_and_tells_agents_so() {
     assert!(status.success());
     let got = r.received().await;
     assert_eq!(got["requests"], json!([]), "{got}");
+}
+
+/// Without `OTEL_EXPORTER_OTLP_COMPRESSION`, bodies go uncompressed.
+#[tokio::test]
+async fn export_bodies_are_plain_unless_gzip_is_asked_for() {
+    let Some(python) = python().await else { return };
+    let r = Receiver::start(&python).await;
+    let d = traced_daemon(&r, &[]).await;
+    d.get("/api/v1/nodes").await;
+    let got = eventually("an export", PATIENCE, || async {
+        let got = r.received().await;
+        got["requests"].as_array().is_some_and(|a| !a.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(got["requests"][0]["content_encoding"], Value::Null, "{got}");
+    assert!(r.spans().await.iter().any(|s| s["name"] == "GET /api/v1/nodes"));
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ decodes the ExportTraceServiceRequest with the reference protobuf bindings
 `POST /stall` holds every export unanswered until `POST /release`.
 Prints its port on the first line of stdout."""
 
+import gzip
 import json
 import sys
 import threading
@@ -67,8 +68,11 @@ class Handler(BaseHTTPRequestHandler):
         if url.path != "/v1/traces":
             return self.answer(404, b"{}")
         released.wait()
+        if self.headers.get("Content-Encoding") == "gzip":
+            data = gzip.decompress(data)
         with lock:
             requests.append({"content_type": self.headers.get("Content-Type"),
+                             "content_encoding": self.headers.get("Content-Encoding"),
                              "headers": {k.lower(): v for k, v in self.headers.items()},
                              "failed": fail_with[0] != 0})
         if fail_with[0]:
