@@ -10,22 +10,10 @@ use serde_json::{Value, json};
 
 use super::error::ApiResult;
 use super::state::AppState;
-use crate::store::crews;
+use crate::store::{self, crews};
 
 /// How long the engine may take to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Bytes free for an unprivileged writer on the file system of `path`.
-fn free_bytes(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a statvfs struct is plain integers, for which zero is valid.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs only writes the struct it is given; the path is a
-    // valid NUL-terminated string.
-    let done = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
-    (done == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
-}
 
 pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Value>> {
     let docker_crews = app.store.read(crews::count_in_containers).await?;
@@ -44,7 +32,7 @@ pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Value>> {
             "beyond_loopback": !c.listen.host.is_loopback(),
         },
         "metrics": { "token_set": c.metrics.token.is_some(), "allow_loopback": c.metrics.allow_loopback },
-        "data_dir": { "path": c.database.data_dir.display().to_string(), "free_bytes": free_bytes(&c.database.data_dir) },
+        "data_dir": { "path": c.database.data_dir.display().to_string(), "free_bytes": store::free_bytes(&c.database.data_dir) },
         "docker": { "crews": docker_crews, "reachable": ping.is_none(), "error": ping },
     })))
 }

@@ -5,6 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::domain::ids::hex;
+
 pub type TraceId = [u8; 16];
 pub type SpanId = [u8; 8];
 
@@ -25,10 +27,6 @@ fn hex_to<const N: usize>(s: &str) -> Option<[u8; N]> {
         *byte = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).ok()?;
     }
     Some(out)
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A trace id from 32 lower-case hex digits (a run id), never all zero.
