@@ -9,12 +9,11 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 use super::runner::Runner;
-use super::spans::{Telemetry, pipeline};
+use super::spans::Telemetry;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus, StepStatus};
 use crate::domain::{DomainError, Result, template};
-use crate::otel;
 use crate::store::assignments::{self, AssignmentRow};
 use crate::store::pipelines::{self, PipelineRunRow, StepRow};
 use crate::store::{Db, Store, Tx, agents, crews};
@@ -249,11 +248,7 @@ impl Executor {
                         &run.outputs(),
                         self.max_task_bytes,
                     );
-                    let link = run.trace_id.as_deref().and_then(|t| {
-                        let sampled =
-                            otel::context::trace_id(t).is_some_and(|t| self.telemetry.tracer.samples_root(&t));
-                        pipeline::step_link(Some(t), step.idx, sampled)
-                    });
+                    let link = self.telemetry.step_link(&run, step.idx);
                     self.store.write(move |tx| start_step(tx, run_id, &step, task, link)).await?
                 }
                 Next::Wait(step) => {

@@ -138,6 +138,13 @@ impl Telemetry {
         });
     }
 
+    /// What the assignment of step `idx` of `run` links to: its step's span.
+    pub fn step_link(&self, run: &PipelineRunRow, idx: i64) -> Option<String> {
+        let trace = run.trace_id.as_deref().and_then(context::trace_id)?;
+        let sampled = self.tracer.samples_root(&trace);
+        Some(SpanContext { trace_id: trace, span_id: pipeline::step(&trace, idx), sampled }.header())
+    }
+
     /// A pipeline run ended: its span, and one per step that got an
     /// assignment (`steps`, in order).
     pub fn pipeline_ended(&self, run: &PipelineRunRow, steps: &[(i64, String, AssignmentRow)]) {
@@ -198,9 +205,8 @@ impl Telemetry {
 }
 
 /// The spans of a pipeline run's trace, named alike on every node.
-pub mod pipeline {
-    use crate::otel::SpanContext;
-    use crate::otel::context::{SpanId, TraceId, derived_span, trace_id};
+mod pipeline {
+    use crate::otel::context::{SpanId, TraceId, derived_span};
 
     pub fn root(trace: &TraceId) -> SpanId {
         derived_span(trace, "pipeline")
@@ -208,11 +214,5 @@ pub mod pipeline {
 
     pub fn step(trace: &TraceId, idx: i64) -> SpanId {
         derived_span(trace, &format!("step/{idx}"))
-    }
-
-    /// What a step's assignment links to: its step's span.
-    pub fn step_link(pipeline_trace: Option<&str>, idx: i64, sampled: bool) -> Option<String> {
-        let trace = trace_id(pipeline_trace?)?;
-        Some(SpanContext { trace_id: trace, span_id: step(&trace, idx), sampled }.header())
     }
 }
