@@ -69,12 +69,16 @@ pub fn method_label(m: &str) -> &'static str {
 /// unauthorized answers of /metrics (which must look alike).
 pub const UNMATCHED: &str = "unmatched";
 
-#[derive(Debug, Default, Clone)]
-pub struct Http {
-    /// (method, route, status code) → requests.
-    pub requests: BTreeMap<(&'static str, String, u16), u64>,
-    pub durations: BTreeMap<String, Histogram>,
+/// One route's requests and their durations.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// (method, status code) → requests.
+    pub requests: BTreeMap<(&'static str, u16), u64>,
+    pub durations: Histogram,
 }
+
+/// By route template: a request to a route seen before allocates nothing.
+pub type Http = BTreeMap<String, Route>;
 
 pub struct Latencies {
     runs: Mutex<Vec<Histogram>>,
@@ -114,14 +118,13 @@ impl Latencies {
     /// of the router, or `UNMATCHED`, so the label set stays bounded.
     pub fn request(&self, method: &str, route: &str, code: u16, secs: f64) {
         let mut http = lock(&self.http);
-        *http.requests.entry((method_label(method), route.to_string(), code)).or_default() += 1;
-        match http.durations.get_mut(route) {
-            Some(h) => h.observe(secs, None),
-            None => {
-                let mut h = Histogram::new(HTTP_BUCKETS);
-                h.observe(secs, None);
-                http.durations.insert(route.to_string(), h);
-            }
+        if !http.contains_key(route) {
+            let fresh = Route { requests: BTreeMap::new(), durations: Histogram::new(HTTP_BUCKETS) };
+            http.insert(route.to_string(), fresh);
+        }
+        if let Some(r) = http.get_mut(route) {
+            *r.requests.entry((method_label(method), code)).or_default() += 1;
+            r.durations.observe(secs, None);
         }
     }
 

@@ -96,19 +96,19 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
     };
     let observed = Arc::new(Observed { incoming, span_id: context::new_span_id(), decided: Mutex::new(decided) });
     req.extensions_mut().insert(observed.clone());
-    let method = req.method().as_str().to_string();
+    let method = latency::method_label(req.method().as_str());
     let path = app.tracer.is_on().then(|| bounded(req.uri().path()).to_string());
     // Fallbacks get no template.
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let code = response.status().as_u16();
     let d = lock(&observed.decided);
-    let route = matched.as_deref().filter(|_| !d.hidden);
-    app.latencies.request(&method, route.unwrap_or(UNMATCHED), code, started.elapsed().as_secs_f64());
+    let route = matched.as_ref().map(MatchedPath::as_str).filter(|_| !d.hidden);
+    app.latencies.request(method, route.unwrap_or(UNMATCHED), code, started.elapsed().as_secs_f64());
     if d.sampled {
         app.tracer.record(|| {
             let mut attributes = vec![
-                ("http.request.method", Value::Str(latency::method_label(&method).to_string())),
+                ("http.request.method", Value::Str(method.to_string())),
                 ("url.path", Value::Str(path.unwrap_or_default())),
                 ("http.response.status_code", Value::Int(i64::from(code))),
             ];
@@ -117,7 +117,7 @@ pub async fn observe(State(app): State<AppState>, mut req: Request, next: Next) 
                 trace_id: d.trace_id,
                 span_id: observed.span_id,
                 parent: d.parent,
-                name: route.map_or_else(|| method.clone(), |r| format!("{method} {r}")),
+                name: route.map_or_else(|| method.to_string(), |r| format!("{method} {r}")),
                 kind: SpanKind::Server,
                 start_ns,
                 end_ns: otel::now_ns(),

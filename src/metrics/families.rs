@@ -307,9 +307,11 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "HTTP requests answered, by method, route template and status code.",
         Kind::Counter,
     );
-    for ((method, route, code), n) in &live.http.requests {
-        let labels = vec![("method", method.to_string()), ("route", route.clone()), ("code", code.to_string())];
-        requests = requests.with(labels, Value::Int(*n as i64));
+    for (route, r) in &live.http {
+        for ((method, code), n) in &r.requests {
+            let labels = vec![("method", method.to_string()), ("route", route.clone()), ("code", code.to_string())];
+            requests = requests.with(labels, Value::Int(*n as i64));
+        }
     }
     f.push(requests);
     let mut latency = Family::new(
@@ -317,8 +319,8 @@ pub fn build(live: &Live, db: &DbSnapshot) -> Vec<Family> {
         "Time to answer HTTP requests, by route template.",
         Kind::Histogram,
     );
-    for (route, h) in &live.http.durations {
-        latency = latency.histogram(vec![("route", route.clone())], h.clone());
+    for (route, r) in &live.http {
+        latency = latency.histogram(vec![("route", route.clone())], r.durations.clone());
     }
     f.push(latency);
     f.push(
