@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine: installs what the
 # tests drive (Prometheus, promtool, sqlite3, systemd-analyze and PostgreSQL from
-# Debian; Python's prometheus_client and opentelemetry-proto in a venv), checks fmt and clippy, then runs the tests:
+# Debian; Python's prometheus_client, opentelemetry-proto and schemathesis in a venv), checks fmt and clippy, then runs the tests:
 # the integration suite twice, on SQLite and on a throwaway PostgreSQL
 # cluster.
 set -euo pipefail

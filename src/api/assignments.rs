@@ -6,32 +6,45 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path, Validate};
+use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
 use super::refs;
 use super::state::AppState;
 use super::telemetry::Observed;
 use crate::config::Config;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
+use crate::domain::validate::{self, TextSchema};
 use crate::domain::{DomainError, Result};
 use crate::store::agents;
 use crate::store::assignments::{self, Filter};
 
-#[derive(Deserialize)]
+/// An assignment named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AssignmentPath {
+    /// The assignment's id.
+    id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct CreateAssignment {
+    /// The crew's id or slug.
     crew: String,
+    /// The agent's id or slug, within the crew.
     agent: String,
+    /// What the agent reads on stdin: not blank, at most `CREWSHIP_MAX_TASK_BYTES` bytes.
+    #[schema(value_type = TextSchema)]
     task: String,
+    /// The agent (of the same crew) that handed it out.
     assigned_by: Option<String>,
 }
 
 impl Validate for CreateAssignment {
     fn validate(&self, config: &Config) -> Result<()> {
-        if self.task.trim().is_empty() {
-            return Err(DomainError::invalid("task must not be empty"));
-        }
+        validate::text("task", &self.task, TextSchema::MAX)?;
         let limit = config.runner.max_task_bytes;
         if self.task.len() > limit {
             return Err(DomainError::invalid(format!("task is over {limit} bytes (CREWSHIP_MAX_TASK_BYTES)")));
@@ -40,6 +53,10 @@ impl Validate for CreateAssignment {
     }
 }
 
+/// Queue work for an agent.
+#[utoipa::path(post, path = "/assignments", tag = "assignments", request_body = CreateAssignment, responses(
+    (status = 201, description = "The new assignment, queued", body = Assignment),
+))]
 pub async fn create(
     State(app): State<AppState>,
     Extension(observed): Extension<Arc<Observed>>,
@@ -59,17 +76,36 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(row.to_api())))
 }
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Assignment>>> {
-    let page = params.page()?;
-    let status = params
-        .get("status")
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this crew's (id or slug).
+    crew: Option<String>,
+    /// Only those in this status.
+    #[param(value_type = Option<AssignmentStatus>, inline)]
+    status: Option<String>,
+}
+
+/// List assignments, newest first.
+#[utoipa::path(get, path = "/assignments", tag = "assignments", params(PageParams, ListQuery), responses(
+    (status = 200, description = "A page of assignments", body = Listing<Assignment>),
+))]
+pub async fn list(
+    State(app): State<AppState>,
+    Query(page): Query<PageParams>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Listing<Assignment>>> {
+    let page = page.request()?;
+    let status = q
+        .status
+        .as_deref()
         .map(|s| {
             AssignmentStatus::parse(s).ok_or_else(|| {
                 DomainError::invalid("status must be one of pending, queued, running, completed, failed, cancelled")
             })
         })
         .transpose()?;
-    let crew = params.get("crew").map(str::to_string);
+    let crew = q.crew;
     let list = app
         .store
         .read(move |c| {
@@ -80,13 +116,27 @@ pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json
     Ok(Json(list.into()))
 }
 
-pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Assignment>> {
+/// Get an assignment.
+#[utoipa::path(get, path = "/assignments/{id}", tag = "assignments", params(AssignmentPath), responses(
+    (status = 200, description = "The assignment", body = Assignment),
+))]
+pub async fn get(
+    State(app): State<AppState>,
+    Path(AssignmentPath { id: key }): Path<AssignmentPath>,
+) -> ApiResult<Json<Assignment>> {
     Ok(Json(app.store.read(move |c| assignments::get(c, &key)).await?.to_api()))
 }
 
-/// Queued → cancelled; running → the process is stopped, then cancelled;
-/// already cancelled → no-op; completed or failed → 409.
-pub async fn cancel(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Assignment>> {
+/// Cancel an assignment: a queued one at once, a running one once its
+/// process is stopped; cancelling a cancelled one changes nothing.
+#[utoipa::path(post, path = "/assignments/{id}/cancel", tag = "assignments", params(AssignmentPath), responses(
+    (status = 200, description = "The assignment, cancelled", body = Assignment),
+    (status = 409, description = "It already completed or failed"),
+))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(AssignmentPath { id: key }): Path<AssignmentPath>,
+) -> ApiResult<Json<Assignment>> {
     let row = app.store.read(move |c| assignments::get(c, &key)).await?;
     let row = app.runtime.cancel_assignment(row, "cancelled by request").await?;
     Ok(Json(row.to_api()))

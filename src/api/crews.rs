@@ -6,9 +6,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path, Validate};
+use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
 use super::state::AppState;
 use crate::config::Config;
 use crate::domain::event::{Change, Event, EventKind};
@@ -16,6 +18,7 @@ use crate::domain::ids::Kind;
 use crate::domain::kinds::{Role, Runtime};
 use crate::domain::named::Named as _;
 use crate::domain::types::{Agent, Crew};
+use crate::domain::validate::{NameSchema, SlugSchema};
 use crate::domain::{DomainError, Result, validate};
 use crate::store::Tx;
 use crate::store::agents::{self, AgentPatch, NewAgent};
@@ -24,12 +27,37 @@ use crate::store::counters;
 use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
 use crate::store::journal::{self, Named, NewEntry};
 
-#[derive(Deserialize)]
+/// A crew named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CrewPath {
+    /// The crew's id or slug.
+    pub crew: String,
+}
+
+/// An agent named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AgentPath {
+    /// The crew's id or slug.
+    crew: String,
+    /// The agent's id or slug, within the crew.
+    agent: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct CreateCrew {
+    #[schema(value_type = SlugSchema)]
     slug: String,
+    #[schema(value_type = NameSchema)]
     name: String,
+    /// How many of its agents may run at once (default 2).
+    #[schema(minimum = 1)]
     max_concurrent_agents: Option<i64>,
+    /// Where its agents run (default `local`); `docker` needs an `image`.
+    #[schema(value_type = Option<Runtime>)]
     runtime: Option<String>,
+    /// The image of a docker crew's container.
     image: Option<String>,
 }
 
@@ -71,6 +99,11 @@ fn require_image(image: Option<&str>) -> Result<()> {
     }
 }
 
+/// Create a crew.
+#[utoipa::path(post, path = "/crews", tag = "crews", request_body = CreateCrew, responses(
+    (status = 201, description = "The new crew", body = Crew),
+    (status = 409, description = "A live crew has this slug"),
+))]
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreateCrew>,
@@ -90,21 +123,56 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(crew.to_api())))
 }
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Crew>>> {
-    let page = params.page()?;
-    let deleted = params.get("include_deleted") == Some("true");
+/// With `include_deleted=true`, deleted ones too.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `true` to list deleted ones too.
+    #[param(value_type = Option<bool>)]
+    include_deleted: Option<String>,
+}
+
+impl ListQuery {
+    fn deleted(&self) -> Result<bool> {
+        match self.include_deleted.as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(DomainError::invalid("include_deleted must be true or false")),
+        }
+    }
+}
+
+/// List crews, oldest first.
+#[utoipa::path(get, path = "/crews", tag = "crews", params(PageParams, ListQuery), responses(
+    (status = 200, description = "A page of crews", body = Listing<Crew>),
+))]
+pub async fn list(
+    State(app): State<AppState>,
+    Query(page): Query<PageParams>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Listing<Crew>>> {
+    let page = page.request()?;
+    let deleted = q.deleted()?;
     Ok(Json(app.store.read(move |c| crews::list(c, deleted, page)).await?.into()))
 }
 
-pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Crew>> {
+/// Get a crew, deleted ones included.
+#[utoipa::path(get, path = "/crews/{crew}", tag = "crews", params(CrewPath), responses(
+    (status = 200, description = "The crew", body = Crew),
+))]
+pub async fn get(State(app): State<AppState>, Path(CrewPath { crew: key }): Path<CrewPath>) -> ApiResult<Json<Crew>> {
     Ok(Json(app.store.read(move |c| crews::resolve(c, &key)).await?.to_api()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PatchCrew {
+    #[schema(value_type = Option<NameSchema>)]
     name: Option<String>,
+    #[schema(minimum = 1)]
     max_concurrent_agents: Option<i64>,
+    /// A new image; `null` clears it (not for a docker crew).
     #[serde(default, deserialize_with = "super::extract::present")]
+    #[schema(value_type = Option<String>)]
     image: Option<Option<String>>,
 }
 
@@ -120,9 +188,14 @@ impl Validate for PatchCrew {
     }
 }
 
+/// Change a live crew; a docker crew's new image replaces its container.
+#[utoipa::path(patch, path = "/crews/{crew}", tag = "crews", params(CrewPath), request_body = PatchCrew, responses(
+    (status = 200, description = "The crew as changed", body = Crew),
+    (status = 409, description = "Its agents are running, so its image cannot change yet"),
+))]
 pub async fn patch(
     State(app): State<AppState>,
-    Path(key): Path<String>,
+    Path(CrewPath { crew: key }): Path<CrewPath>,
     JsonBody(b): JsonBody<PatchCrew>,
 ) -> ApiResult<Json<Crew>> {
     let patch = CrewPatch { name: b.name, max_concurrent_agents: b.max_concurrent_agents, image: b.image };
@@ -154,9 +227,15 @@ pub async fn patch(
     Ok(Json(crew.to_api()))
 }
 
-/// Soft delete: the crew stops taking work; waiting assignments are
-/// cancelled; running ones finish; history stays.
-pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Crew>> {
+/// Delete a crew (softly): it stops taking work, its waiting
+/// assignments are cancelled, running ones finish, history stays.
+#[utoipa::path(delete, path = "/crews/{crew}", tag = "crews", params(CrewPath), responses(
+    (status = 200, description = "The crew, deleted", body = Crew),
+))]
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(CrewPath { crew: key }): Path<CrewPath>,
+) -> ApiResult<Json<Crew>> {
     let crew = app
         .store
         .write(move |tx| {
@@ -172,13 +251,21 @@ pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> Api
     Ok(Json(crew.to_api()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateAgent {
+    #[schema(value_type = SlugSchema)]
     slug: String,
+    #[schema(value_type = NameSchema)]
     name: String,
+    /// `agent` (default) or `lead`: at most one live lead a crew.
+    #[schema(value_type = Option<Role>)]
     role: Option<String>,
+    #[schema(schema_with = command_schema)]
     command: Vec<String>,
+    #[schema(schema_with = env_schema)]
     env: Option<BTreeMap<String, String>>,
+    /// A run is killed after this long (default 1800).
+    #[schema(minimum = 1)]
     timeout_seconds: Option<i64>,
 }
 
@@ -195,6 +282,39 @@ impl Validate for CreateAgent {
         check_env(self.env.as_ref().unwrap_or(&BTreeMap::new()))?;
         validate::at_least_one("timeout_seconds", self.timeout_seconds.unwrap_or(1800))
     }
+}
+
+fn command_schema() -> ArrayBuilder {
+    argv_schema(false)
+}
+
+fn patch_command_schema() -> ArrayBuilder {
+    argv_schema(true)
+}
+
+/// `check_command`'s rule, as the API description states it.
+fn argv_schema(nullable: bool) -> ArrayBuilder {
+    let program = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1));
+    ArrayBuilder::new()
+        .schema_type(or_null(Type::Array, nullable))
+        .description(Some("What runs for each assignment: a program (not empty) and its arguments"))
+        .prefix_items([program])
+        .items(ObjectBuilder::new().schema_type(Type::String))
+        .min_items(Some(1))
+}
+
+/// `check_env`'s rule, as the API description states it.
+fn env_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(or_null(Type::Object, true))
+        .description(Some("More environment for its runs; names starting CREWSHIP_ are reserved"))
+        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[^=]+$"))))
+        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+}
+
+/// An optional field's type: `null` reads as absent.
+fn or_null(t: Type, nullable: bool) -> SchemaType {
+    if nullable { SchemaType::from_iter([t, Type::Null]) } else { SchemaType::Type(t) }
 }
 
 fn check_command(command: &[String]) -> Result<()> {
@@ -222,9 +342,14 @@ fn check_env(env: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+/// Add an agent to a live crew.
+#[utoipa::path(post, path = "/crews/{crew}/agents", tag = "agents", params(CrewPath), request_body = CreateAgent, responses(
+    (status = 201, description = "The new agent", body = Agent),
+    (status = 409, description = "The crew has a live agent with this slug, or already a lead"),
+))]
 pub async fn create_agent(
     State(app): State<AppState>,
-    Path(crew_key): Path<String>,
+    Path(CrewPath { crew: crew_key }): Path<CrewPath>,
     JsonBody(b): JsonBody<CreateAgent>,
 ) -> ApiResult<(StatusCode, Json<Agent>)> {
     let role = role(b.role.as_deref())?.unwrap_or(Role::Agent);
@@ -242,30 +367,45 @@ pub async fn create_agent(
     Ok((StatusCode::CREATED, Json(agent.to_api())))
 }
 
+/// List a crew's agents, oldest first.
+#[utoipa::path(get, path = "/crews/{crew}/agents", tag = "agents", params(CrewPath, PageParams, ListQuery), responses(
+    (status = 200, description = "A page of agents", body = Listing<Agent>),
+))]
 pub async fn list_agents(
     State(app): State<AppState>,
-    Path(crew_key): Path<String>,
-    params: Params,
+    Path(CrewPath { crew: crew_key }): Path<CrewPath>,
+    Query(page): Query<PageParams>,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Listing<Agent>>> {
-    let page = params.page()?;
-    let deleted = params.get("include_deleted") == Some("true");
+    let page = page.request()?;
+    let deleted = q.deleted()?;
     Ok(Json(app.store.read(move |c| agents::list(c, &crews::resolve(c, &crew_key)?, deleted, page)).await?.into()))
 }
 
+/// Get an agent, deleted ones included.
+#[utoipa::path(get, path = "/crews/{crew}/agents/{agent}", tag = "agents", params(AgentPath), responses(
+    (status = 200, description = "The agent", body = Agent),
+))]
 pub async fn get_agent(
     State(app): State<AppState>,
-    Path((crew_key, agent_key)): Path<(String, String)>,
+    Path(AgentPath { crew: crew_key, agent: agent_key }): Path<AgentPath>,
 ) -> ApiResult<Json<Agent>> {
     let agent = app.store.read(move |c| agents::resolve(c, &crews::resolve(c, &crew_key)?, &agent_key)).await?;
     Ok(Json(agent.to_api()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PatchAgent {
+    #[schema(value_type = Option<NameSchema>)]
     name: Option<String>,
+    #[schema(value_type = Option<Role>)]
     role: Option<String>,
+    #[schema(schema_with = patch_command_schema)]
     command: Option<Vec<String>>,
+    /// Replaces the whole environment.
+    #[schema(schema_with = env_schema)]
     env: Option<BTreeMap<String, String>>,
+    #[schema(minimum = 1)]
     timeout_seconds: Option<i64>,
 }
 
@@ -288,9 +428,14 @@ impl Validate for PatchAgent {
     }
 }
 
+/// Change a live agent; runs started later use the change.
+#[utoipa::path(patch, path = "/crews/{crew}/agents/{agent}", tag = "agents", params(AgentPath), request_body = PatchAgent, responses(
+    (status = 200, description = "The agent as changed", body = Agent),
+    (status = 409, description = "The crew already has a lead"),
+))]
 pub async fn patch_agent(
     State(app): State<AppState>,
-    Path((crew_key, agent_key)): Path<(String, String)>,
+    Path(AgentPath { crew: crew_key, agent: agent_key }): Path<AgentPath>,
     JsonBody(b): JsonBody<PatchAgent>,
 ) -> ApiResult<Json<Agent>> {
     let role = role(b.role.as_deref())?;
@@ -307,9 +452,13 @@ pub async fn patch_agent(
     Ok(Json(agent.to_api()))
 }
 
+/// Delete an agent (softly): its waiting assignments are cancelled.
+#[utoipa::path(delete, path = "/crews/{crew}/agents/{agent}", tag = "agents", params(AgentPath), responses(
+    (status = 200, description = "The agent, deleted", body = Agent),
+))]
 pub async fn delete_agent(
     State(app): State<AppState>,
-    Path((crew_key, agent_key)): Path<(String, String)>,
+    Path(AgentPath { crew: crew_key, agent: agent_key }): Path<AgentPath>,
 ) -> ApiResult<Json<Agent>> {
     let agent = app
         .store

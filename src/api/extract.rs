@@ -4,15 +4,14 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -55,11 +54,12 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
             }
         })?;
         let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        let value: serde_json::Value = serde_json::from_slice(bytes)
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)
             .map_err(|e| ApiError::bad_request("malformed_json", format!("request body is not valid JSON: {e}")))?;
         if !value.is_object() {
             return Err(ApiError::bad_request("invalid_type", "request body must be a JSON object"));
         }
+        integral_floats_as_integers(&mut value);
         if holds_nul(&value) {
             // PostgreSQL text cannot hold it; refused on either backend alike.
             return Err(ApiError::new(
@@ -78,6 +78,21 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
         })?;
         body.validate(&state.config)?;
         Ok(JsonBody(body))
+    }
+}
+
+/// `4298.0` is the integer 4298 in JSON Schema, and serde's integer
+/// fields refuse it as written: it becomes `4298` first.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15) {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 
@@ -105,29 +120,42 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
-/// Query-string parameters.
-pub struct Params(pub HashMap<String, String>);
+/// Query-string parameters as `T`, a struct of optional strings: an unknown
+/// name is ignored, and a query string that does not decode is a 400. The
+/// values' own rules are `T`'s (an empty value is a value, and breaks them).
+pub struct Query<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for Params {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| Params(q))
-            .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))
+        let axum::extract::Query(raw) =
+            axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+        let given = raw.into_iter().map(|(k, v)| (k, serde_json::Value::String(v)));
+        T::deserialize(serde_json::Value::Object(given.collect()))
+            .map(Query)
+            .map_err(|e| ApiError::bad_request("bad_query", e.to_string()))
     }
 }
 
-impl Params {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
-    }
+/// Which page of a list: `?limit=` and `?cursor=`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// How many items, from 1 to 500 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^v1\\.[0-9]{1,18}$")]
+    cursor: Option<String>,
+}
 
-    /// `?limit=` (1 to 500, default 50) and `?cursor=` (one this server
-    /// issued).
-    pub fn page(&self) -> Result<PageRequest, ApiError> {
-        let limit = match self.get("limit") {
+impl PageParams {
+    /// The page asked for: a limit within bounds, a cursor this server issued.
+    pub fn request(&self) -> Result<PageRequest, ApiError> {
+        let limit = match &self.limit {
             None => DEFAULT_LIMIT,
             Some(s) => match s.parse::<i64>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
@@ -138,33 +166,34 @@ impl Params {
                 }
             },
         };
-        let after = match self.get("cursor") {
+        let after = match &self.cursor {
             None => None,
             Some(c) => Some(decode(c).ok_or_else(|| DomainError::invalid("cursor is not one this server issued"))?),
         };
         Ok(PageRequest { limit, after })
     }
+}
 
-    /// An RFC 3339 time parameter, as epoch ms.
-    pub fn time(&self, key: &str) -> Result<Option<i64>, ApiError> {
-        self.get(key)
-            .map(|v| {
-                time::parse_rfc3339(v).ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        format!("{key} must be an RFC 3339 UTC time like 2026-01-31T12:00:00Z"),
-                    )
-                })
+/// An RFC 3339 time parameter, as epoch ms.
+pub fn time_param(key: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|v| {
+            time::parse_rfc3339(v).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    format!("{key} must be an RFC 3339 UTC time like 2026-01-31T12:00:00Z"),
+                )
             })
-            .transpose()
-    }
+        })
+        .transpose()
 }
 
 /// A page as clients see it: its items, and an opaque cursor to the next.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Listing<T> {
     pub items: Vec<T>,
+    /// Pass it as `?cursor=` for the next page; null on the last.
     pub next_cursor: Option<String>,
 }
 
@@ -174,13 +203,18 @@ impl<T> From<Page<T>> for Listing<T> {
     }
 }
 
+// A cursor is the position after the page's last item, versioned so that
+// its form can change; the description's pattern states it.
 fn decode(cursor: &str) -> Option<i64> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    String::from_utf8(bytes).ok()?.strip_prefix("v1:")?.parse().ok()
+    let digits = cursor.strip_prefix("v1.")?;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 fn encode(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1:{id}"))
+    format!("v1.{id}")
 }
 
 /// For PATCH fields where `null` (clear) differs from absent (keep): use
@@ -197,17 +231,28 @@ where
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> Params {
-        Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    fn params(pairs: &[(&str, &str)]) -> PageParams {
+        let map: serde_json::Map<String, serde_json::Value> =
+            pairs.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect();
+        PageParams::deserialize(serde_json::Value::Object(map)).unwrap()
+    }
+
+    #[test]
+    fn the_described_page_bounds_are_the_enforced_ones() {
+        let params = serde_json::to_value(PageParams::into_params(|| None)).unwrap();
+        let limit = params.as_array().unwrap().iter().find(|p| p["name"] == "limit").unwrap();
+        assert_eq!(limit["schema"]["maximum"].as_i64(), Some(MAX_LIMIT), "{limit}");
+        assert_eq!(params[1]["schema"]["pattern"], "^v1\\.[0-9]{1,18}$");
+        assert!(decode(&encode(i64::from(i32::MAX))).is_some() && decode("v1.").is_none() && decode("v1.1x").is_none());
     }
 
     #[test]
     fn cursor_round_trip_and_limits() {
-        let p = params(&[("limit", "10"), ("cursor", &encode(42))]).page().unwrap();
+        let p = params(&[("limit", "10"), ("cursor", &encode(42))]).request().unwrap();
         assert_eq!((p.limit, p.after), (10, Some(42)));
-        assert!(params(&[("limit", "0")]).page().is_err());
-        assert!(params(&[("limit", "501")]).page().is_err());
-        assert!(params(&[("cursor", "garbage!")]).page().is_err());
-        assert_eq!(params(&[]).page().unwrap().limit, DEFAULT_LIMIT);
+        assert!(params(&[("limit", "0")]).request().is_err());
+        assert!(params(&[("limit", "501")]).request().is_err());
+        assert!(params(&[("cursor", "garbage!")]).request().is_err());
+        assert_eq!(params(&[]).request().unwrap().limit, DEFAULT_LIMIT);
     }
 }

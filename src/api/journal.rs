@@ -5,29 +5,58 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Validate};
+use super::extract::{JsonBody, Listing, PageParams, Query, Validate, time_param};
 use super::refs;
 use super::state::AppState;
 use crate::config::Config;
 use crate::domain::kinds::Severity;
 use crate::domain::named::Named as _;
 use crate::domain::types::JournalEntry;
+use crate::domain::validate::{self, EntryTypeSchema, TextSchema};
 use crate::domain::{DomainError, Result};
 use crate::store::journal::{self, Filter, NewEntry};
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<JournalEntry>>> {
-    let page = params.page()?;
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only entries of this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    entry_type: Option<String>,
+    /// Only entries of this trace (a run's id).
+    trace_id: Option<String>,
+    /// Only this crew's (id or slug).
+    crew: Option<String>,
+    /// Only entries at or after this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Only entries before this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
+}
+
+/// List journal entries, newest first, archived ones included.
+#[utoipa::path(get, path = "/journal", tag = "journal", params(PageParams, ListQuery), responses(
+    (status = 200, description = "A page of entries", body = Listing<JournalEntry>),
+))]
+pub async fn list(
+    State(app): State<AppState>,
+    Query(page): Query<PageParams>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Listing<JournalEntry>>> {
+    let page = page.request()?;
     let mut filter = Filter {
-        entry_type: params.get("type").map(str::to_string),
-        trace_id: params.get("trace_id").map(str::to_string),
+        since: time_param("since", q.since.as_deref())?,
+        until: time_param("until", q.until.as_deref())?,
+        entry_type: q.entry_type,
+        trace_id: q.trace_id,
         crew_id: None,
-        since: params.time("since")?,
-        until: params.time("until")?,
     };
-    let crew = params.get("crew").map(str::to_string);
+    let crew = q.crew;
     let list = app
         .store
         .read(move |c| {
@@ -38,14 +67,23 @@ pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json
     Ok(Json(list.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PostEntry {
+    /// 1-100 characters; `run.*` is reserved for the run endpoints.
+    #[schema(value_type = EntryTypeSchema)]
     entry_type: String,
+    #[schema(value_type = TextSchema)]
     summary: String,
+    /// Default `info`.
+    #[schema(value_type = Option<Severity>)]
     severity: Option<String>,
+    /// The crew's id or slug.
     crew: Option<String>,
+    /// The agent's id or slug (needs `crew`).
     agent: Option<String>,
+    /// The trace (run id) it belongs to; a run token sets its own.
     trace_id: Option<String>,
+    /// Any JSON (default `{}`).
     payload: Option<serde_json::Value>,
 }
 
@@ -57,26 +95,25 @@ impl PostEntry {
 
 impl Validate for PostEntry {
     fn validate(&self, _: &Config) -> Result<()> {
-        let entry_type = self.entry_type.trim();
-        if entry_type.is_empty() || entry_type.len() > 100 {
-            return Err(DomainError::invalid("entry_type must be 1-100 characters"));
-        }
-        if entry_type.starts_with("run.") {
+        validate::text("entry_type", &self.entry_type, EntryTypeSchema::MAX)?;
+        if validate::trimmed(&self.entry_type).starts_with("run.") {
             return Err(DomainError::invalid("entry types run.* are reserved for the run endpoints"));
         }
-        if self.summary.trim().is_empty() {
-            return Err(DomainError::invalid("summary must not be empty"));
-        }
+        validate::text("summary", &self.summary, TextSchema::MAX)?;
         self.severity().map(drop)
     }
 }
 
+/// Record a free-form event; with a run token, against that run.
+#[utoipa::path(post, path = "/journal", tag = "journal", request_body = PostEntry, responses(
+    (status = 201, description = "The entry", body = JournalEntry),
+))]
 pub async fn post(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
     JsonBody(b): JsonBody<PostEntry>,
 ) -> ApiResult<(StatusCode, Json<JournalEntry>)> {
-    let entry_type = b.entry_type.trim().to_string();
+    let entry_type = validate::trimmed(&b.entry_type).to_string();
     let severity = b.severity()?;
     let entry = app
         .store

@@ -11,6 +11,7 @@ pub mod inflight;
 pub mod journal;
 pub mod metrics;
 pub mod nodes;
+pub mod openapi;
 pub mod paymaster;
 pub mod pipelines;
 pub mod refs;
@@ -20,12 +21,14 @@ pub mod status;
 pub mod telemetry;
 pub mod ws;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn_with_state, map_response};
 use axum::response::IntoResponse;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
+use axum::{Extension, Router};
 use tower_http::compression::CompressionLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use error::ApiError;
 use state::AppState;
@@ -39,44 +42,47 @@ async fn method_not_allowed() -> impl IntoResponse {
 }
 
 pub fn router(app: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/crews", post(crews::create).get(crews::list))
-        .route("/crews/{crew}", get(crews::get).patch(crews::patch).delete(crews::delete))
-        .route("/crews/{crew}/agents", post(crews::create_agent).get(crews::list_agents))
-        .route(
-            "/crews/{crew}/agents/{agent}",
-            get(crews::get_agent).patch(crews::patch_agent).delete(crews::delete_agent),
-        )
-        .route("/assignments", post(assignments::create).get(assignments::list))
-        .route("/assignments/{id}", get(assignments::get))
-        .route("/assignments/{id}/cancel", post(assignments::cancel))
-        .route("/runs", post(runs::start).get(runs::list))
-        .route("/runs/{id}", get(runs::get).patch(runs::report))
-        .route("/runs/{id}/output", get(runs::output))
-        .route("/journal", get(journal::list).post(journal::post))
-        .route("/pipelines", post(pipelines::create).get(pipelines::list))
-        .route("/pipelines/{pipeline}", get(pipelines::get).delete(pipelines::delete))
-        .route("/pipelines/{pipeline}/runs", post(pipelines::start_run))
-        .route("/pipeline-runs", get(pipelines::list_runs))
-        .route("/pipeline-runs/{id}", get(pipelines::get_run))
-        .route("/pipeline-runs/{id}/cancel", post(pipelines::cancel_run))
-        .route("/llm-calls", post(paymaster::record))
-        .route("/paymaster/spend", get(paymaster::spend))
-        .route("/paymaster/rates", get(paymaster::rates))
-        .route("/containers", get(containers::list))
-        .route("/nodes", get(nodes::list))
-        .route("/status", get(status::get))
-        .route("/crews/{crew}/container/start", post(containers::start))
-        .route("/crews/{crew}/container/stop", post(containers::stop))
+    // One `routes!` a path: the path, its methods and their description
+    // come from the handlers' annotations.
+    let (v1, v1_doc) = OpenApiRouter::new()
+        .routes(routes!(crews::create, crews::list))
+        .routes(routes!(crews::get, crews::patch, crews::delete))
+        .routes(routes!(crews::create_agent, crews::list_agents))
+        .routes(routes!(crews::get_agent, crews::patch_agent, crews::delete_agent))
+        .routes(routes!(assignments::create, assignments::list))
+        .routes(routes!(assignments::get))
+        .routes(routes!(assignments::cancel))
+        .routes(routes!(runs::start, runs::list))
+        .routes(routes!(runs::get, runs::report))
+        .routes(routes!(runs::output))
+        .routes(routes!(journal::list, journal::post))
+        .routes(routes!(pipelines::create, pipelines::list))
+        .routes(routes!(pipelines::get, pipelines::delete))
+        .routes(routes!(pipelines::start_run))
+        .routes(routes!(pipelines::list_runs))
+        .routes(routes!(pipelines::get_run))
+        .routes(routes!(pipelines::cancel_run))
+        .routes(routes!(paymaster::record))
+        .routes(routes!(paymaster::spend))
+        .routes(routes!(paymaster::rates))
+        .routes(routes!(containers::list))
+        .routes(routes!(containers::start))
+        .routes(routes!(containers::stop))
+        .routes(routes!(nodes::list))
+        .routes(routes!(status::get))
+        .routes(routes!(openapi::serve))
+        .split_for_parts();
+    let (outer, outer_doc) =
+        OpenApiRouter::new().routes(routes!(health::healthz)).routes(routes!(health::readyz)).split_for_parts();
+    let v1 = v1
+        .layer(Extension(openapi::finish(v1_doc, outer_doc)))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // The last layer runs first: the gate, then the body reservation.
         .layer(from_fn_with_state(app.clone(), inflight::hold_body_bytes))
         .layer(from_fn_with_state(app.clone(), auth::require_api_access));
-    Router::new()
-        .nest("/api/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    outer
+        .nest(openapi::PREFIX, v1)
         .route("/metrics", any(metrics::handler))
         .route("/ws", get(ws::handler))
         .fallback(no_route)

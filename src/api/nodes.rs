@@ -3,15 +3,18 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use super::error::ApiResult;
+use super::extract::Listing;
 use super::state::AppState;
 use crate::domain::types::Node;
 use crate::store::nodes;
 
-pub async fn list(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+/// List the fleet's nodes and the state of their leases.
+#[utoipa::path(get, path = "/nodes", tag = "fleet", responses(
+    (status = 200, description = "Every node, in one page", body = Listing<Node>),
+))]
+pub async fn list(State(app): State<AppState>) -> ApiResult<Json<Listing<Node>>> {
     let (rows, now) = app.store.read(nodes::list).await?;
-    let items: Vec<Node> = rows.iter().map(|n| n.to_api(now)).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": null })))
+    Ok(Json(Listing { items: rows.iter().map(|n| n.to_api(now)).collect(), next_cursor: None }))
 }

@@ -6,20 +6,21 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::ApiResult;
-use super::extract::{JsonBody, Params, Validate};
+use super::extract::{JsonBody, Query, Validate, time_param};
 use super::refs;
 use super::state::{App, AppState};
 use super::telemetry::Observed;
 use crate::config::Config;
 use crate::domain::kinds::BillingMode;
 use crate::domain::named::Named as _;
-use crate::domain::pricing::{self, Tokens};
-use crate::domain::types::LlmCallRecorded;
+use crate::domain::pricing::{self, Rate, Tokens};
+use crate::domain::types::{LlmCallRecorded, SpendRow};
+use crate::domain::validate::{self, ModelSchema, ProviderSchema};
 use crate::domain::{DomainError, Result, provider, time};
 use crate::otel::{self, Value as Attr};
 use crate::store::ledger::{self, GroupBy, NewCall};
@@ -27,20 +28,35 @@ use crate::store::ledger::{self, GroupBy, NewCall};
 /// A day: no call an agent makes takes longer.
 const MAX_CALL_MS: i64 = 86_400_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RecordCall {
+    /// Compared case-insensitively: `Anthropic` is `anthropic`.
+    #[schema(value_type = ProviderSchema)]
     provider: String,
+    #[schema(value_type = ModelSchema)]
     model: String,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     input_tokens: i64,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     output_tokens: i64,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     cached_input_tokens: Option<i64>,
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     cache_creation_tokens: Option<i64>,
+    /// What it cost; without it, the rate card prices the tokens.
+    #[schema(minimum = 0, maximum = 10_000_000)]
     cost_usd: Option<f64>,
+    /// Default `metered`; `flat_rate` calls cost 0 USD and still count.
+    #[schema(value_type = Option<BillingMode>)]
     billing_mode: Option<String>,
+    /// The crew's id or slug; a run token sets its own.
     crew: Option<String>,
+    /// The agent's id or slug (needs `crew`); a run token sets its own.
     agent: Option<String>,
+    /// The run it was made for; a run token sets its own.
     run_id: Option<String>,
     /// How long the call took, for its span (which ends when it is recorded).
+    #[schema(minimum = 0, maximum = 86_400_000)]
     duration_ms: Option<i64>,
 }
 
@@ -62,10 +78,7 @@ impl RecordCall {
 impl Validate for RecordCall {
     fn validate(&self, _: &Config) -> Result<()> {
         provider::normalize(&self.provider)?;
-        let model = self.model.trim();
-        if model.is_empty() || model.len() > 200 {
-            return Err(DomainError::invalid("model must be 1-200 characters"));
-        }
+        validate::text("model", &self.model, ModelSchema::MAX)?;
         let t = self.tokens();
         for (field, v) in [
             ("input_tokens", t.input),
@@ -123,6 +136,10 @@ fn trace_call(app: &App, observed: &Observed, run_id: Option<&str>, call: &LlmCa
     });
 }
 
+/// Record an LLM call in the cost ledger.
+#[utoipa::path(post, path = "/llm-calls", tag = "paymaster", request_body = RecordCall, responses(
+    (status = 201, description = "The call as recorded, with its cost", body = LlmCallRecorded),
+))]
 pub async fn record(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -131,7 +148,7 @@ pub async fn record(
 ) -> ApiResult<(StatusCode, Json<LlmCallRecorded>)> {
     let duration_ms = b.duration_ms.unwrap_or(0);
     let provider = provider::normalize(&b.provider)?;
-    let model = b.model.trim().to_string();
+    let model = validate::trimmed(&b.model).to_string();
     let tokens = b.tokens();
     let billing_mode = b.billing_mode()?;
     // Flat-rate calls cost nothing per call but still count as calls. An
@@ -186,19 +203,69 @@ pub async fn record(
     Ok((StatusCode::CREATED, Json(recorded)))
 }
 
-pub async fn spend(State(app): State<AppState>, params: Params) -> ApiResult<Json<Value>> {
-    let group_by = GroupBy::parse_field("group_by", params.get("group_by").unwrap_or("provider"))?;
-    let since = params.time("since")?;
-    let until = params.time("until")?;
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SpendQuery {
+    /// What a row sums (default `provider`).
+    #[param(value_type = Option<GroupBy>, inline)]
+    group_by: Option<String>,
+    /// Only calls at or after this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
+    /// Only calls before this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Spend {
+    /// One row a key, most spent first.
+    rows: Vec<SpendRow>,
+    #[schema(format = DateTime)]
+    since: Option<String>,
+    #[schema(format = DateTime)]
+    until: Option<String>,
+}
+
+/// Spend and tokens, summed by provider, crew, agent or model.
+#[utoipa::path(get, path = "/paymaster/spend", tag = "paymaster", params(SpendQuery), responses(
+    (status = 200, description = "The sums", body = Spend),
+))]
+pub async fn spend(State(app): State<AppState>, Query(q): Query<SpendQuery>) -> ApiResult<Json<Spend>> {
+    let group_by = GroupBy::parse_field("group_by", q.group_by.as_deref().unwrap_or("provider"))?;
+    let since = time_param("since", q.since.as_deref())?;
+    let until = time_param("until", q.until.as_deref())?;
     let rows = app.store.read(move |c| ledger::spend(c, group_by, since, until)).await?;
-    Ok(Json(json!({
-        "rows": rows,
-        "since": time::rfc3339_opt(since),
-        "until": time::rfc3339_opt(until),
-    })))
+    Ok(Json(Spend { rows, since: time::rfc3339_opt(since), until: time::rfc3339_opt(until) }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Rates {
+    rates: Vec<Rate>,
 }
 
 /// The rate card that prices calls recorded without a cost.
-pub async fn rates(State(app): State<AppState>) -> Json<Value> {
-    Json(json!({ "rates": app.rate_card.rates() }))
+#[utoipa::path(get, path = "/paymaster/rates", tag = "paymaster", responses(
+    (status = 200, description = "The rate card in effect", body = Rates),
+))]
+pub async fn rates(State(app): State<AppState>) -> Json<Rates> {
+    Json(Rates { rates: app.rate_card.rates().to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The description's bounds (literals, as the derive needs) are the
+    /// ones `validate` enforces.
+    #[test]
+    fn the_described_bounds_are_the_enforced_ones() {
+        let schema = serde_json::to_value(<RecordCall as utoipa::PartialSchema>::schema()).unwrap();
+        let max = |field: &str| schema["properties"][field]["maximum"].as_f64();
+        for field in ["input_tokens", "output_tokens", "cached_input_tokens", "cache_creation_tokens"] {
+            assert_eq!(max(field), Some(pricing::MAX_TOKENS_PER_CALL as f64), "{field}: {schema}");
+        }
+        assert_eq!(max("cost_usd"), Some(pricing::MAX_USD_PER_CALL));
+        assert_eq!(max("duration_ms"), Some(MAX_CALL_MS as f64));
+    }
 }

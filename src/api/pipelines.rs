@@ -7,9 +7,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path, Validate};
+use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
 use super::refs;
 use super::state::AppState;
 use super::telemetry::Observed;
@@ -18,15 +19,38 @@ use crate::domain::ids::Kind;
 use crate::domain::status::PipelineRunStatus;
 use crate::domain::template::{self, Ref};
 use crate::domain::types::{Pipeline, PipelineRun, StepSpec};
+use crate::domain::validate::{NameSchema, SlugSchema, TextSchema};
 use crate::domain::{DomainError, Result, validate};
 use crate::store::agents;
 use crate::store::pipelines::{self, NewPipeline, RunFilter, StoredStep};
 
-#[derive(Deserialize)]
-pub struct CreatePipeline {
+/// A pipeline named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct PipelinePath {
+    /// The pipeline's slug or id.
     slug: String,
+}
+
+/// A pipeline run named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RunPath {
+    /// The pipeline run's id.
+    id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreatePipeline {
+    #[schema(value_type = SlugSchema)]
+    slug: String,
+    #[schema(value_type = NameSchema)]
     name: String,
+    /// Runs at once (default 1); more wait, queued.
+    #[schema(minimum = 1)]
     max_concurrent_runs: Option<i64>,
+    /// Run in order, each as an assignment; at most `CREWSHIP_MAX_PIPELINE_STEPS`.
+    #[schema(min_items = 1)]
     steps: Vec<StepSpec>,
 }
 
@@ -52,12 +76,10 @@ fn check_steps(steps: &[StepSpec], max_steps: usize) -> Result<()> {
     }
     let mut seen = HashSet::new();
     for step in steps {
-        if step.id.trim().is_empty() || step.id.contains(['.', '{', '}']) {
+        if validate::trimmed(&step.id).is_empty() || step.id.contains(['.', '{', '}']) {
             return Err(DomainError::invalid(format!("step id {:?} must be non-empty, without . {{ }}", step.id)));
         }
-        if step.task.trim().is_empty() {
-            return Err(DomainError::invalid(format!("step {:?} has an empty task", step.id)));
-        }
+        validate::text(&format!("step {:?}'s task", step.id), &step.task, TextSchema::MAX)?;
         for r in template::references(&step.task)? {
             if let Ref::StepOutput(id) = r
                 && !seen.contains(id.as_str())
@@ -75,6 +97,11 @@ fn check_steps(steps: &[StepSpec], max_steps: usize) -> Result<()> {
     Ok(())
 }
 
+/// Create a pipeline.
+#[utoipa::path(post, path = "/pipelines", tag = "pipelines", request_body = CreatePipeline, responses(
+    (status = 201, description = "The new pipeline", body = Pipeline),
+    (status = 409, description = "A live pipeline has this slug"),
+))]
 pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreatePipeline>,
@@ -105,17 +132,34 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(pipeline.to_api())))
 }
 
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Pipeline>>> {
-    let page = params.page()?;
+/// List live pipelines, oldest first.
+#[utoipa::path(get, path = "/pipelines", tag = "pipelines", params(PageParams), responses(
+    (status = 200, description = "A page of pipelines", body = Listing<Pipeline>),
+))]
+pub async fn list(State(app): State<AppState>, Query(page): Query<PageParams>) -> ApiResult<Json<Listing<Pipeline>>> {
+    let page = page.request()?;
     Ok(Json(app.store.read(move |c| pipelines::list(c, page)).await?.into()))
 }
 
-pub async fn get(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Pipeline>> {
+/// Get a pipeline.
+#[utoipa::path(get, path = "/pipelines/{slug}", tag = "pipelines", params(PipelinePath), responses(
+    (status = 200, description = "The pipeline", body = Pipeline),
+))]
+pub async fn get(
+    State(app): State<AppState>,
+    Path(PipelinePath { slug: key }): Path<PipelinePath>,
+) -> ApiResult<Json<Pipeline>> {
     Ok(Json(app.store.read(move |c| pipelines::resolve(c, &key)).await?.to_api()))
 }
 
-/// Soft delete; its queued and running runs are cancelled.
-pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<Pipeline>> {
+/// Delete a pipeline (softly); its queued and running runs are cancelled.
+#[utoipa::path(delete, path = "/pipelines/{slug}", tag = "pipelines", params(PipelinePath), responses(
+    (status = 200, description = "The pipeline, deleted", body = Pipeline),
+))]
+pub async fn delete(
+    State(app): State<AppState>,
+    Path(PipelinePath { slug: key }): Path<PipelinePath>,
+) -> ApiResult<Json<Pipeline>> {
     let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
     app.runtime.delete_pipeline(&pipeline).await?;
     let id = pipeline.id;
@@ -126,19 +170,26 @@ pub async fn delete(State(app): State<AppState>, Path(key): Path<String>) -> Api
     Ok(Json(pipeline.to_api()))
 }
 
-#[derive(Deserialize)]
-pub struct StartRun {
+#[derive(Deserialize, ToSchema)]
+pub struct RunPipeline {
+    /// What `{{inputs.NAME}}` in the steps' tasks stands for.
+    #[schema(value_type = Option<Object>)]
     inputs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Render every step and run nothing.
     dry_run: Option<bool>,
 }
 
-impl Validate for StartRun {}
+impl Validate for RunPipeline {}
 
+/// Run a pipeline, or with `dry_run` only render its steps.
+#[utoipa::path(post, path = "/pipelines/{slug}/runs", tag = "pipelines", params(PipelinePath), request_body = RunPipeline, responses(
+    (status = 201, description = "The run: running, queued or dry_run", body = PipelineRun),
+))]
 pub async fn start_run(
     State(app): State<AppState>,
     Extension(observed): Extension<Arc<Observed>>,
-    Path(key): Path<String>,
-    JsonBody(b): JsonBody<StartRun>,
+    Path(PipelinePath { slug: key }): Path<PipelinePath>,
+    JsonBody(b): JsonBody<RunPipeline>,
 ) -> ApiResult<(StatusCode, Json<PipelineRun>)> {
     let inputs = b.inputs.unwrap_or_default();
     let dry_run = b.dry_run.unwrap_or(false);
@@ -175,10 +226,29 @@ pub async fn start_run(
     Ok((StatusCode::CREATED, Json(run.to_api())))
 }
 
-pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<PipelineRun>>> {
-    let page = params.page()?;
-    let status = params
-        .get("status")
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs in this status.
+    #[param(value_type = Option<PipelineRunStatus>, inline)]
+    status: Option<String>,
+    /// Only this pipeline's (id or slug).
+    pipeline: Option<String>,
+}
+
+/// List pipeline runs, newest first.
+#[utoipa::path(get, path = "/pipeline-runs", tag = "pipelines", params(PageParams, RunsQuery), responses(
+    (status = 200, description = "A page of pipeline runs", body = Listing<PipelineRun>),
+))]
+pub async fn list_runs(
+    State(app): State<AppState>,
+    Query(page): Query<PageParams>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<Json<Listing<PipelineRun>>> {
+    let page = page.request()?;
+    let status = q
+        .status
+        .as_deref()
         .map(|s| {
             PipelineRunStatus::parse(s).ok_or_else(|| {
                 DomainError::invalid(
@@ -187,7 +257,7 @@ pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult
             })
         })
         .transpose()?;
-    let pipeline = params.get("pipeline").map(str::to_string);
+    let pipeline = q.pipeline;
     let list = app
         .store
         .read(move |c| {
@@ -203,11 +273,26 @@ pub async fn list_runs(State(app): State<AppState>, params: Params) -> ApiResult
     Ok(Json(list.into()))
 }
 
-pub async fn get_run(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<PipelineRun>> {
+/// Get a pipeline run with its steps.
+#[utoipa::path(get, path = "/pipeline-runs/{id}", tag = "pipelines", params(RunPath), responses(
+    (status = 200, description = "The run", body = PipelineRun),
+))]
+pub async fn get_run(
+    State(app): State<AppState>,
+    Path(RunPath { id: key }): Path<RunPath>,
+) -> ApiResult<Json<PipelineRun>> {
     Ok(Json(app.store.read(move |c| pipelines::get_run(c, &key)).await?.to_api()))
 }
 
-pub async fn cancel_run(State(app): State<AppState>, Path(key): Path<String>) -> ApiResult<Json<PipelineRun>> {
+/// Cancel a pipeline run and its running step.
+#[utoipa::path(post, path = "/pipeline-runs/{id}/cancel", tag = "pipelines", params(RunPath), responses(
+    (status = 200, description = "The run, cancelled", body = PipelineRun),
+    (status = 409, description = "It already ended"),
+))]
+pub async fn cancel_run(
+    State(app): State<AppState>,
+    Path(RunPath { id: key }): Path<RunPath>,
+) -> ApiResult<Json<PipelineRun>> {
     let run = app.store.read(move |c| pipelines::get_run(c, &key)).await?;
     Ok(Json(app.runtime.cancel_pipeline_run(run, "cancelled by request").await?.to_api()))
 }

@@ -5,9 +5,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
-use super::extract::{JsonBody, Listing, Params, Path, Validate};
+use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
 use super::refs;
 use super::state::AppState;
 use crate::config::Config;
@@ -17,20 +19,48 @@ use crate::domain::types::Run;
 use crate::domain::{DomainError, Result};
 use crate::store::runs::{self, Filter, NewRun};
 
-#[derive(Deserialize)]
+/// A run named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RunPath {
+    /// The run's id (its trace id).
+    id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
 pub struct StartRun {
+    /// The crew's id or slug.
     crew: Option<String>,
+    /// The agent's id or slug (needs `crew`).
     agent: Option<String>,
+    /// What started it, in the owner's words.
     trigger: Option<String>,
 }
 
 impl Validate for StartRun {}
 
-/// Newest first, by crew and status.
-pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json<Listing<Run>>> {
-    let page = params.page()?;
-    let status = params.get("status").map(|s| RunStatus::parse_field("status", s)).transpose()?;
-    let crew = params.get("crew").map(str::to_string);
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this crew's (id or slug).
+    crew: Option<String>,
+    /// Only those in this status.
+    #[param(value_type = Option<RunStatus>, inline)]
+    status: Option<String>,
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/runs", tag = "runs", params(PageParams, ListQuery), responses(
+    (status = 200, description = "A page of runs", body = Listing<Run>),
+))]
+pub async fn list(
+    State(app): State<AppState>,
+    Query(page): Query<PageParams>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Listing<Run>>> {
+    let page = page.request()?;
+    let status = q.status.as_deref().map(|s| RunStatus::parse_field("status", s)).transpose()?;
+    let crew = q.crew;
     let list = app
         .store
         .read(move |c| {
@@ -41,6 +71,10 @@ pub async fn list(State(app): State<AppState>, params: Params) -> ApiResult<Json
     Ok(Json(list.into()))
 }
 
+/// Report a run that crewshipd did not start.
+#[utoipa::path(post, path = "/runs", tag = "runs", request_body = StartRun, responses(
+    (status = 201, description = "The run, running", body = Run),
+))]
 pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>) -> ApiResult<(StatusCode, Json<Run>)> {
     let run = app
         .store
@@ -53,19 +87,29 @@ pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>)
     Ok((StatusCode::CREATED, Json(run.to_api())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ReportRun {
+    #[schema(schema_with = terminal_status)]
     status: String,
+    /// Why it failed.
     error: Option<String>,
+}
+
+/// The statuses a report may end a run with.
+fn terminal() -> impl Iterator<Item = &'static str> {
+    RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| s.as_str())
+}
+
+fn terminal_status() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(terminal())).description(Some("How it ended"))
 }
 
 impl ReportRun {
     /// One of the terminal statuses.
     fn status(&self) -> Result<RunStatus> {
-        RunStatus::parse(&self.status).filter(|s| s.is_terminal()).ok_or_else(|| {
-            let terminal = RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| s.as_str());
-            DomainError::invalid(must_be_one_of("status", terminal))
-        })
+        RunStatus::parse(&self.status)
+            .filter(|s| s.is_terminal())
+            .ok_or_else(|| DomainError::invalid(must_be_one_of("status", terminal())))
     }
 }
 
@@ -75,10 +119,15 @@ impl Validate for ReportRun {
     }
 }
 
-/// A terminal report; repeats return the first outcome and write nothing.
+/// Report how a run ended; a repeat returns the first outcome and writes
+/// nothing.
+#[utoipa::path(patch, path = "/runs/{id}", tag = "runs", params(RunPath), request_body = ReportRun, responses(
+    (status = 200, description = "The run, ended", body = Run),
+    (status = 409, description = "crewshipd runs it, so only crewshipd ends it"),
+))]
 pub async fn report(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    Path(RunPath { id }): Path<RunPath>,
     JsonBody(b): JsonBody<ReportRun>,
 ) -> ApiResult<Json<Run>> {
     let status = b.status()?;
@@ -86,12 +135,19 @@ pub async fn report(
     Ok(Json(run.to_api()))
 }
 
-pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Run>> {
+/// Get a run.
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", params(RunPath), responses(
+    (status = 200, description = "The run", body = Run),
+))]
+pub async fn get(State(app): State<AppState>, Path(RunPath { id }): Path<RunPath>) -> ApiResult<Json<Run>> {
     Ok(Json(app.store.read(move |c| runs::get(c, &id)).await?.to_api()))
 }
 
-/// Captured output: live while the run executes, stored once it ends.
-pub async fn output(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+/// A run's captured output: live while it executes, stored once it ends.
+#[utoipa::path(get, path = "/runs/{id}/output", tag = "runs", params(RunPath), responses(
+    (status = 200, description = "Its stdout and stderr as captured", body = String, content_type = "text/plain; charset=utf-8"),
+))]
+pub async fn output(State(app): State<AppState>, Path(RunPath { id }): Path<RunPath>) -> ApiResult<impl IntoResponse> {
     let text = match app.runtime.live_output(&id) {
         Some(text) => text,
         None => {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::ApiResult;
 use super::state::AppState;
@@ -15,7 +16,52 @@ use crate::store::{self, crews};
 /// How long the engine may take to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Value>> {
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// Always `crewshipd`.
+    service: &'static str,
+    version: &'static str,
+    listen: Listen,
+    metrics: MetricsAccess,
+    data_dir: DataDir,
+    docker: Docker,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Listen {
+    host: String,
+    /// Whether other hosts can reach it.
+    beyond_loopback: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct MetricsAccess {
+    /// Whether `CREWSHIP_METRICS_TOKEN` is set.
+    token_set: bool,
+    allow_loopback: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DataDir {
+    path: String,
+    /// Null where the file system does not say.
+    free_bytes: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Docker {
+    /// Live crews with runtime `docker`.
+    crews: i64,
+    /// Whether the engine answered a ping.
+    reachable: bool,
+    error: Option<String>,
+}
+
+/// What `crewship doctor` checks that only the daemon knows.
+#[utoipa::path(get, path = "/status", tag = "health", responses(
+    (status = 200, description = "The daemon's side of the checks", body = Status),
+))]
+pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Status>> {
     let docker_crews = app.store.read(crews::count_in_containers).await?;
     let engine = app.crew_containers.engine();
     let ping = match tokio::time::timeout(PING_TIMEOUT, engine.ping()).await {
@@ -24,15 +70,15 @@ pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Value>> {
         Err(_) => Some(format!("no answer within {PING_TIMEOUT:?}")),
     };
     let c = &app.config;
-    Ok(Json(json!({
-        "service": "crewshipd",
-        "version": env!("CARGO_PKG_VERSION"),
-        "listen": {
-            "host": c.listen.host.to_string(),
-            "beyond_loopback": !c.listen.host.is_loopback(),
+    Ok(Json(Status {
+        service: "crewshipd",
+        version: env!("CARGO_PKG_VERSION"),
+        listen: Listen { host: c.listen.host.to_string(), beyond_loopback: !c.listen.host.is_loopback() },
+        metrics: MetricsAccess { token_set: c.metrics.token.is_some(), allow_loopback: c.metrics.allow_loopback },
+        data_dir: DataDir {
+            path: c.database.data_dir.display().to_string(),
+            free_bytes: store::free_bytes(&c.database.data_dir),
         },
-        "metrics": { "token_set": c.metrics.token.is_some(), "allow_loopback": c.metrics.allow_loopback },
-        "data_dir": { "path": c.database.data_dir.display().to_string(), "free_bytes": store::free_bytes(&c.database.data_dir) },
-        "docker": { "crews": docker_crews, "reachable": ping.is_none(), "error": ping },
-    })))
+        docker: Docker { crews: docker_crews, reachable: ping.is_none(), error: ping },
+    }))
 }

@@ -18,7 +18,7 @@ use crate::store::crews::{self, CrewRow};
 use crate::store::journal::{self, Named, NewEntry};
 
 /// What the container endpoints answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContainerState {
     pub container_id: String,
     pub crew: String,

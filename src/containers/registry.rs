@@ -20,6 +20,22 @@ pub struct Sample {
     pub sampled_at: String,
 }
 
+/// A tracked container as the API shows it: its latest sample's figures,
+/// each null until the first sample.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct Reading {
+    pub container_id: String,
+    pub crew: String,
+    pub cpu_percent: Option<f64>,
+    pub memory_used_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub net_rx_bytes: Option<u64>,
+    pub net_tx_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    #[schema(format = DateTime)]
+    pub sampled_at: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 struct Tracked {
     crew: String,
@@ -78,19 +94,27 @@ impl Registry {
         self.tracked().iter().map(|(id, t)| (id.clone(), t.crew.clone())).collect()
     }
 
-    /// Latest samples, or a bare entry for containers not sampled yet.
-    pub fn samples(&self) -> Vec<serde_json::Value> {
-        let mut out: Vec<serde_json::Value> = self
+    /// Every tracked container with its latest sample, by container id.
+    pub fn readings(&self) -> Vec<Reading> {
+        let mut out: Vec<Reading> = self
             .tracked()
             .iter()
             .map(|(id, t)| match &t.latest {
-                Some((_, s)) => serde_json::to_value(s).unwrap_or_default(),
-                None => {
-                    serde_json::json!({ "container_id": id, "crew": t.crew, "sampled_at": null })
-                }
+                Some((_, s)) => Reading {
+                    container_id: id.clone(),
+                    crew: t.crew.clone(),
+                    cpu_percent: Some(s.cpu_percent),
+                    memory_used_bytes: Some(s.memory_used_bytes),
+                    memory_limit_bytes: Some(s.memory_limit_bytes),
+                    net_rx_bytes: Some(s.net_rx_bytes),
+                    net_tx_bytes: Some(s.net_tx_bytes),
+                    pids: Some(s.pids),
+                    sampled_at: Some(s.sampled_at.clone()),
+                },
+                None => Reading { container_id: id.clone(), crew: t.crew.clone(), ..Reading::default() },
             })
             .collect();
-        out.sort_by(|a, b| a["container_id"].as_str().cmp(&b["container_id"].as_str()));
+        out.sort_by(|a, b| a.container_id.cmp(&b.container_id));
         out
     }
 }

@@ -38,3 +38,11 @@ named_enum!(
         FlatRate => "flat_rate",
     }
 );
+
+named_enum!(
+    /// Whether a fleet node's lease is current.
+    LeaseState {
+        Live => "live",
+        Expired => "expired",
+    }
+);

@@ -21,7 +21,7 @@ pub const MAX_PRICE_PER_MILLION: f64 = 10_000.0;
 /// overflow. 2^58 nano-USD is about 288 million USD.
 pub const SERIES_TOTAL_MAX: i64 = 1 << 58;
 
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 pub struct Rate {
     pub provider: String,
     /// A model name or prefix: `claude-sonnet-4` prices `claude-sonnet-4-20250514`.

@@ -1,7 +1,8 @@
 //! Provider names and the bounded label set of the LLM families
 //! (METRICS.md §4, decision 3).
 
-use super::{DomainError, Result};
+use super::Result;
+use super::validate::{self, ProviderSchema};
 
 /// Providers that keep their own series, in order of first appearance.
 pub const MAX_OWN_SERIES: i64 = 24;
@@ -10,14 +11,8 @@ pub const OTHER: &str = "other";
 
 /// `ANTHROPIC`, ` anthropic ` and `anthropic` are one provider.
 pub fn normalize(raw: &str) -> Result<String> {
-    let p = raw.trim().to_lowercase();
-    if p.is_empty() {
-        return Err(DomainError::invalid("provider must not be empty"));
-    }
-    if p.len() > 100 {
-        return Err(DomainError::invalid("provider must be at most 100 bytes"));
-    }
-    Ok(p)
+    validate::text("provider", raw, ProviderSchema::MAX)?;
+    Ok(validate::trimmed(raw).to_lowercase())
 }
 
 /// Where a call of `provider` is counted. `own_series` tells whether the

@@ -3,37 +3,46 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Crew {
     pub id: String,
     pub slug: String,
     pub name: String,
     pub max_concurrent_agents: i64,
+    #[schema(value_type = crate::domain::kinds::Runtime)]
     pub runtime: String,
     pub image: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Agent {
     pub id: String,
     pub crew: String,
     pub crew_id: String,
     pub slug: String,
     pub name: String,
+    #[schema(value_type = crate::domain::kinds::Role)]
     pub role: String,
     pub command: Vec<String>,
     pub env: std::collections::BTreeMap<String, String>,
     pub timeout_seconds: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Assignment {
     pub id: String,
     pub crew: String,
@@ -42,10 +51,15 @@ pub struct Assignment {
     pub agent_id: String,
     pub assigned_by: Option<String>,
     pub task: String,
+    #[schema(value_type = crate::domain::status::AssignmentStatus)]
     pub status: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub queued_at: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub result_summary: Option<String>,
     pub error_message: Option<String>,
@@ -57,15 +71,18 @@ pub struct Assignment {
     pub node: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Run {
     pub id: String,
+    #[schema(value_type = crate::domain::status::RunStatus)]
     pub status: String,
     pub crew: Option<String>,
     pub agent: Option<String>,
     pub assignment_id: Option<String>,
     pub trigger: Option<String>,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub error: Option<String>,
     pub exit_code: Option<i64>,
@@ -75,23 +92,28 @@ pub struct Run {
 }
 
 /// A node of the fleet (API.md "Fleet").
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Node {
     pub id: String,
     pub hostname: String,
     pub version: String,
     pub migration_version: i64,
+    #[schema(format = DateTime)]
     pub started_at: String,
+    #[schema(format = DateTime)]
     pub heartbeat_at: String,
     /// `live` or `expired`.
+    #[schema(value_type = crate::domain::kinds::LeaseState)]
     pub state: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JournalEntry {
     pub id: String,
+    #[schema(format = DateTime)]
     pub ts: String,
     pub entry_type: String,
+    #[schema(value_type = crate::domain::kinds::Severity)]
     pub severity: String,
     pub crew: Option<String>,
     pub agent: Option<String>,
@@ -101,51 +123,64 @@ pub struct JournalEntry {
     pub archived: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepSpec {
+    /// Unique in the pipeline; not blank, without `.`, `{` or `}`.
+    #[schema(pattern = "^[^.{}]*[^ \t\n\r.{}][^.{}]*$")]
     pub id: String,
+    /// The crew's id or slug.
     pub crew: String,
+    /// The agent's id or slug, within the crew.
     pub agent: String,
+    /// May use `{{inputs.NAME}}` and `{{steps.STEP_ID.output}}`.
+    #[schema(value_type = crate::domain::validate::TextSchema)]
     pub task: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Pipeline {
     pub id: String,
     pub slug: String,
     pub name: String,
     pub max_concurrent_runs: i64,
     pub steps: Vec<StepSpec>,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PipelineRunStep {
     pub id: String,
     pub crew: String,
     pub agent: String,
     pub task: Option<String>,
+    #[schema(value_type = crate::domain::status::StepStatus)]
     pub status: String,
     pub assignment_id: Option<String>,
     pub output: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PipelineRun {
     pub id: String,
     pub pipeline: String,
+    #[schema(value_type = crate::domain::status::PipelineRunStatus)]
     pub status: String,
     pub inputs: Value,
     pub dry_run: bool,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub started_at: Option<String>,
+    #[schema(format = DateTime)]
     pub finished_at: Option<String>,
     pub reason: Option<String>,
     pub steps: Vec<PipelineRunStep>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LlmCallRecorded {
     pub id: String,
     pub provider: String,
@@ -154,7 +189,7 @@ pub struct LlmCallRecorded {
     pub priced: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SpendRow {
     pub key: Option<String>,
     pub calls: i64,

@@ -6,6 +6,7 @@
 
 use super::sql::{Db, RowLock, args};
 use crate::domain::Result;
+use crate::domain::kinds::LeaseState;
 use crate::domain::time;
 use crate::domain::types::Node;
 
@@ -36,7 +37,7 @@ impl NodeRow {
             migration_version: self.migration_version,
             started_at: time::rfc3339(self.started_at),
             heartbeat_at: time::rfc3339(self.heartbeat_at),
-            state: if self.lease_until > now { "live" } else { "expired" }.into(),
+            state: if self.lease_until > now { LeaseState::Live } else { LeaseState::Expired }.to_string(),
         }
     }
 }

@@ -5,10 +5,12 @@ mod common;
 
 mod api_assignments;
 mod api_crews;
+mod api_docs;
 mod api_errors;
 mod api_journal_runs;
 mod api_paymaster;
 mod api_pipelines;
+mod api_reference;
 mod archiving;
 mod bounds;
 mod cli;
