@@ -3,7 +3,7 @@
 # tests drive (Prometheus, promtool, sqlite3, systemd-analyze and PostgreSQL from
 # Debian; Python's prometheus_client, opentelemetry-proto and schemathesis in a venv), checks fmt and clippy, then runs the tests:
 # the integration suite twice, on SQLite and on a throwaway PostgreSQL
-# cluster.
+# cluster, and finally the README's install line (a release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,3 +39,6 @@ pg_start
 echo "==> cargo test --test it (PostgreSQL)"
 CREWSHIP_TEST_DATABASE_URL="$CREWSHIP_PG_URL" CREWSHIP_TEST_PG_DATA="$CREWSHIP_PG_DATA" \
     CREWSHIP_TEST_PG_BIN="$CREWSHIP_PG_BIN" cargo test --locked --test it -- --test-threads="$threads"
+
+echo "==> the README's install line (a release build)"
+scripts/install_check.sh

@@ -236,8 +236,10 @@ async fn the_worked_agent_records_its_llm_call_against_its_run() {
 }
 
 /// The README's install commands, run into a scratch root: every line but
-/// the first (a release build) as written, with `/usr` and `/etc` moved
-/// under the scratch directory and the binaries this test build made.
+/// the first as written, with `/usr` and `/etc` moved under the scratch
+/// directory and the binaries this test build made. The first, a release
+/// build, runs at the end of scripts/test.sh (scripts/install_check.sh):
+/// here it would wait on the build lock of the suite's own cargo.
 #[test]
 fn the_readme_install_commands_work() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
