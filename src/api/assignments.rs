@@ -14,6 +14,7 @@ use super::refs;
 use super::state::AppState;
 use super::telemetry::Observed;
 use crate::config::Config;
+use crate::domain::named::Named as _;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
 use crate::domain::validate::{self, TextSchema};
@@ -96,15 +97,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Listing<Assignment>>> {
     let page = page.request()?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            AssignmentStatus::parse(s).ok_or_else(|| {
-                DomainError::invalid("status must be one of pending, queued, running, completed, failed, cancelled")
-            })
-        })
-        .transpose()?;
+    let status = q.status.as_deref().map(|s| AssignmentStatus::parse_field("status", s)).transpose()?;
     let crew = q.crew;
     let list = app
         .store

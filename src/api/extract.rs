@@ -59,8 +59,7 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
         if !value.is_object() {
             return Err(ApiError::bad_request("invalid_type", "request body must be a JSON object"));
         }
-        integral_floats_as_integers(&mut value);
-        if holds_nul(&value) {
+        if settle(&mut value) {
             // PostgreSQL text cannot hold it; refused on either backend alike.
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -81,26 +80,21 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// `4298.0` is the integer 4298 in JSON Schema, and serde's integer
-/// fields refuse it as written: it becomes `4298` first.
-fn integral_floats_as_integers(value: &mut serde_json::Value) {
+/// One walk over the body: `4298.0` becomes `4298` (it is the integer 4298
+/// in JSON Schema, and serde's integer fields refuse it as written), and
+/// the answer is whether any string or key holds NUL (then the body is
+/// refused, and the walk stops).
+fn settle(value: &mut serde_json::Value) -> bool {
     match value {
         serde_json::Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15) {
                 *n = serde_json::Number::from(f as i64);
             }
+            false
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
-        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
-        _ => {}
-    }
-}
-
-fn holds_nul(value: &serde_json::Value) -> bool {
-    match value {
         serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(holds_nul),
-        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        serde_json::Value::Array(items) => items.iter_mut().any(settle),
+        serde_json::Value::Object(map) => map.iter_mut().any(|(k, v)| k.contains('\0') || settle(v)),
         _ => false,
     }
 }

@@ -16,6 +16,7 @@ use super::state::AppState;
 use super::telemetry::Observed;
 use crate::config::Config;
 use crate::domain::ids::Kind;
+use crate::domain::named::Named as _;
 use crate::domain::status::PipelineRunStatus;
 use crate::domain::template::{self, Ref};
 use crate::domain::types::{Pipeline, PipelineRun, StepSpec};
@@ -246,17 +247,7 @@ pub async fn list_runs(
     Query(q): Query<RunsQuery>,
 ) -> ApiResult<Json<Listing<PipelineRun>>> {
     let page = page.request()?;
-    let status = q
-        .status
-        .as_deref()
-        .map(|s| {
-            PipelineRunStatus::parse(s).ok_or_else(|| {
-                DomainError::invalid(
-                    "status must be one of queued, running, completed, failed, cancelled, dry_run, interrupted",
-                )
-            })
-        })
-        .transpose()?;
+    let status = q.status.as_deref().map(|s| PipelineRunStatus::parse_field("status", s)).transpose()?;
     let pipeline = q.pipeline;
     let list = app
         .store
