@@ -29,7 +29,7 @@ pub mod internals {
     pub mod store {
         pub use crate::store::{
             Db, Location, Options, Store, Synchronous, Tx, agents, assignments, counters, crews, journal, ledger,
-            migrations, pipelines, postgres, recount, runs, snapshot, sqlite,
+            migrations, pipelines, postgresql, recount, runs, snapshot, sqlite,
         };
     }
 

@@ -855,7 +855,7 @@ fn generate(path: &Path, p: &Params) -> Res<Manifest> {
          PRAGMA cache_size = -524288;
          PRAGMA temp_store = MEMORY;",
     )?;
-    sqlite::migrations::apply(&mut conn)?;
+    sqlite::migrate(&conn)?;
     // Rows go in parent-after-child within a unit (a run before its
     // assignment); references are checked once at the end instead.
     conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
@@ -961,7 +961,7 @@ fn generate(path: &Path, p: &Params) -> Res<Manifest> {
 /// The daemon's start-up recount, in a transaction of its own as there.
 fn recount_in(conn: &mut rusqlite::Connection) -> Res<Vec<recount::Drift>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let drift = recount::check_and_repair(&sqlite::db(&tx))?;
+    let drift = sqlite::with_db(&tx, recount::check_and_repair)?;
     tx.commit()?;
     Ok(drift)
 }

@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use crewship::internals::metrics::snapshot::compute;
-use crewship::internals::store::postgres::Settings;
+use crewship::internals::store::postgresql::Settings;
 use crewship::internals::store::{Location, Options, Store};
 
 use crate::Res;

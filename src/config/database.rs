@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::source::{Setting, Shown, Source, duration, positive, text};
-use crate::store::{Location, Synchronous, postgres};
+use crate::store::{Location, Synchronous, postgresql};
 
 /// The daemon's own API token, in the data directory (read by the CLI).
 pub const API_TOKEN_FILE: &str = "api-token";
@@ -116,7 +116,7 @@ impl Database {
         let password_file = src.get_opt(&DATABASE_PASSWORD_FILE, text)?;
         let location = src.get(&DATABASE_URL, |url| {
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                postgres::Settings::parse(url, password_file.as_deref(), src.env("PGPASSWORD"), pool)
+                postgresql::Settings::parse(url, password_file.as_deref(), src.env("PGPASSWORD"), pool)
                     .map(|pg| Location::Postgres(Box::new(pg)))
             } else {
                 sqlite_path(url, &data_dir).map(Location::Sqlite)

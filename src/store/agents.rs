@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use super::Tx;
 use super::crews::CrewRow;
 use super::page::{self, Page, PageRequest};
 use super::sql::{Db, Row, args};
+use super::tx::Tx;
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Role;
 use crate::domain::types::Agent;

@@ -3,6 +3,7 @@
 //! journals the change in the caller's transaction.
 
 use super::agents::AgentRow;
+use super::counters;
 use super::crews::CrewRow;
 use super::journal::{self, Named, NewEntry};
 use super::nodes::NodeRef;
@@ -10,7 +11,7 @@ use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::runs::{self, NewRun, RunRow};
 use super::sql::{Db, Row, RowLock, args};
-use super::{Tx, counters};
+use super::tx::Tx;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;

@@ -7,10 +7,8 @@
 //! group share the rows, and moves that cancel out write nothing. A failed
 //! operation's changes go with its savepoint.
 
-use std::collections::BTreeMap;
-
-use super::Tx;
 use super::sql::{Db, RowLock, args};
+use super::tx::{Counted, Tx};
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::provider::{self, SeriesLabel};
 use crate::domain::status::{AssignmentStatus, PipelineRunStatus};
@@ -26,20 +24,8 @@ pub const QUEUE_CREWS: &str = "crews";
 /// names come from clients.
 const FOLDED_CACHE: usize = 10_000;
 
-/// Counter changes of one operation, not yet written.
-#[derive(Debug, Default)]
-pub struct Pending(BTreeMap<(&'static str, String), i64>);
-
-impl Pending {
-    pub(super) fn merge(&mut self, other: Pending) {
-        for (key, delta) in other.0 {
-            *self.0.entry(key).or_default() += delta;
-        }
-    }
-}
-
 fn add(tx: &mut Tx<'_>, family: &'static str, label: &str, delta: i64) {
-    *tx.pending.0.entry((family, label.to_string())).or_default() += delta;
+    tx.counted.add(family, label, delta);
 }
 
 /// Writes counter changes, one row at a time, to stripe `stripe` of each
@@ -47,11 +33,8 @@ fn add(tx: &mut Tx<'_>, family: &'static str, label: &str, delta: i64) {
 /// single statement over several rows needs ephemeral tables, which cost
 /// more than the rows), with an upsert for a row's first use. Readers sum
 /// the stripes.
-pub(super) fn write(db: &Db<'_>, pending: Pending, stripe: i64) -> Result<()> {
-    for ((family, label), delta) in pending.0 {
-        if delta == 0 {
-            continue;
-        }
+pub(super) fn write(db: &Db<'_>, counted: Counted, stripe: i64) -> Result<()> {
+    for ((family, label), delta) in counted.into_changes() {
         let updated = db.execute(
             "UPDATE counters SET value = value + ?3 WHERE family = ?1 AND label = ?2 AND stripe = ?4",
             args![family, label, delta, stripe],
@@ -70,8 +53,8 @@ pub(super) fn write(db: &Db<'_>, pending: Pending, stripe: i64) -> Result<()> {
 /// Writes what an operation has gathered so far at once, as the writer
 /// would at commit (for the benchmark that times statements alone).
 pub fn flush(tx: &mut Tx<'_>) -> Result<()> {
-    let pending = std::mem::take(&mut tx.pending);
-    write(tx, pending, tx.stripe)
+    let counted = std::mem::take(&mut tx.counted);
+    write(tx, counted, tx.stripe)
 }
 
 /// Adds to a crew's queued count (its row is created with the crew) and

@@ -1,8 +1,8 @@
 //! Crews.
 
-use super::Tx;
 use super::page::{self, Page, PageRequest};
 use super::sql::{Db, Row, args};
+use super::tx::Tx;
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Runtime;
 use crate::domain::types::Crew;

@@ -1,9 +1,9 @@
 //! The journal: live entries and their archive, read as one history.
 
-use super::Tx;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, args};
+use super::tx::Tx;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;

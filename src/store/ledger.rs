@@ -1,7 +1,8 @@
 //! The paymaster's cost ledger and its per-provider running totals.
 
+use super::counters;
 use super::sql::{Db, args};
-use super::{Tx, counters};
+use super::tx::Tx;
 use crate::domain::Result;
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::BillingMode;

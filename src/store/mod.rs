@@ -1,25 +1,31 @@
 //! The only code that speaks SQL. Table modules (`crews`, `assignments`,
 //! …) hold the rules of what each change writes, which counters move and
 //! what is journaled and published; they run their statements through
-//! `sql::Db`, and a backend (`sqlite`) runs those. No database type leaves
-//! this module.
+//! `sql::Db`. A backend (`sqlite`, `postgresql`) implements
+//! `backend::Backend` and `sql::Conn`: it alone names its driver, and hands
+//! its failures back as typed `fault::Fault`s, which this file alone turns
+//! into what callers see. No database type leaves this module.
 //!
 //! `Store::write` runs a closure atomically (its own savepoint in a group
-//! transaction); it returns, and the closure's events are published, only
-//! after the commit.
+//! transaction, or a transaction of its own); it returns, and the closure's
+//! events are published, only after the commit.
 
 pub mod agents;
 pub mod assignments;
+mod backend;
 pub mod counters;
 pub mod crews;
+mod fault;
+mod group;
 pub mod journal;
 pub mod ledger;
 pub mod locks;
 pub mod migrations;
 pub mod nodes;
+mod options;
 pub mod page;
 pub mod pipelines;
-pub mod postgres;
+pub mod postgresql;
 pub mod query;
 pub mod recount;
 pub mod runs;
@@ -37,11 +43,11 @@ use tokio::sync::broadcast;
 use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
 use crate::sync::lock;
-use postgres::Postgres;
+use backend::{Backend, Failure, Outcome, Value};
+use fault::Fault;
+pub use options::{Options, Synchronous};
 pub use sql::Db;
-use sqlite::Sqlite;
 pub use tx::Tx;
-use tx::Value;
 
 /// Free bytes below which the data directory counts as full.
 const MIN_FREE_BYTES: u64 = 1024 * 1024;
@@ -54,66 +60,21 @@ impl From<serde_json::Error> for DomainError {
     }
 }
 
-/// The database's durability: SQLite's `synchronous`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Synchronous {
-    /// An acknowledged write is on disk (an fsync at every commit).
-    Full,
-    /// An acknowledged write survives a crash of crewshipd, not of the
-    /// machine.
-    Normal,
-}
-
-/// How the store is opened.
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    pub sync: Synchronous,
-    /// Write operations that may wait for the writer; more get 503.
-    pub write_queue: usize,
-    /// Time budget of the start-up integrity check (zero: none).
-    pub check_time: Duration,
-    /// False only for the benchmark that measures what counter maintenance
-    /// costs: the metrics of such a store are wrong. Only `counters` reads
-    /// it.
-    pub maintain_counters: bool,
-    /// Slots each hot counter row is split into where writers commit at
-    /// once (PostgreSQL); 1 only for the benchmark of what striping buys.
-    /// SQLite's one writer always uses one.
-    pub counter_stripes: i64,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            sync: Synchronous::Full,
-            write_queue: 4096,
-            check_time: Duration::from_secs(10),
-            maintain_counters: true,
-            counter_stripes: postgres::STRIPES,
-        }
-    }
-}
-
 /// Where the data lives.
 #[derive(Debug, Clone)]
 pub enum Location {
     /// A SQLite database file.
     Sqlite(PathBuf),
     /// A PostgreSQL database, shared with other nodes or not.
-    Postgres(Box<postgres::Settings>),
-}
-
-enum Backend {
-    Sqlite(Arc<Sqlite>),
-    Postgres(Box<Postgres>),
+    Postgres(Box<postgresql::Settings>),
 }
 
 struct Inner {
-    backend: Backend,
+    backend: Box<dyn Backend>,
     events: broadcast::Sender<Arc<Event>>,
     /// Set once the database was found corrupt: not ready until restarted
     /// (when the start-up check refuses it).
-    corrupt: Mutex<Option<String>>,
+    corrupt: Mutex<Option<DomainError>>,
     /// The latest readiness probe, reused for `PROBE_REUSE`.
     probe: tokio::sync::Mutex<Option<(Instant, Result<()>)>>,
 }
@@ -137,8 +98,13 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
-fn typed<T: 'static>(value: Box<dyn std::any::Any + Send>) -> Result<T> {
+fn typed<T: 'static>(value: Value) -> Result<T> {
     value.downcast::<T>().map(|v| *v).map_err(|_| DomainError::internal("the store returned another type"))
+}
+
+/// `f`, as a job that hands back its value untyped.
+fn untyped<T: Send + 'static>(f: impl FnOnce(&Db<'_>) -> Result<T> + Send + 'static) -> backend::WorkFn {
+    Box::new(move |db| f(db).map(|v| Box::new(v) as Value))
 }
 
 impl Store {
@@ -146,10 +112,10 @@ impl Store {
     /// schema up to date. Refuses a corrupt database, and one migrated by a
     /// newer crewshipd.
     pub fn open(location: &Location, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Store> {
-        let backend = match location {
-            Location::Sqlite(path) => Backend::Sqlite(Arc::new(Sqlite::open(path, events.clone(), options)?)),
+        let backend: Box<dyn Backend> = match location {
+            Location::Sqlite(path) => Box::new(sqlite::Sqlite::open(path, events.clone(), options)?),
             Location::Postgres(settings) => {
-                Backend::Postgres(Box::new(Postgres::open((**settings).clone(), events.clone(), options)?))
+                Box::new(postgresql::Postgres::open((**settings).clone(), events.clone(), options)?)
             }
         };
         Ok(Store {
@@ -159,24 +125,13 @@ impl Store {
 
     /// The database, for the log (never a password).
     pub fn describe(&self) -> String {
-        match &self.inner.backend {
-            Backend::Sqlite(b) => b.path().display().to_string(),
-            Backend::Postgres(b) => b.describe(),
-        }
-    }
-
-    /// The directory holding a SQLite database.
-    fn dir(&self) -> Option<&Path> {
-        match &self.inner.backend {
-            Backend::Sqlite(b) => Some(b.path().parent().unwrap_or(b.path())),
-            Backend::Postgres(_) => None,
-        }
+        self.inner.backend.describe()
     }
 
     /// Whether this store can only ever have one node (SQLite): no other
     /// daemon shares it.
     pub fn single_node(&self) -> bool {
-        matches!(self.inner.backend, Backend::Sqlite(_))
+        !self.inner.backend.shared()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -197,12 +152,8 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Clone + Send + 'static,
     {
-        let job: tx::WriteFn = Box::new(move |tx| (f.clone())(tx).map(|v| Box::new(v) as Value));
-        let value = match &self.inner.backend {
-            Backend::Sqlite(b) => b.write(job).await,
-            Backend::Postgres(b) => b.write(job).await,
-        };
-        typed(value.map_err(|e| self.explain(e))?)
+        let job: backend::WriteFn = Box::new(move |tx| (f.clone())(tx).map(|v| Box::new(v) as Value));
+        self.answer(self.inner.backend.write(job).await)
     }
 
     /// Runs `f` alone, in a transaction of its own (between write groups
@@ -212,27 +163,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
     {
-        let job: tx::ExclusiveFn = Box::new(move |db| f(db).map(|v| Box::new(v) as Value));
-        let value = match &self.inner.backend {
-            Backend::Sqlite(b) => b.exclusive(job).await,
-            Backend::Postgres(b) => b.exclusive(job).await,
-        };
-        typed(value.map_err(|e| self.explain(e))?)
-    }
-
-    async fn read_with<T, F>(&self, consistent: bool, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
-    {
-        let value = match &self.inner.backend {
-            Backend::Sqlite(b) => b.read(consistent, f).await,
-            Backend::Postgres(b) => {
-                let job = Box::new(move |db: &Db<'_>| f(db).map(|v| Box::new(v) as Value));
-                b.read(consistent, job).await.and_then(typed)
-            }
-        };
-        value.map_err(|e| self.explain(e))
+        self.answer(self.inner.backend.exclusive(untyped(f)).await)
     }
 
     /// Runs `f` on a read connection.
@@ -241,7 +172,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
     {
-        self.read_with(false, f).await
+        self.answer(self.inner.backend.read(false, untyped(f)).await)
     }
 
     /// Runs `f` in one read transaction: everything it reads describes the
@@ -251,65 +182,58 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
     {
-        self.read_with(true, f).await
+        self.answer(self.inner.backend.read(true, untyped(f)).await)
     }
 
     /// The start-up check: every maintained counter against a recount from
     /// the base tables, on one snapshot, drift repaired (once, under a lock,
     /// when several nodes start at once). Returns what it repaired.
     pub async fn recount(&self) -> Result<Vec<recount::Drift>> {
-        match &self.inner.backend {
-            Backend::Sqlite(_) => self.exclusive(recount::check_and_repair).await,
-            Backend::Postgres(_) => {
-                self.exclusive(|db| {
-                    db.lock_for_transaction(locks::RECOUNT)?;
-                    Ok(())
-                })
-                .await?;
-                let drift = self.snapshot(recount::find_drift).await?;
-                if drift.is_empty() {
-                    return Ok(drift);
-                }
-                self.exclusive(move |db| {
-                    // One repair at a time; one that finds the drift gone
-                    // (another node repaired it) adds nothing.
-                    db.lock_for_transaction(locks::RECOUNT)?;
-                    let still = recount::find_drift(db)?;
-                    let fix: Vec<_> = drift.into_iter().filter(|d| still.contains(d)).collect();
-                    recount::repair(db, &fix)?;
-                    Ok(fix)
-                })
-                .await
-            }
+        // Waits for a repair another node may be making.
+        self.exclusive(|db| db.lock_for_transaction(locks::RECOUNT)).await?;
+        let drift = self.snapshot(recount::find_drift).await?;
+        if drift.is_empty() {
+            return Ok(drift);
         }
+        self.exclusive(move |db| {
+            // One repair at a time; one that finds the drift gone (another
+            // node repaired it) adds nothing.
+            db.lock_for_transaction(locks::RECOUNT)?;
+            let still = recount::find_drift(db)?;
+            let fix: Vec<_> = drift.into_iter().filter(|d| still.contains(d)).collect();
+            recount::repair(db, &fix)?;
+            Ok(fix)
+        })
+        .await
     }
 
-    /// Names the data directory in a full-disk error, and remembers a
-    /// corrupt database for `/readyz`.
-    fn explain(&self, e: DomainError) -> DomainError {
-        match &e {
-            DomainError::Unavailable(m) if m == sqlite::DISK_FULL => match self.dir() {
-                Some(dir) => DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display())),
-                None => DomainError::Unavailable("no space left on the database's disk".into()),
-            },
-            DomainError::Unavailable(m) if m.starts_with(sqlite::CORRUPT) => {
-                *lock(&self.inner.corrupt) = Some(m.clone());
-                e
+    /// A job's value, typed again; or what its failure means to the
+    /// caller: a fault named for where the database lives, a corrupt
+    /// database remembered for `/readyz`.
+    fn answer<T: 'static>(&self, outcome: Outcome) -> Result<T> {
+        match outcome {
+            Ok(value) => typed(value),
+            Err(Failure::Refused(e)) => Err(e),
+            Err(Failure::Fault(fault)) => {
+                let e = fault.to_error(self.inner.backend.disk());
+                if let Fault::Corrupt(_) = fault {
+                    *lock(&self.inner.corrupt) = Some(e.clone());
+                }
+                Err(e)
             }
-            _ => e,
         }
     }
 
     /// Whether the store can serve: not found corrupt, room on its disk,
     /// and a write that commits (probed at most once per `PROBE_REUSE`).
     pub async fn ready(&self) -> Result<()> {
-        if let Some(reason) = lock(&self.inner.corrupt).clone() {
-            return Err(DomainError::Unavailable(reason));
+        if let Some(corrupt) = lock(&self.inner.corrupt).clone() {
+            return Err(corrupt);
         }
-        if let Some(dir) = self.dir()
+        if let Some(dir) = self.inner.backend.disk()
             && free_bytes(dir).is_some_and(|free| free < MIN_FREE_BYTES)
         {
-            return Err(DomainError::Unavailable(format!("no space left on the disk holding {}", dir.display())));
+            return Err(Fault::DiskFull.to_error(Some(dir)));
         }
         let mut probe = self.inner.probe.lock().await;
         if let Some((at, result)) = probe.as_ref()
@@ -331,12 +255,10 @@ impl Store {
         result
     }
 
-    /// Flushes SQLite's WAL into the main file; called at shutdown.
+    /// Makes what is committed durable in the main database file where
+    /// that is a step of its own (SQLite's WAL); called at shutdown.
     pub async fn checkpoint(&self) -> Result<()> {
-        match &self.inner.backend {
-            Backend::Sqlite(b) => b.checkpoint().await,
-            Backend::Postgres(_) => Ok(()),
-        }
+        self.answer(self.inner.backend.checkpoint().await)
     }
 }
 

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::counters;
 use super::journal::{self, NewEntry};
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, RowLock, args};
-use super::{Tx, counters};
+use super::tx::Tx;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;

@@ -1,12 +1,13 @@
 //! Runs: one row per execution, named by its trace id. Each run journals
 //! exactly one `run.started` and at most one terminal event.
 
+use super::counters;
 use super::journal::{self, Named, NewEntry};
 use super::nodes::NodeRef;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, args};
-use super::{Tx, counters};
+use super::tx::Tx;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;

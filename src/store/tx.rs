@@ -2,21 +2,11 @@
 //! statements, the events it publishes once committed, the counter changes
 //! it has gathered, and one clock reading for every row it writes.
 
-use std::any::Any;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Deref;
 
-use super::counters::Pending;
 use super::sql::Db;
-use crate::domain::Result;
 use crate::domain::event::Event;
-
-/// What a backend hands back from a job, typed again by `Store`.
-pub(super) type Value = Box<dyn Any + Send>;
-/// A write operation: run again if its transaction is aborted.
-pub(super) type WriteFn = Box<dyn FnMut(&mut Tx<'_>) -> Result<Value> + Send>;
-/// Work in a transaction of its own (the recount, maintenance).
-pub(super) type ExclusiveFn = Box<dyn FnOnce(&Db<'_>) -> Result<Value> + Send>;
 
 pub struct Tx<'c> {
     db: Db<'c>,
@@ -26,7 +16,7 @@ pub struct Tx<'c> {
     /// False only in the benchmark variant that measures what counter
     /// maintenance costs (`Options::maintain_counters`).
     counting: bool,
-    pub(super) pending: Pending,
+    pub(super) counted: Counted,
     /// Which slot of each striped counter this operation adds to.
     pub(super) stripe: i64,
     /// Providers known to count under `other` (a decision for good).
@@ -42,7 +32,7 @@ impl<'c> Deref for Tx<'c> {
 
 impl<'c> Tx<'c> {
     pub(super) fn new(db: Db<'c>, now: i64, counting: bool, stripe: i64, folded: &'c mut HashSet<String>) -> Tx<'c> {
-        Tx { db, events: Vec::new(), now, counting, pending: Pending::default(), stripe, folded }
+        Tx { db, events: Vec::new(), now, counting, counted: Counted::default(), stripe, folded }
     }
 
     pub fn emit(&mut self, event: Event) {
@@ -51,5 +41,27 @@ impl<'c> Tx<'c> {
 
     pub fn counting(&self) -> bool {
         self.counting
+    }
+}
+
+/// Counter changes gathered by operations, not yet written (`counters`
+/// writes them once per transaction).
+#[derive(Debug, Default)]
+pub struct Counted(BTreeMap<(&'static str, String), i64>);
+
+impl Counted {
+    pub(super) fn add(&mut self, family: &'static str, label: &str, delta: i64) {
+        *self.0.entry((family, label.to_string())).or_default() += delta;
+    }
+
+    pub(super) fn merge(&mut self, other: Counted) {
+        for (key, delta) in other.0 {
+            *self.0.entry(key).or_default() += delta;
+        }
+    }
+
+    /// The changes that move a counter (those that cancelled out do not).
+    pub(super) fn into_changes(self) -> impl Iterator<Item = ((&'static str, String), i64)> {
+        self.0.into_iter().filter(|(_, delta)| *delta != 0)
     }
 }

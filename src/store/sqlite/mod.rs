@@ -4,21 +4,26 @@
 //! SQLITE_BUSY) and commits in groups; a small pool of WAL readers serves
 //! reads on the blocking pool. Nothing runs on the async runtime's threads.
 
-pub mod migrations;
+mod conn;
+mod migrations;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast};
 
+use super::backend::{Backend, Failure, Outcome, Pending, Queue, WorkFn, WriteFn, guarded};
+use super::options::{Options, Synchronous};
 use super::sql::Db;
-use super::tx::{ExclusiveFn, Value, WriteFn};
-use super::{Options, Synchronous};
+use crate::domain::event::Event;
 use crate::domain::{DomainError, Result};
 use crate::sync::lock;
+use conn::{SqliteConn, fault};
 use writer::{Job, Writer};
 
 const READERS: usize = 4;
@@ -26,23 +31,6 @@ const READERS: usize = 4;
 /// none is ever evicted and prepared again on a hot path.
 const STATEMENT_CACHE: usize = 256;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What a full disk reads as, until the store names its directory.
-pub(super) const DISK_FULL: &str = "the disk holding the database is full";
-/// How a corrupt database reads (the store remembers it for `/readyz`).
-pub(super) const CORRUPT: &str = "the database is corrupt";
-
-impl From<rusqlite::Error> for DomainError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseCorrupt, DatabaseLocked, DiskFull, NotADatabase};
-        match e.sqlite_error_code() {
-            Some(DatabaseBusy | DatabaseLocked) => DomainError::Unavailable(e.to_string()),
-            Some(DiskFull) => DomainError::Unavailable(DISK_FULL.into()),
-            Some(DatabaseCorrupt | NotADatabase) => DomainError::Unavailable(format!("{CORRUPT}: {e}")),
-            _ => DomainError::caused_by(e),
-        }
-    }
-}
 
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -72,9 +60,9 @@ fn check_integrity(path: &Path, budget: Duration) -> Result<()> {
     if budget.is_zero() {
         return Ok(());
     }
-    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(opening)?;
     let deadline = Instant::now() + budget;
-    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline)).map_err(opening)?;
     let found: rusqlite::Result<Vec<String>> =
         conn.prepare("PRAGMA quick_check(20)").and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
     let corrupt = |found: String| {
@@ -96,16 +84,32 @@ fn check_integrity(path: &Path, budget: Duration) -> Result<()> {
     }
 }
 
-/// The store's SQL interface on a plain connection: for the tests and
-/// benchmarks that prepare a database file themselves.
-pub fn db(conn: &Connection) -> Db<'_> {
-    Db::sqlite(conn)
+/// An error opening the database.
+fn opening(e: rusqlite::Error) -> DomainError {
+    fault(e).into()
+}
+
+/// Runs `f` with the store's SQL interface on a plain connection: for the
+/// tests and benchmarks that prepare a database file themselves.
+pub fn with_db<T>(conn: &Connection, f: impl FnOnce(&Db<'_>) -> T) -> T {
+    f(&SqliteConn::new(conn).db())
+}
+
+/// Brings a database's schema up to date, each migration in its own
+/// transaction.
+pub fn migrate(conn: &Connection) -> Result<()> {
+    with_db(conn, |db| super::migrations::apply(db, &migrations::SCRIPTS))
+}
+
+/// Read connections, each used by one read at a time.
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    slots: Semaphore,
 }
 
 pub(super) struct Sqlite {
-    writer: mpsc::Sender<Job>,
-    readers: Mutex<Vec<Connection>>,
-    reader_slots: Semaphore,
+    writer: Queue<Job>,
+    readers: Arc<Readers>,
     path: PathBuf,
 }
 
@@ -113,11 +117,7 @@ impl Sqlite {
     /// Opens (creating if needed) the database, checks it and brings its
     /// schema up to date. Refuses a corrupt database, and one migrated by a
     /// newer crewshipd.
-    pub fn open(
-        path: &Path,
-        events: broadcast::Sender<std::sync::Arc<crate::domain::event::Event>>,
-        options: Options,
-    ) -> Result<Sqlite> {
+    pub fn open(path: &Path, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Sqlite> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| DomainError::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -125,20 +125,21 @@ impl Sqlite {
         if path.exists() {
             check_integrity(path, options.check_time)?;
         }
-        let mut writer = Connection::open(path)?;
-        configure(&writer, options.sync)?;
-        migrations::apply(&mut writer)?;
-        let mut readers = Vec::with_capacity(READERS);
+        let writer = Connection::open(path).map_err(opening)?;
+        configure(&writer, options.sync).map_err(opening)?;
+        migrate(&writer)?;
+        let mut idle = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = Connection::open_with_flags(
                 path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
-            )?;
-            conn.busy_timeout(BUSY_TIMEOUT)?;
+            )
+            .map_err(opening)?;
+            conn.busy_timeout(BUSY_TIMEOUT).map_err(opening)?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            readers.push(conn);
+            idle.push(conn);
         }
-        let (jobs, queue) = mpsc::channel(options.write_queue);
+        let (jobs, queue) = Queue::bounded(options.write_queue);
         let thread = Writer { conn: writer, events, counting: options.maintain_counters, folded: Default::default() };
         std::thread::Builder::new()
             .name("crewship-writer".into())
@@ -146,67 +147,70 @@ impl Sqlite {
             .map_err(|e| DomainError::internal(format!("cannot start the writer thread: {e}")))?;
         Ok(Sqlite {
             writer: jobs,
-            readers: Mutex::new(readers),
-            reader_slots: Semaphore::new(READERS),
+            readers: Arc::new(Readers { idle: Mutex::new(idle), slots: Semaphore::new(READERS) }),
             path: path.to_path_buf(),
         })
     }
+}
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    async fn submit(&self, job: Job, answer: oneshot::Receiver<Result<Value>>) -> Result<Value> {
-        let gone = || DomainError::Unavailable("the store's writer has stopped".into());
-        self.writer.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                DomainError::Unavailable("too many writes are waiting for the database; retry shortly".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => gone(),
-        })?;
-        answer.await.map_err(|_| gone())?
-    }
-
-    pub async fn write(&self, f: WriteFn) -> Result<Value> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Write(f, reply), answer).await
-    }
-
-    pub async fn exclusive(&self, f: ExclusiveFn) -> Result<Value> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Exclusive(f, reply), answer).await
-    }
-
-    pub async fn checkpoint(&self) -> Result<()> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Checkpoint(reply), answer).await.map(drop)
-    }
-
+impl Readers {
     /// Runs `f` on a read connection, in a read transaction of its own
     /// (one consistent WAL snapshot) when `consistent`.
-    pub async fn read<T: Send + 'static>(
-        self: &std::sync::Arc<Self>,
-        consistent: bool,
-        f: impl FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let _permit = self.reader_slots.acquire().await.map_err(|_| DomainError::Unavailable("store closed".into()))?;
-        let conn = lock(&self.readers).pop().ok_or_else(|| DomainError::internal("reader pool empty"))?;
+    async fn read(self: Arc<Self>, consistent: bool, f: WorkFn) -> Outcome {
+        let closed = || Failure::Refused(DomainError::Unavailable("the store is closed".into()));
+        let _permit = self.slots.acquire().await.map_err(|_| closed())?;
+        let conn = lock(&self.idle).pop().ok_or_else(closed)?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let result = if consistent {
-                // Dropping the transaction (on any return) rolls it back.
-                conn.unchecked_transaction().map_err(DomainError::from).and_then(|tx| {
-                    let value = f(&Db::sqlite(&tx))?;
-                    tx.finish()?;
-                    Ok(value)
+            let result = {
+                let sqlite = SqliteConn::new(&conn);
+                let db = sqlite.db();
+                guarded(&db, || {
+                    if consistent {
+                        db.batch("BEGIN")?;
+                    }
+                    f(&db)
                 })
-            } else {
-                f(&Db::sqlite(&conn))
             };
-            lock(&me.readers).push(conn);
+            // A read transaction ends however `f` did (even by a panic), so
+            // the connection goes back to the pool outside any snapshot.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            lock(&me.idle).push(conn);
             result
         })
         .await
-        .map_err(|e| DomainError::internal(format!("read task: {e}")))?
+        .map_err(|e| Failure::Refused(DomainError::internal(format!("read task: {e}"))))?
+    }
+}
+
+impl Backend for Sqlite {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn disk(&self) -> Option<&Path> {
+        Some(self.path.parent().unwrap_or(&self.path))
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn write(&self, f: WriteFn) -> Pending<'_> {
+        Box::pin(self.writer.submit(|answer| Job::Write(f, answer)))
+    }
+
+    fn exclusive(&self, f: WorkFn) -> Pending<'_> {
+        Box::pin(self.writer.submit(|answer| Job::Exclusive(f, answer)))
+    }
+
+    fn read(&self, consistent: bool, f: WorkFn) -> Pending<'_> {
+        Box::pin(self.readers.clone().read(consistent, f))
+    }
+
+    fn checkpoint(&self) -> Pending<'_> {
+        Box::pin(self.writer.submit(Job::Checkpoint))
     }
 }

@@ -5,17 +5,15 @@
 //! is published, before the commit that holds it.
 
 use std::collections::HashSet;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use rusqlite::{Connection, TransactionBehavior};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
+use super::conn::{SqliteConn, fault};
 use crate::domain::event::Event;
-use crate::domain::{DomainError, Result, time};
-use crate::store::counters::{self, Pending};
-use crate::store::sql::Db;
-use crate::store::tx::{ExclusiveFn, Tx, Value, WriteFn};
+use crate::store::backend::{Answer, Failure, Value, WorkFn, WriteFn, guarded};
+use crate::store::group::{self, answer_all};
 
 /// Operations per transaction, at most: bounds one commit's latency.
 const MAX_GROUP: usize = 256;
@@ -40,12 +38,12 @@ fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Option<Job> {
 
 pub(super) enum Job {
     /// Runs inside the group's transaction, in its own savepoint.
-    Write(WriteFn, oneshot::Sender<Result<Value>>),
+    Write(WriteFn, Answer),
     /// Runs alone in a transaction of its own, between groups (the
     /// start-up recount, maintenance).
-    Exclusive(ExclusiveFn, oneshot::Sender<Result<Value>>),
+    Exclusive(WorkFn, Answer),
     /// Flushes the WAL into the main file (shutdown).
-    Checkpoint(oneshot::Sender<Result<Value>>),
+    Checkpoint(Answer),
 }
 
 pub(super) struct Writer {
@@ -63,15 +61,15 @@ impl Writer {
             let mut next = Some(first);
             while let Some(job) = next.take() {
                 match job {
-                    Job::Write(f, reply) => group.push((f, reply)),
-                    Job::Exclusive(f, reply) => {
+                    Job::Write(f, answer) => group.push((f, answer)),
+                    Job::Exclusive(f, answer) => {
                         self.commit_group(std::mem::take(&mut group));
-                        let _ = reply.send(self.exclusive(f));
+                        let _ = answer.send(self.exclusive(f));
                     }
-                    Job::Checkpoint(reply) => {
+                    Job::Checkpoint(answer) => {
                         self.commit_group(std::mem::take(&mut group));
                         let done = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-                        let _ = reply.send(done.map(|()| Box::new(()) as Value).map_err(DomainError::from));
+                        let _ = answer.send(done.map(|()| Box::new(()) as Value).map_err(|e| fault(e).into()));
                     }
                 }
                 if group.len() < MAX_GROUP {
@@ -82,90 +80,49 @@ impl Writer {
         }
     }
 
-    fn exclusive(&mut self, f: ExclusiveFn) -> Result<Value> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = catch_unwind(AssertUnwindSafe(|| f(&Db::sqlite(&tx))))
-            .unwrap_or_else(|_| Err(DomainError::internal("maintenance task panicked")))?;
-        tx.commit()?;
+    fn exclusive(&mut self, f: WorkFn) -> Result<Value, Failure> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fault)?;
+        let value = {
+            let conn = SqliteConn::new(&tx);
+            let db = conn.db();
+            guarded(&db, || f(&db))?
+        };
+        tx.commit().map_err(fault)?;
         Ok(value)
     }
 
-    fn commit_group(&mut self, group: Vec<(WriteFn, oneshot::Sender<Result<Value>>)>) {
+    fn commit_group(&mut self, group: Vec<(WriteFn, Answer)>) {
         if group.is_empty() {
             return;
         }
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
-            Err(e) => {
-                let e = DomainError::from(e);
-                for (_, reply) in group {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                return;
-            }
+            Err(e) => return answer_all(group.into_iter().map(|(_, a)| a), &fault(e).into()),
         };
-        // An operation alone in its transaction needs no savepoint: the
-        // transaction itself rolls back if it fails.
-        let alone = group.len() == 1;
-        let (open, release, undo) =
-            if alone { ("", "", "") } else { ("SAVEPOINT op", "RELEASE op", "ROLLBACK TO op; RELEASE op") };
-        let mut done = Vec::with_capacity(group.len());
-        let mut counted = Pending::default();
-        let mut group = group.into_iter();
-        for (mut f, reply) in group.by_ref() {
-            if let Err(e) = tx.execute_batch(open) {
-                let _ = reply.send(Err(e.into()));
-                continue;
-            }
-            let mut op = Tx::new(Db::sqlite(&tx), time::now_ms(), self.counting, 0, &mut self.folded);
-            let result = catch_unwind(AssertUnwindSafe(|| f(&mut op)))
-                .unwrap_or_else(|_| Err(DomainError::internal("write operation panicked")));
-            let (events, pending) = (op.events, op.pending);
-            let closed = match &result {
-                Ok(_) => tx.execute_batch(release),
-                Err(_) => tx.execute_batch(undo),
-            };
-            if let Err(e) = closed {
-                // The transaction's state is unknown: give up the group
-                // (dropping `tx` rolls it back) rather than commit it.
-                self.folded.clear();
-                let e = DomainError::from(e);
-                let pending = group.map(|(_, reply)| reply);
-                for reply in done.into_iter().map(|(reply, _, _)| reply).chain(std::iter::once(reply)).chain(pending) {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                return;
-            }
-            match result {
-                Ok(value) => {
-                    counted.merge(pending);
-                    done.push((reply, value, events));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    if alone {
-                        // Dropping `tx` rolls the failed operation back.
-                        return;
-                    }
-                }
-            }
-        }
-        match counters::write(&Db::sqlite(&tx), counted, 0).and_then(|()| tx.commit().map_err(DomainError::from)) {
+        let done = {
+            let conn = SqliteConn::new(&tx);
+            group::run(&conn.db(), group, self.counting, 0, &mut self.folded)
+        };
+        // None: nothing to commit, every operation answered; dropping `tx`
+        // rolls back.
+        let Some(done) = done else {
+            // What the cache learnt may rest on rows that roll back.
+            self.folded.clear();
+            return;
+        };
+        match tx.commit() {
             Ok(()) => {
-                for (reply, value, events) in done {
+                for (answer, value, events) in done {
                     for event in events {
                         // No subscribers is fine: nobody is listening yet.
                         let _ = self.events.send(Arc::new(event));
                     }
-                    let _ = reply.send(Ok(value));
+                    let _ = answer.send(Ok(value));
                 }
             }
             Err(e) => {
-                // What the cache learnt may rest on rows that just rolled back.
                 self.folded.clear();
-                for (reply, _, _) in done {
-                    let _ = reply.send(Err(e.clone()));
-                }
+                answer_all(done.into_iter().map(|(answer, _, _)| answer), &fault(e).into());
             }
         }
     }

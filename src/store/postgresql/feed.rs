@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use fallible_iterator::FallibleIterator;
 use tokio::sync::broadcast;
 
-use super::conn::PgConn;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::{Result, time};
-use crate::store::sql::args;
+use crate::store::sql::{Db, args};
 
 const CHANNEL: &str = "crewship_events";
 /// NOTIFY refuses payloads of 8000 bytes and more.
@@ -31,28 +30,28 @@ const RECONNECT_EVERY: Duration = Duration::from_millis(250);
 
 /// Writes `events` to the feed and announces them, in the caller's
 /// transaction: they reach the other nodes if and when it commits.
-pub(super) fn publish(conn: &PgConn, events: &[Event]) -> Result<()> {
+pub(super) fn publish(db: &Db<'_>, events: &[Event]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     let mut seqs = Vec::with_capacity(events.len());
     for e in events {
-        let row = conn.query(
-            "INSERT INTO fleet_events (node, ts, event) VALUES (?1, ?2, ?3) RETURNING seq",
+        seqs.push(db.insert(
+            "INSERT INTO fleet_events (node, ts, event) VALUES (?1, ?2, ?3)",
+            "seq",
             args![origin(), time::now_ms(), serde_json::to_string(e)?],
-        )?;
-        seqs.push(row.first().map(|r| r.get::<_, i64>(0)).unwrap_or_default());
+        )?);
     }
     let mut payload = String::new();
     for seq in seqs {
         let item = format!("{seq} ");
         if payload.len() + item.len() > PAYLOAD_MAX {
-            conn.query("SELECT pg_notify(?1, ?2)", args![CHANNEL, payload])?;
+            db.execute("SELECT pg_notify(?1, ?2)", args![CHANNEL, payload])?;
             payload.clear();
         }
         payload.push_str(&item);
     }
-    conn.query("SELECT pg_notify(?1, ?2)", args![CHANNEL, payload]).map(drop)
+    db.execute("SELECT pg_notify(?1, ?2)", args![CHANNEL, payload]).map(drop)
 }
 
 /// Who wrote an event, for whoever reads the table: the host and process.

@@ -15,27 +15,26 @@
 
 mod conn;
 mod feed;
-pub mod migrations;
+mod migrations;
 
 use std::collections::HashSet;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
+use super::backend::{Answer, Backend, Failure, Outcome, Pending, Queue, Value, WorkFn, WriteFn, failure, guarded};
 use super::counters;
-use super::sql::Db;
+use super::fault::Fault;
+use super::options::Options;
 use super::tx::Tx;
-use super::tx::{ExclusiveFn, Value, WriteFn};
 use crate::domain::event::Event;
 use crate::domain::{DomainError, Result, time};
 use crate::sync::lock;
-pub(super) use conn::PgConn;
+use conn::PgConn;
 
-/// Slots each hot counter row is split into, unless `Options` says.
-pub const STRIPES: i64 = 8;
 /// Runs of a transaction aborted by a deadlock or serialization failure.
 const TRIES: u32 = 5;
 /// How long a connection attempt may take, and how often a broken pool
@@ -108,16 +107,14 @@ impl Settings {
     }
 }
 
-type ReadFn = Box<dyn FnOnce(&Db<'_>) -> Result<Value> + Send>;
-
 enum Job {
-    Write(WriteFn, oneshot::Sender<Result<Value>>),
-    Read(ReadFn, bool, oneshot::Sender<Result<Value>>),
-    Exclusive(ExclusiveFn, oneshot::Sender<Result<Value>>),
+    Write(WriteFn, Answer),
+    Read(WorkFn, bool, Answer),
+    Exclusive(WorkFn, Answer),
 }
 
 pub(super) struct Postgres {
-    jobs: mpsc::Sender<Job>,
+    jobs: Queue<Job>,
     settings: Settings,
     /// Ends the event feed's listener.
     stop: Arc<AtomicBool>,
@@ -143,23 +140,19 @@ struct Worker {
 impl Postgres {
     /// Connects, migrates (once, whichever node gets there first), and
     /// starts the pool.
-    pub fn open(
-        settings: Settings,
-        events: broadcast::Sender<Arc<Event>>,
-        options: super::Options,
-    ) -> Result<Postgres> {
+    pub fn open(settings: Settings, events: broadcast::Sender<Arc<Event>>, options: Options) -> Result<Postgres> {
         // The driver runs a runtime of its own, which may not start on an
         // async runtime's thread: connect and migrate on a thread of ours.
         let conn = std::thread::scope(|s| {
             s.spawn(|| {
                 let conn = PgConn::connect(&settings.config)?;
-                migrations::apply(&conn)?;
+                super::migrations::apply(&conn.db(), &migrations::SCRIPTS)?;
                 Ok::<_, DomainError>(conn)
             })
             .join()
             .unwrap_or_else(|_| Err(DomainError::internal("migrating the database panicked")))
         })?;
-        let (jobs, queue) = mpsc::channel(options.write_queue);
+        let (jobs, queue) = Queue::bounded(options.write_queue);
         let queue = Arc::new(Mutex::new(queue));
         let mut first = Some(conn);
         let stop = Arc::new(AtomicBool::new(false));
@@ -187,35 +180,36 @@ impl Postgres {
         }
         Ok(Postgres { jobs, settings, stop })
     }
+}
 
-    pub fn describe(&self) -> String {
+impl Backend for Postgres {
+    fn describe(&self) -> String {
         self.settings.describe()
     }
 
-    async fn submit(&self, job: Job, answer: oneshot::Receiver<Result<Value>>) -> Result<Value> {
-        let gone = || DomainError::Unavailable("the store's database threads have stopped".into());
-        self.jobs.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                DomainError::Unavailable("too many operations are waiting for the database; retry shortly".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => gone(),
-        })?;
-        answer.await.map_err(|_| gone())?
+    fn disk(&self) -> Option<&Path> {
+        None
     }
 
-    pub async fn write(&self, f: WriteFn) -> Result<Value> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Write(f, reply), answer).await
+    fn shared(&self) -> bool {
+        true
     }
 
-    pub async fn exclusive(&self, f: ExclusiveFn) -> Result<Value> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Exclusive(f, reply), answer).await
+    fn write(&self, f: WriteFn) -> Pending<'_> {
+        Box::pin(self.jobs.submit(|answer| Job::Write(f, answer)))
     }
 
-    pub async fn read(&self, consistent: bool, f: ReadFn) -> Result<Value> {
-        let (reply, answer) = oneshot::channel();
-        self.submit(Job::Read(f, consistent, reply), answer).await
+    fn exclusive(&self, f: WorkFn) -> Pending<'_> {
+        Box::pin(self.jobs.submit(|answer| Job::Exclusive(f, answer)))
+    }
+
+    fn read(&self, consistent: bool, f: WorkFn) -> Pending<'_> {
+        Box::pin(self.jobs.submit(move |answer| Job::Read(f, consistent, answer)))
+    }
+
+    fn checkpoint(&self) -> Pending<'_> {
+        // Every commit is already in the server's hands.
+        Box::pin(std::future::ready(Ok(Box::new(()) as Value)))
     }
 }
 
@@ -225,14 +219,15 @@ impl Worker {
             let job = lock(queue).blocking_recv();
             let Some(job) = job else { return };
             match job {
-                Job::Write(f, reply) => {
-                    let _ = reply.send(self.with_conn(|w, c| w.write(c, f)));
+                Job::Write(f, answer) => {
+                    let _ = answer.send(self.with_conn(|w, c| w.write(c, f)));
                 }
-                Job::Read(f, consistent, reply) => {
-                    let _ = reply.send(self.with_conn(|_, c| read(c, consistent, f)));
+                Job::Read(f, consistent, answer) => {
+                    let begin = if consistent { Some("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") } else { None };
+                    let _ = answer.send(self.with_conn(|_, c| in_transaction(c, begin, f)));
                 }
-                Job::Exclusive(f, reply) => {
-                    let _ = reply.send(self.with_conn(|_, c| in_transaction(c, "BEGIN", |db| f(db))));
+                Job::Exclusive(f, answer) => {
+                    let _ = answer.send(self.with_conn(|_, c| in_transaction(c, Some("BEGIN"), f)));
                 }
             }
         }
@@ -241,11 +236,11 @@ impl Worker {
     /// Runs `f` on the thread's connection, connecting first if it has
     /// none (at most once per `RECONNECT_EVERY`); drops a connection that
     /// broke.
-    fn with_conn(&mut self, f: impl FnOnce(&mut Worker, &PgConn) -> Result<Value>) -> Result<Value> {
+    fn with_conn(&mut self, f: impl FnOnce(&mut Worker, &PgConn) -> Outcome) -> Outcome {
         if self.conn.as_ref().is_none_or(PgConn::is_closed) {
             self.conn = None;
             if self.last_attempt.is_some_and(|t| t.elapsed() < RECONNECT_EVERY) {
-                return Err(DomainError::Unavailable("the database is unreachable; retry shortly".into()));
+                return Err(Fault::Unreachable("retry shortly".into()).into());
             }
             self.last_attempt = Some(Instant::now());
             self.conn = Some(PgConn::connect(&self.settings.config)?);
@@ -262,58 +257,49 @@ impl Worker {
     /// One write operation in a transaction of its own, run again after a
     /// deadlock or serialization failure; its events reach the subscribers
     /// through the feed once it commits.
-    fn write(&mut self, conn: &PgConn, mut f: WriteFn) -> Result<Value> {
+    fn write(&mut self, conn: &PgConn, mut f: WriteFn) -> Outcome {
+        let db = conn.db();
         for attempt in 1..=TRIES {
-            conn.batch("BEGIN")?;
+            db.batch("BEGIN").map_err(|e| failure(&db, e))?;
             let stripe = rand::random_range(0..self.stripes);
-            let mut tx = Tx::new(Db::postgres(conn), time::now_ms(), self.counting, stripe, &mut self.folded);
-            let result = catch_unwind(AssertUnwindSafe(|| f(&mut tx)))
-                .unwrap_or_else(|_| Err(DomainError::internal("write operation panicked")));
-            let (events, pending, stripe) =
-                (std::mem::take(&mut tx.events), std::mem::take(&mut tx.pending), tx.stripe);
-            let committed = result
-                .and_then(|value| counters::write(&Db::postgres(conn), pending, stripe).map(|()| value))
-                .and_then(|value| feed::publish(conn, &events).map(|()| value))
-                .and_then(|value| conn.batch("COMMIT").map(|()| value));
+            let mut tx = Tx::new(db, time::now_ms(), self.counting, stripe, &mut self.folded);
+            let committed = guarded(&db, || {
+                let value = f(&mut tx)?;
+                let (events, counted) = (std::mem::take(&mut tx.events), std::mem::take(&mut tx.counted));
+                counters::write(&db, counted, tx.stripe)?;
+                feed::publish(&db, &events)?;
+                db.batch("COMMIT")?;
+                Ok(value)
+            });
             match committed {
                 // Its events reach the subscribers through the feed.
                 Ok(value) => return Ok(value),
-                Err(e) => {
-                    let retry = conn.take_retryable();
-                    let _ = conn.batch("ROLLBACK");
+                Err(failed) => {
+                    let _ = db.batch("ROLLBACK");
                     // What the cache learnt may rest on rows that rolled back.
                     self.folded.clear();
-                    if !retry {
-                        return Err(e);
+                    if !matches!(failed, Failure::Fault(Fault::Aborted(_))) {
+                        return Err(failed);
                     }
-                    tracing::debug!(attempt, error = %e, "a write was aborted; running it again");
+                    tracing::debug!(attempt, "a write was aborted; running it again");
                     std::thread::sleep(Duration::from_millis(u64::from(attempt) * 5));
                 }
             }
         }
-        Err(DomainError::Unavailable(format!(
-            "the database aborted this write {TRIES} times (deadlocks or serialization failures); retry"
-        )))
+        Err(Fault::Aborted(format!("{TRIES} times (deadlocks or serialization failures)")).into())
     }
 }
 
-fn read(conn: &PgConn, consistent: bool, f: ReadFn) -> Result<Value> {
-    if consistent {
-        in_transaction(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", f)
-    } else {
-        f(&Db::postgres(conn))
-    }
-}
-
-fn in_transaction(conn: &PgConn, begin: &str, f: impl FnOnce(&Db<'_>) -> Result<Value>) -> Result<Value> {
-    conn.batch(begin)?;
-    let result = catch_unwind(AssertUnwindSafe(|| f(&Db::postgres(conn))))
-        .unwrap_or_else(|_| Err(DomainError::internal("a database task panicked")));
-    match result {
-        Ok(value) => conn.batch("COMMIT").map(|()| value),
-        Err(e) => {
-            let _ = conn.batch("ROLLBACK");
-            Err(e)
+/// Runs `f` on `conn`, in a transaction begun by `begin` where given.
+fn in_transaction(conn: &PgConn, begin: Option<&str>, f: WorkFn) -> Outcome {
+    let db = conn.db();
+    let Some(begin) = begin else { return guarded(&db, || f(&db)) };
+    db.batch(begin).map_err(|e| failure(&db, e))?;
+    match guarded(&db, || f(&db)) {
+        Ok(value) => db.batch("COMMIT").map(|()| value).map_err(|e| failure(&db, e)),
+        Err(failed) => {
+            let _ = db.batch("ROLLBACK");
+            Err(failed)
         }
     }
 }
