@@ -3,9 +3,9 @@
 use clap::Subcommand;
 use serde_json::{Map, Value};
 
-use super::Ctx;
 use super::args::PageArgs;
 use super::client::{Query, body};
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

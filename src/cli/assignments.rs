@@ -5,9 +5,9 @@ use std::io::Read;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::Ctx;
 use super::args::PageArgs;
 use super::client::{Query, body};
+use super::ctx::Ctx;
 use super::error::{CliError, Result};
 use super::render::{Columns, View};
 

@@ -3,8 +3,8 @@
 
 use clap::Subcommand;
 
-use super::Ctx;
 use super::client::{Query, body};
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

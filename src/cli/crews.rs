@@ -3,9 +3,9 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::Ctx;
 use super::args::PageArgs;
 use super::client::{Query, body};
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

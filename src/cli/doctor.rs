@@ -4,8 +4,8 @@
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::Ctx;
 use super::client::Query;
+use super::ctx::Ctx;
 use super::error::{CliError, Result};
 use super::render;
 

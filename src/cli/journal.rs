@@ -2,8 +2,8 @@
 
 use clap::Args;
 
-use super::Ctx;
 use super::args::{PageArgs, Window};
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

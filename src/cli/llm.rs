@@ -4,8 +4,8 @@
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::Ctx;
 use super::client::{Query, body};
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

@@ -10,6 +10,7 @@ mod assignments;
 mod client;
 mod containers;
 mod crews;
+mod ctx;
 mod doctor;
 mod error;
 mod journal;
@@ -27,11 +28,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use reqwest::Url;
-use serde_json::Value;
 
 use client::Client;
+use ctx::Ctx;
 use error::{CliError, Result};
-use render::View;
 
 #[derive(Parser)]
 #[command(
@@ -122,18 +122,6 @@ fn http_url(s: &str) -> std::result::Result<Url, String> {
     match url.scheme() {
         "http" => Ok(url),
         other => Err(format!("crewship speaks plain http://, not {other}://")),
-    }
-}
-
-/// What every command gets: the client, and whether to print JSON.
-struct Ctx {
-    client: Client,
-    json: bool,
-}
-
-impl Ctx {
-    fn show(&self, body: &Value, view: View) -> Result<()> {
-        render::show(self.json, body, view)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `crewship nodes`
 
-use super::Ctx;
 use super::client::Query;
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde_json::{Map, Value};
 
-use super::Ctx;
 use super::args::PageArgs;
 use super::client::{Query, body};
+use super::ctx::Ctx;
 use super::error::{CliError, Result};
 use super::render::{self, Columns, View};
 

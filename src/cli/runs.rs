@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use super::Ctx;
 use super::args::PageArgs;
 use super::client::Query;
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{self, Columns, View};
 

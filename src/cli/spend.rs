@@ -2,9 +2,9 @@
 
 use clap::Args;
 
-use super::Ctx;
 use super::args::Window;
 use super::client::Query;
+use super::ctx::Ctx;
 use super::error::Result;
 use super::render::{Columns, View};
 

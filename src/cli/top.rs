@@ -8,8 +8,8 @@ use clap::Args;
 use reqwest::Url;
 use serde::{Serialize, Serializer};
 
-use super::Ctx;
 use super::client::{Client, Query};
+use super::ctx::Ctx;
 use super::error::{CliError, Result};
 use super::prom::Scrape;
 use super::render;

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use super::Ctx;
 use super::client::{Client, Query};
+use super::ctx::Ctx;
 use super::error::{CliError, Result};
 use super::render::{self, short};
 

@@ -19,13 +19,6 @@ const HEARTBEAT: &str = "250ms";
 const LEASE: &str = "2s";
 const LEASE_MS: i64 = 2_000;
 
-fn fleet_pass() -> bool {
-    if !db::on_postgres() {
-        eprintln!("PostgreSQL only: a fleet shares one PostgreSQL database (the suite's PostgreSQL pass)");
-    }
-    db::on_postgres()
-}
-
 /// `n` daemons on one fresh database, each with its own data directory.
 async fn fleet(n: usize, extra: &[(&str, &str)]) -> (Vec<Daemon>, String) {
     let first = tempfile::tempdir().unwrap();
@@ -112,7 +105,7 @@ fn most_at_once(intervals: &[(i64, i64)]) -> usize {
 
 #[tokio::test]
 async fn a_fleet_runs_every_assignment_once_through_a_node_crash() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let started = Instant::now();
@@ -342,7 +335,7 @@ fn chrono_ms(s: &str) -> i64 {
 
 #[tokio::test]
 async fn a_cancel_through_one_node_stops_the_process_on_another() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let (nodes, _) = fleet(2, &[]).await;
@@ -375,7 +368,7 @@ async fn a_cancel_through_one_node_stops_the_process_on_another() {
 
 #[tokio::test]
 async fn a_broken_event_feed_tells_clients_to_resync() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let cluster = Cluster::start().await.expect("PostgreSQL");
@@ -395,7 +388,7 @@ async fn a_broken_event_feed_tells_clients_to_resync() {
 
 #[tokio::test]
 async fn the_journal_sweep_runs_on_one_node_at_a_time() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let env = [
@@ -423,7 +416,7 @@ async fn the_journal_sweep_runs_on_one_node_at_a_time() {
 
 #[tokio::test]
 async fn a_pipeline_run_outlives_the_node_that_drove_it() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let (mut nodes, _) = fleet(2, &[]).await;
@@ -465,7 +458,7 @@ async fn a_pipeline_run_outlives_the_node_that_drove_it() {
 /// its own, named and labelled with it, and counts it in its own series.
 #[tokio::test]
 async fn each_node_runs_a_docker_crew_in_a_container_of_its_own() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let engine = crate::common::fake_docker::FakeDocker::start().await;
@@ -542,7 +535,7 @@ async fn a_lone_daemon_is_a_fleet_of_one_node() {
 /// registers afresh.
 #[tokio::test]
 async fn a_node_back_from_a_long_pause_is_fenced() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let (nodes, _) = fleet(2, &[]).await;
@@ -592,7 +585,7 @@ async fn a_node_back_from_a_long_pause_is_fenced() {
 /// stop counting it, so the expired count says what is recent.
 #[tokio::test]
 async fn an_expired_node_is_forgotten_once_its_runs_are_back() {
-    if !fleet_pass() {
+    if !db::postgres_only("a fleet shares one PostgreSQL database") {
         return;
     }
     let (mut nodes, _url) = fleet(2, &[("CREWSHIP_NODE_FORGET_AFTER", "1s")]).await;

@@ -16,14 +16,6 @@ use crate::common::pg::Cluster;
 use crate::common::{Daemon, PATIENCE, sample};
 use crate::tools::eventually;
 
-/// Whether this is the PostgreSQL pass; says so when it is not.
-fn postgres_pass() -> bool {
-    if !db::on_postgres() {
-        eprintln!("PostgreSQL only: runs in the suite's PostgreSQL pass (CREWSHIP_TEST_DATABASE_URL)");
-    }
-    db::on_postgres()
-}
-
 /// A column's type class, the same words for both backends (SQLite has
 /// no boolean: its flags are integers 0 and 1).
 fn class(declared: &str) -> &'static str {
@@ -148,7 +140,7 @@ async fn schema(db: &Database) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn both_backends_have_the_same_schema() {
-    if !postgres_pass() {
+    if !db::postgres_only("the PostgreSQL backend itself") {
         return;
     }
     let on_pg = Daemon::start().await;
@@ -169,7 +161,7 @@ async fn both_backends_have_the_same_schema() {
 
 #[tokio::test]
 async fn daemons_starting_at_once_on_an_empty_database_migrate_it_once() {
-    if !postgres_pass() {
+    if !db::postgres_only("the PostgreSQL backend itself") {
         return;
     }
     let first = tempfile::tempdir().unwrap();
@@ -187,7 +179,7 @@ async fn daemons_starting_at_once_on_an_empty_database_migrate_it_once() {
 
 #[tokio::test]
 async fn aborted_transactions_run_again_a_bounded_number_of_times() {
-    if !postgres_pass() {
+    if !db::postgres_only("the PostgreSQL backend itself") {
         return;
     }
     let d = Daemon::start().await;
@@ -349,7 +341,7 @@ async fn daemon_on(cluster: &Cluster) -> Daemon {
 
 #[tokio::test]
 async fn a_crashed_database_is_an_outage_not_a_crash() {
-    if !postgres_pass() {
+    if !db::postgres_only("the PostgreSQL backend itself") {
         return;
     }
     let cluster = Cluster::start().await.expect("PostgreSQL");
@@ -392,7 +384,7 @@ async fn a_crashed_database_is_an_outage_not_a_crash() {
 
 #[tokio::test]
 async fn a_fast_restart_of_the_database_loses_nothing() {
-    if !postgres_pass() {
+    if !db::postgres_only("the PostgreSQL backend itself") {
         return;
     }
     let cluster = Cluster::start().await.expect("PostgreSQL");

@@ -54,8 +54,7 @@ async fn sh(line: &str) {
 
 #[tokio::test]
 async fn the_readme_postgres_example_runs() {
-    if !db::on_postgres() {
-        eprintln!("PostgreSQL only: runs in the suite's PostgreSQL pass");
+    if !db::postgres_only("the README's PostgreSQL section") {
         return;
     }
     let lines = block("## Running on PostgreSQL");

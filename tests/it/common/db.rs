@@ -21,6 +21,25 @@ pub fn on_postgres() -> bool {
     cluster().is_some()
 }
 
+/// For a test that only makes sense on PostgreSQL: true when this run is
+/// the PostgreSQL one. Otherwise it is skipped, saying so, only where the
+/// test command declares this the SQLite pass with a PostgreSQL pass to
+/// follow (`CREWSHIP_TEST_PASS=sqlite`, as scripts/test.sh sets); anywhere
+/// else under CI it fails, since it would pass without having run.
+pub fn postgres_only(why: &str) -> bool {
+    if on_postgres() {
+        return true;
+    }
+    let pass = std::env::var("CREWSHIP_TEST_PASS").unwrap_or_default();
+    assert!(
+        pass == "sqlite" || !crate::tools::ci(),
+        "PostgreSQL only ({why}), and this run has no PostgreSQL: set CREWSHIP_TEST_DATABASE_URL \
+         (scripts/test.sh does), or CREWSHIP_TEST_PASS=sqlite where a PostgreSQL pass follows"
+    );
+    eprintln!("PostgreSQL only, not run on SQLite: {why}");
+    false
+}
+
 /// The daemon's SQLite file, opened beside it (waiting while it writes).
 fn open_sqlite(path: &std::path::Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open the daemon's database");
