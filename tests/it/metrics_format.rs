@@ -766,17 +766,14 @@ async fn non_utf8_bytes_in_the_database_neither_break_nor_silence_the_page() {
         201,
     )
     .await;
-    {
-        let conn = rusqlite::Connection::open(d.db_path()).unwrap();
-        conn.busy_timeout(crate::common::PATIENCE).unwrap();
-        conn.execute_batch(
+    d.database
+        .exec(
             "INSERT INTO llm_series (label, position, calls, cost_nanos)
                  VALUES (CAST(x'66ff6f22' AS TEXT), 90, 2, 500000000);
              INSERT INTO counters (family, label, value)
                  VALUES ('assignments', CAST(x'c328' AS TEXT), 7);",
         )
-        .unwrap();
-    }
+        .await;
     let check = |p: &Page| {
         let calls: f64 = p.series("crewshipd_llm_calls_total").iter().map(|s| s.value()).sum();
         calls == 3.0 && p.value("crewshipd_assignments", Some(("status", "other"))) == Some(7.0)

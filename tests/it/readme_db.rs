@@ -68,7 +68,7 @@ async fn the_readme_postgres_example_runs() {
     // This cluster's bootstrap role is `crewship` already; the database is
     // made as the README's createdb line makes it.
     let cluster = Cluster::start().await.expect("PostgreSQL");
-    db::connect(&cluster.url()).await.batch_execute("CREATE DATABASE crewship OWNER crewship").await.unwrap();
+    db::psql_exec(&cluster.url(), "CREATE DATABASE crewship OWNER crewship").await;
     let url = url.replace(README_SERVER, &format!("127.0.0.1:{}", cluster.port));
     let d = Daemon::start_with(&[("CREWSHIP_DATABASE_URL", &url)]).await;
     assert!(matches!(&d.database, Database::Postgres(u) if *u == url));
@@ -104,7 +104,7 @@ async fn the_readme_backup_commands_restore_every_row() {
         return;
     }
     let cluster = Cluster::start().await.expect("PostgreSQL");
-    db::connect(&cluster.url()).await.batch_execute("CREATE DATABASE crewship").await.unwrap();
+    db::psql_exec(&cluster.url(), "CREATE DATABASE crewship").await;
     let url = format!("postgres://crewship@127.0.0.1:{}/crewship", cluster.port);
     let d = Daemon::start_with(&[("CREWSHIP_DATABASE_URL", &url)]).await;
     populate(&d).await;

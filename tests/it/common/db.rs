@@ -40,11 +40,50 @@ pub fn postgres_only(why: &str) -> bool {
     false
 }
 
-/// The daemon's SQLite file, opened beside it (waiting while it writes).
-fn open_sqlite(path: &std::path::Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).expect("open the daemon's database");
-    conn.busy_timeout(PATIENCE).unwrap();
-    conn
+/// Runs `sql` with a database's own shell, as an operator would, and
+/// hands back what it printed: `sqlite3` on a file (waiting while the
+/// daemon writes; `json` rows), `psql` on a URL (one transaction; the first
+/// column of each row, NUL-terminated).
+async fn shell(db: &Database, sql: &str, json: bool) -> Vec<u8> {
+    let mut cmd = match db {
+        Database::Sqlite(path) => {
+            let mut c = tokio::process::Command::new(crate::tools::sqlite3().expect("the sqlite3 shell"));
+            c.args(["-bail", "-cmd", &format!(".timeout {}", PATIENCE.as_millis())]);
+            if json {
+                c.arg("-json");
+            }
+            c.arg(path).stdin(std::process::Stdio::piped());
+            c
+        }
+        Database::Postgres(url) => psql(url, sql),
+    };
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run the database's shell: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin.write_all(sql.as_bytes()).await.expect("write the SQL");
+    }
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("the database's shell answers in time")
+        .unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// `psql` running `sql` (several statements are one transaction) on `url`,
+/// printing the first column of each row, NUL-terminated, NULL as nothing.
+pub fn psql(url: &str, sql: &str) -> tokio::process::Command {
+    let bin =
+        std::env::var_os("CREWSHIP_TEST_PG_BIN").map_or_else(|| PathBuf::from("psql"), |d| Path::new(&d).join("psql"));
+    let mut c = tokio::process::Command::new(bin);
+    c.args(["-X", "-q", "-A", "-t", "-0", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql]);
+    c
+}
+
+/// Runs `sql` on the PostgreSQL database at `url` as its owner would.
+pub async fn psql_exec(url: &str, sql: &str) {
+    shell(&Database::Postgres(url.to_string()), sql, false).await;
 }
 
 /// The daemon's database behind a data directory.
@@ -65,8 +104,7 @@ impl Database {
             return Database::Postgres(url);
         }
         let name = format!("t_{}", uuid_like());
-        let admin = connect(&cluster).await;
-        admin.batch_execute(&format!("CREATE DATABASE {name} STRATEGY FILE_COPY")).await.expect("create database");
+        psql_exec(&cluster, &format!("CREATE DATABASE {name} STRATEGY FILE_COPY")).await;
         let url = with_dbname(&cluster, &name);
         std::fs::write(&marker, &url).expect("write marker");
         Database::Postgres(url)
@@ -83,64 +121,37 @@ impl Database {
     /// Runs SQL statements on it from outside the daemon, as an operator,
     /// a botched manual change or a broken disk might.
     pub async fn exec(&self, sql: &str) {
-        match self {
-            Database::Sqlite(path) => {
-                let (path, sql) = (path.clone(), sql.to_string());
-                tokio::task::spawn_blocking(move || {
-                    let conn = open_sqlite(&path);
-                    conn.execute_batch(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                })
-                .await
-                .unwrap();
-            }
-            Database::Postgres(url) => {
-                connect(url).await.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-            }
-        }
+        shell(self, sql, false).await;
     }
 
-    /// The first column of every row of a query, as text.
+    /// The first column of every row of a query, as text (NULL as empty).
     pub async fn column(&self, sql: &str) -> Vec<String> {
+        let out = shell(self, sql, true).await;
         match self {
-            Database::Sqlite(path) => {
-                let (path, sql) = (path.clone(), sql.to_string());
-                tokio::task::spawn_blocking(move || {
-                    let conn = open_sqlite(&path);
-                    let mut stmt = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                    let rows = stmt.query_map([], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap();
-                    rows.map(|v| match v.unwrap() {
-                        rusqlite::types::Value::Null => String::new(),
-                        rusqlite::types::Value::Integer(i) => i.to_string(),
-                        rusqlite::types::Value::Real(f) => f.to_string(),
-                        rusqlite::types::Value::Text(t) => t,
-                        rusqlite::types::Value::Blob(b) => String::from_utf8_lossy(&b).into_owned(),
-                    })
-                    .collect()
-                })
-                .await
-                .unwrap()
-            }
-            Database::Postgres(url) => {
-                let rows = connect(url).await.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            Database::Sqlite(_) if out.is_empty() => Vec::new(),
+            Database::Sqlite(_) => {
+                let rows: Vec<serde_json::Map<String, serde_json::Value>> =
+                    serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{sql}: sqlite3 printed no JSON: {e}"));
                 rows.into_iter()
-                    .filter_map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or_default().to_string()),
-                        _ => None,
+                    .map(|row| match row.into_iter().next().map(|(_, v)| v) {
+                        Some(serde_json::Value::String(s)) => s,
+                        Some(serde_json::Value::Number(n)) => {
+                            n.as_i64().map_or_else(|| n.as_f64().unwrap().to_string(), |i| i.to_string())
+                        }
+                        Some(serde_json::Value::Null) | None => String::new(),
+                        Some(other) => other.to_string(),
                     })
                     .collect()
             }
+            Database::Postgres(_) => out
+                .split(|b| *b == 0)
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .collect::<Vec<_>>()
+                .split_last()
+                .map(|(_, rows)| rows.to_vec())
+                .unwrap_or_default(),
         }
     }
-}
-
-/// A connection whose driver task runs until the client is dropped.
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio::time::timeout(PATIENCE, tokio_postgres::connect(url, tokio_postgres::NoTls))
-        .await
-        .expect("PostgreSQL answers in time")
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    tokio::spawn(conn);
-    client
 }
 
 /// `url` with its database name replaced.
