@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, duration, positive, text};
+use super::source::{ConfigError, Setting, Shown, Source, duration, positive, text};
 use crate::store::{Location, Synchronous, postgresql};
 
 /// The daemon's own API token, in the data directory (read by the CLI).

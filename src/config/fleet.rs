@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, positive_duration};
+use super::source::{ConfigError, Setting, Shown, Source, positive_duration};
 
 pub const NODE_HEARTBEAT: Setting = Setting {
     var: "CREWSHIP_NODE_HEARTBEAT",

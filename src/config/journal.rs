@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, duration, positive, positive_duration};
+use super::source::{ConfigError, Setting, Shown, Source, duration, positive, positive_duration};
 
 pub const ARCHIVE_AFTER: Setting = Setting {
     var: "CREWSHIP_JOURNAL_ARCHIVE_AFTER",

@@ -4,8 +4,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, duration, positive, positive_duration};
+use super::source::{ConfigError, Setting, Shown, Source, duration, positive, positive_duration};
 
 pub const HOST: Setting =
     Setting { var: "CREWSHIP_HOST", flag: Some("--host"), default: Shown::Value("0.0.0.0"), help: "listen address" };

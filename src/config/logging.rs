@@ -1,7 +1,6 @@
 //! The daemon's log: its filter and format.
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, bad, boolean};
+use super::source::{ConfigError, Setting, Shown, Source, bad, boolean};
 
 pub const LOG: Setting = Setting {
     var: "CREWSHIP_LOG",

@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, boolean, duration, read_token_file, text, trimmed_token};
+use super::source::{ConfigError, Setting, Shown, Source, boolean, duration, read_token_file, text, trimmed_token};
 
 pub const HOSTNAME: Setting = Setting {
     var: "CREWSHIP_HOSTNAME",

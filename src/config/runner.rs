@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::source::{Setting, Shown, Source, duration, positive, positive_duration, text};
-use super::{ConfigError, Database};
+use super::database::Database;
+use super::source::{ConfigError, Setting, Shown, Source, duration, positive, positive_duration, text};
 use crate::runtime::contain::Mode;
 
 pub const RATE_CARD: Setting = Setting {

@@ -1,8 +1,7 @@
 //! Who may use the API: its token, loopback, browser origins, the
 //! addresses trusted to forward for clients, and the URL agents call.
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, bad, http_url, read_token_file, trimmed_token};
+use super::source::{ConfigError, Setting, Shown, Source, bad, http_url, read_token_file, trimmed_token};
 use crate::clientip::TrustedProxies;
 
 pub const API_TOKEN: Setting = Setting {

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use super::ConfigError;
-use super::source::{Setting, Shown, Source, bad, http_url, positive, text};
+use super::source::{ConfigError, Setting, Shown, Source, bad, http_url, positive, text};
 use crate::otel::Sampler;
 
 pub const TRACES_ENDPOINT: Setting = Setting {
