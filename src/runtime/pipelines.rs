@@ -329,7 +329,7 @@ impl Executor {
         for aid in in_flight {
             let row = self.store.read(move |c| assignments::by_id(c, aid)).await?;
             if let Some(row) = row.filter(|r| !r.status.is_terminal()) {
-                super::cancel_assignment(&self.store, &self.runner, row, "pipeline run cancelled").await?;
+                super::cancel::cancel_assignment(&self.store, &self.runner, row.id, "pipeline run cancelled").await?;
             }
         }
         self.start_queued(run.pipeline_id).await;

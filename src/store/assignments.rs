@@ -8,13 +8,14 @@ use super::journal::{self, Named, NewEntry};
 use super::nodes::NodeRef;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
+use super::refs;
 use super::runs::{self, NewRun, RunRow};
 use super::sql::{Db, Row, RowLock, args};
 use super::{Tx, counters};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;
-use crate::domain::status::AssignmentStatus;
+use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::types::Assignment;
 use crate::domain::{DomainError, Result, time};
 
@@ -117,20 +118,18 @@ pub fn get(db: &Db<'_>, key: &str) -> Result<AssignmentRow> {
 }
 
 fn publish(tx: &mut Tx<'_>, row: &AssignmentRow, summary: String, severity: Severity) -> Result<()> {
-    let status = row.status.as_str();
+    let kind = EventKind::Assignment { id: row.id, status: row.status };
     journal::append(
         tx,
         NewEntry {
-            entry_type: format!("assignment.{status}"),
             severity,
             crew: Some(row.crew.clone()),
             agent: Some(row.agent.clone()),
             trace_id: row.run_id.clone(),
-            summary,
-            payload: serde_json::json!({ "assignment_id": row.public_id(), "status": status }),
+            payload: serde_json::json!({ "assignment_id": row.public_id(), "status": row.status.as_str() }),
+            ..NewEntry::of(kind, summary)
         },
     )?;
-    let kind = EventKind::Assignment { id: row.id, status: row.status };
     tx.emit(Event::new(kind, Some(row.crew.slug.clone()), &row.to_api()));
     Ok(())
 }
@@ -172,6 +171,27 @@ pub fn create(
     };
     publish(tx, &row, format!("assignment created for agent {}", agent.slug), Severity::Info)?;
     Ok(row)
+}
+
+/// Work a caller asks for, naming the crew and agents by id or slug.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub crew: String,
+    pub agent: String,
+    /// The agent (of the same crew) that hands it out.
+    pub assigned_by: Option<String>,
+    pub task: String,
+    /// The caller's `traceparent`: the runs' traces link to it.
+    pub trace_link: Option<String>,
+}
+
+/// Creates the assignment a caller asks for; unknown names are the body's
+/// fault (422).
+pub fn submit(tx: &mut Tx<'_>, s: Submission) -> Result<AssignmentRow> {
+    let crew = refs::crew(tx, &s.crew)?;
+    let agent = super::agents::resolve_for_work(tx, &crew, &s.agent)?;
+    let by = s.assigned_by.map(|k| super::agents::resolve_for_work(tx, &crew, &k)).transpose()?;
+    create(tx, &crew, &agent, by.as_ref(), &s.task, None, s.trace_link)
 }
 
 /// The fields a transition may set alongside the status.
@@ -336,6 +356,55 @@ pub fn requeue_or_fail(tx: &mut Tx<'_>, row: AssignmentRow, reason: &str, max_at
         return move_to(tx, row, AssignmentStatus::Failed, changes);
     }
     move_to(tx, row, AssignmentStatus::Queued, Changes::default())
+}
+
+/// Where a cancel left an assignment.
+#[derive(Debug, Clone)]
+pub enum Cancelling {
+    /// Cancelled, now or before.
+    Done(Box<AssignmentRow>),
+    /// Running: its process is to be stopped first (`settle_cancelled`
+    /// when none is).
+    Running,
+    /// Claimed or ended by another transaction meanwhile: look again.
+    Changed,
+}
+
+/// Cancels an assignment: waiting → cancelled; cancelled → no-op;
+/// completed or failed → conflict; a running one is left to the caller.
+pub fn cancel(tx: &mut Tx<'_>, id: i64, reason: &str) -> Result<Cancelling> {
+    let row = by_id(tx, id)?.ok_or_else(|| DomainError::not_found("assignment", ids::format(Kind::Assignment, id)))?;
+    match row.status {
+        AssignmentStatus::Cancelled => Ok(Cancelling::Done(Box::new(row))),
+        AssignmentStatus::Completed | AssignmentStatus::Failed => {
+            Err(DomainError::conflict(format!("assignment {} is already {}", row.public_id(), row.status)))
+        }
+        AssignmentStatus::Running => Ok(Cancelling::Running),
+        AssignmentStatus::Pending | AssignmentStatus::Queued => {
+            let changes = Changes { error_message: Some(reason.to_string()), ..Changes::default() };
+            match move_to(tx, row, AssignmentStatus::Cancelled, changes) {
+                Ok(row) => Ok(Cancelling::Done(Box::new(row))),
+                Err(DomainError::Conflict(_)) => Ok(Cancelling::Changed),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Cancels a running assignment whose process is not executing here (it
+/// ended meanwhile, or is gone): its run ends cancelled too. Nothing
+/// happens if it is no longer running.
+pub fn settle_cancelled(tx: &mut Tx<'_>, id: i64, reason: &str) -> Result<()> {
+    let Some(row) = by_id(tx, id)?.filter(|r| r.status == AssignmentStatus::Running) else {
+        return Ok(());
+    };
+    if let Some(run) = row.run_id.as_deref().map(|r| runs::get(tx, r)).transpose()?
+        && run.status == RunStatus::Running
+    {
+        runs::finish(tx, run, RunStatus::Cancelled, Some(reason.to_string()), None)?;
+    }
+    let changes = Changes { error_message: Some(reason.to_string()), ..Changes::default() };
+    move_to(tx, row, AssignmentStatus::Cancelled, changes).map(drop)
 }
 
 /// Whose waiting work to cancel.

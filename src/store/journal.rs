@@ -40,6 +40,12 @@ impl NewEntry {
             payload: serde_json::Value::Object(Default::default()),
         }
     }
+
+    /// An info entry about a change subscribers hear of as `kind`: the two
+    /// share one name.
+    pub fn of(kind: EventKind, summary: impl Into<String>) -> NewEntry {
+        NewEntry::info(kind.to_string(), summary)
+    }
 }
 
 pub fn append(tx: &mut Tx<'_>, e: NewEntry) -> Result<JournalEntry> {
