@@ -18,6 +18,7 @@ pub mod locks;
 pub mod migrations;
 pub mod nodes;
 pub mod page;
+pub mod pipeline_runs;
 pub mod pipelines;
 pub mod posted;
 pub mod postgres;

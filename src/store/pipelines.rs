@@ -93,30 +93,6 @@ pub fn resolve(db: &Db<'_>, key: &str) -> Result<PipelineRow> {
     found.ok_or_else(|| DomainError::not_found("pipeline", key))
 }
 
-pub struct NewPipeline {
-    pub slug: String,
-    pub name: String,
-    pub max_concurrent_runs: i64,
-    pub steps: Vec<StoredStep>,
-}
-
-pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
-    let taken: bool = tx.query_one(
-        "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)",
-        args![new.slug],
-        |r| r.get(0),
-    )?;
-    if taken {
-        return Err(DomainError::conflict(format!("a pipeline with slug {:?} already exists", new.slug)));
-    }
-    let id = tx.insert(
-        "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        "id",
-        args![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now],
-    )?;
-    pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline"))
-}
-
 /// Creates a pipeline from steps as a caller wrote them: each names a live
 /// crew and one of its live agents (unknown ones are the body's fault).
 pub fn create(
@@ -141,7 +117,20 @@ pub fn create(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    insert(tx, NewPipeline { slug, name, max_concurrent_runs, steps })
+    let taken: bool = tx.query_one(
+        "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)",
+        args![slug],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(DomainError::conflict(format!("a pipeline with slug {slug:?} already exists")));
+    }
+    let id = tx.insert(
+        "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "id",
+        args![slug, name, max_concurrent_runs, serde_json::to_string(&steps)?, tx.now],
+    )?;
+    pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline"))
 }
 
 /// Deletes a live pipeline (softly). Returns it, and its queued and
