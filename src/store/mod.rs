@@ -24,6 +24,7 @@ pub mod posted;
 pub mod postgres;
 pub mod query;
 pub mod recount;
+pub mod recovery;
 pub mod refs;
 pub mod roster;
 pub mod runs;
