@@ -37,8 +37,9 @@ pub fn entry(tx: &mut Tx<'_>, by: Poster, entry: NewEntry) -> Result<JournalEntr
     journal::append(tx, NewEntry { crew, agent, trace_id, ..entry })
 }
 
-/// Records a posted LLM call; an operator's may name the (known) run it
-/// belongs to. Returns it with the run it was recorded against.
+/// Records a posted LLM call: its crew, agent and run are the poster's
+/// (an operator's call may name a known run in `call.run_id`). Returns it
+/// with the run it was recorded against.
 pub fn llm_call(tx: &mut Tx<'_>, by: Poster, call: NewCall) -> Result<(LlmCallRecorded, Option<String>)> {
     let (crew, agent, own_run) = scope(tx, by)?;
     let run_id = match own_run {
