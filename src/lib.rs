@@ -34,7 +34,7 @@ pub mod internals {
     }
 
     pub mod domain {
-        pub use crate::domain::{Result, kinds, pricing, provider, status, time, types};
+        pub use crate::domain::{Result, event, kinds, pricing, provider, status, time, types};
     }
 
     pub mod latency {

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, Statement, params};
 use serde::{Deserialize, Serialize};
 
+use crewship::internals::domain::event::EventKind;
 use crewship::internals::domain::provider;
 use crewship::internals::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crewship::internals::domain::time;
@@ -471,7 +472,8 @@ impl Gen<'_> {
                 Some(e) => ("warning", format!("run {status}: {e}")),
                 None => ("info", format!("run {status}")),
             };
-            let run_finished = self.entry(sink, run_status.entry_type(), severity, c, a, t, &summary, &run_payload)?;
+            let entry_type = EventKind::Run(run_status).to_string();
+            let run_finished = self.entry(sink, &entry_type, severity, c, a, t, &summary, &run_payload)?;
             sink.run.execute(params![
                 pk,
                 rid,

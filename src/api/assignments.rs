@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
-use super::refs;
 use super::state::AppState;
 use super::telemetry::Observed;
 use crate::config::Config;
@@ -19,8 +18,8 @@ use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
 use crate::domain::validate::{self, TextSchema};
 use crate::domain::{DomainError, Result};
-use crate::store::agents;
-use crate::store::assignments::{self, Filter};
+use crate::store::assignments::{self, Filter, Submission};
+use crate::store::refs;
 
 /// An assignment named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -65,15 +64,9 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Assignment>)> {
     // The caller's context: the runs' traces link to it.
     let link = observed.incoming().map(|c| c.header());
-    let row = app
-        .store
-        .write(move |tx| {
-            let crew = refs::crew(tx, &b.crew)?;
-            let agent = agents::resolve_for_work(tx, &crew, &b.agent)?;
-            let by = b.assigned_by.map(|k| agents::resolve_for_work(tx, &crew, &k)).transpose()?;
-            assignments::create(tx, &crew, &agent, by.as_ref(), &b.task, None, link)
-        })
-        .await?;
+    let submission =
+        Submission { crew: b.crew, agent: b.agent, assigned_by: b.assigned_by, task: b.task, trace_link: link };
+    let row = app.store.write(move |tx| assignments::submit(tx, submission)).await?;
     Ok((StatusCode::CREATED, Json(row.to_api())))
 }
 
@@ -131,6 +124,6 @@ pub async fn cancel(
     Path(AssignmentPath { id: key }): Path<AssignmentPath>,
 ) -> ApiResult<Json<Assignment>> {
     let row = app.store.read(move |c| assignments::get(c, &key)).await?;
-    let row = app.runtime.cancel_assignment(row, "cancelled by request").await?;
+    let row = app.runtime.cancel_assignment(row.id, "cancelled by request").await?;
     Ok(Json(row.to_api()))
 }

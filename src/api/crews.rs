@@ -13,19 +13,15 @@ use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
 use super::state::AppState;
 use crate::config::Config;
-use crate::domain::event::{Change, Event, EventKind};
 use crate::domain::ids::Kind;
 use crate::domain::kinds::{Role, Runtime};
 use crate::domain::named::Named as _;
 use crate::domain::types::{Agent, Crew};
 use crate::domain::validate::{NameSchema, SlugSchema};
 use crate::domain::{DomainError, Result, validate};
-use crate::store::Tx;
 use crate::store::agents::{self, AgentPatch, NewAgent};
-use crate::store::assignments::{self, Owner};
-use crate::store::counters;
-use crate::store::crews::{self, CrewPatch, CrewRow, NewCrew};
-use crate::store::journal::{self, Named, NewEntry};
+use crate::store::crews::{self, CrewPatch, NewCrew};
+use crate::store::roster;
 
 /// A crew named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -73,29 +69,9 @@ impl Validate for CreateCrew {
         validate::name(&self.name)?;
         validate::at_least_one("max_concurrent_agents", self.max_concurrent_agents.unwrap_or(2))?;
         if self.runtime()? == Runtime::Docker {
-            require_image(self.image.as_deref())?;
+            roster::require_image(self.image.as_deref())?;
         }
         Ok(())
-    }
-}
-
-/// Journals a crew or agent change and tells `crew:<slug>` subscribers.
-fn crew_changed(tx: &mut Tx<'_>, crew: &CrewRow, kind: EventKind, data: &impl serde::Serialize) -> Result<()> {
-    journal::append(
-        tx,
-        NewEntry {
-            crew: Some(Named { id: crew.id, slug: crew.slug.clone() }),
-            ..NewEntry::info(kind.to_string(), format!("{kind}: {}", crew.slug))
-        },
-    )?;
-    tx.emit(Event::new(kind, Some(crew.slug.clone()), data));
-    Ok(())
-}
-
-fn require_image(image: Option<&str>) -> Result<()> {
-    match image {
-        Some(i) if !i.trim().is_empty() => Ok(()),
-        _ => Err(DomainError::invalid("a crew with runtime docker needs an image")),
     }
 }
 
@@ -111,14 +87,7 @@ pub async fn create(
     let runtime = b.runtime()?;
     let max = b.max_concurrent_agents.unwrap_or(2);
     let new = NewCrew { slug: b.slug, name: b.name, max_concurrent_agents: max, runtime, image: b.image };
-    let crew = app
-        .store
-        .write(move |tx| {
-            let crew = crews::insert(tx, new)?;
-            crew_changed(tx, &crew, EventKind::Crew(Change::Created), &crew.to_api())?;
-            Ok(crew)
-        })
-        .await?;
+    let crew = app.store.write(move |tx| roster::create_crew(tx, new)).await?;
     app.crew_containers.crew_created(&crew).await;
     Ok((StatusCode::CREATED, Json(crew.to_api())))
 }
@@ -199,28 +168,7 @@ pub async fn patch(
     JsonBody(b): JsonBody<PatchCrew>,
 ) -> ApiResult<Json<Crew>> {
     let patch = CrewPatch { name: b.name, max_concurrent_agents: b.max_concurrent_agents, image: b.image };
-    let (crew, new_image) = app
-        .store
-        .write(move |tx| {
-            let before = crews::resolve_live(tx, &key)?;
-            let old_image = before.image.clone();
-            let crew = crews::update(tx, before, patch)?;
-            let new_image = crew.runs_in_container() && crew.image != old_image;
-            if new_image {
-                require_image(crew.image.as_deref())?;
-                // Replacing the container would kill them.
-                let running = counters::crew_running(tx, crew.id)?;
-                if running > 0 {
-                    return Err(DomainError::conflict(format!(
-                        "crew {:?} has {running} running agent(s); change its image once they are done",
-                        crew.slug
-                    )));
-                }
-            }
-            crew_changed(tx, &crew, EventKind::Crew(Change::Updated), &crew.to_api())?;
-            Ok((crew, new_image))
-        })
-        .await?;
+    let (crew, new_image) = app.store.write(move |tx| roster::update_crew(tx, &key, patch)).await?;
     if new_image {
         app.crew_containers.image_changed(&crew).await;
     }
@@ -236,17 +184,7 @@ pub async fn delete(
     State(app): State<AppState>,
     Path(CrewPath { crew: key }): Path<CrewPath>,
 ) -> ApiResult<Json<Crew>> {
-    let crew = app
-        .store
-        .write(move |tx| {
-            let crew = crews::resolve_live(tx, &key)?;
-            crews::mark_deleted(tx, crew.id)?;
-            assignments::cancel_waiting(tx, Owner::Crew(crew.id), "crew deleted")?;
-            let crew = crews::by_id(tx, crew.id)?.ok_or_else(|| DomainError::vanished("crew"))?;
-            crew_changed(tx, &crew, EventKind::Crew(Change::Deleted), &crew.to_api())?;
-            Ok(crew)
-        })
-        .await?;
+    let crew = app.store.write(move |tx| roster::delete_crew(tx, &key)).await?;
     app.crew_containers.crew_deleted(&crew).await;
     Ok(Json(crew.to_api()))
 }
@@ -355,15 +293,7 @@ pub async fn create_agent(
     let role = role(b.role.as_deref())?.unwrap_or(Role::Agent);
     let (env, timeout_seconds) = (b.env.unwrap_or_default(), b.timeout_seconds.unwrap_or(1800));
     let new = NewAgent { slug: b.slug, name: b.name, role, command: b.command, env, timeout_seconds };
-    let agent = app
-        .store
-        .write(move |tx| {
-            let crew = crews::resolve_live(tx, &crew_key)?;
-            let agent = agents::insert(tx, &crew, new)?;
-            crew_changed(tx, &crew, EventKind::Agent(Change::Created), &agent.to_api())?;
-            Ok(agent)
-        })
-        .await?;
+    let agent = app.store.write(move |tx| roster::add_agent(tx, &crew_key, new)).await?;
     Ok((StatusCode::CREATED, Json(agent.to_api())))
 }
 
@@ -440,15 +370,7 @@ pub async fn patch_agent(
 ) -> ApiResult<Json<Agent>> {
     let role = role(b.role.as_deref())?;
     let patch = AgentPatch { name: b.name, role, command: b.command, env: b.env, timeout_seconds: b.timeout_seconds };
-    let agent = app
-        .store
-        .write(move |tx| {
-            let crew = crews::resolve_live(tx, &crew_key)?;
-            let agent = agents::update(tx, agents::resolve(tx, &crew, &agent_key)?, patch)?;
-            crew_changed(tx, &crew, EventKind::Agent(Change::Updated), &agent.to_api())?;
-            Ok(agent)
-        })
-        .await?;
+    let agent = app.store.write(move |tx| roster::update_agent(tx, &crew_key, &agent_key, patch)).await?;
     Ok(Json(agent.to_api()))
 }
 
@@ -460,20 +382,6 @@ pub async fn delete_agent(
     State(app): State<AppState>,
     Path(AgentPath { crew: crew_key, agent: agent_key }): Path<AgentPath>,
 ) -> ApiResult<Json<Agent>> {
-    let agent = app
-        .store
-        .write(move |tx| {
-            let crew = crews::resolve_live(tx, &crew_key)?;
-            let agent = agents::resolve(tx, &crew, &agent_key)?;
-            if !agent.is_live() {
-                return Err(DomainError::not_found("agent", agent_key));
-            }
-            agents::mark_deleted(tx, agent.id)?;
-            assignments::cancel_waiting(tx, Owner::Agent(agent.id), "agent deleted")?;
-            let agent = agents::by_id(tx, agent.id)?.ok_or_else(|| DomainError::vanished("agent"))?;
-            crew_changed(tx, &crew, EventKind::Agent(Change::Deleted), &agent.to_api())?;
-            Ok(agent)
-        })
-        .await?;
+    let agent = app.store.write(move |tx| roster::delete_agent(tx, &crew_key, &agent_key)).await?;
     Ok(Json(agent.to_api()))
 }

@@ -10,7 +10,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Query, Validate, time_param};
-use super::refs;
 use super::state::AppState;
 use crate::config::Config;
 use crate::domain::kinds::Severity;
@@ -19,6 +18,8 @@ use crate::domain::types::JournalEntry;
 use crate::domain::validate::{self, EntryTypeSchema, TextSchema};
 use crate::domain::{DomainError, Result};
 use crate::store::journal::{self, Filter, NewEntry};
+use crate::store::posted::{self, Poster};
+use crate::store::refs;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -104,6 +105,17 @@ impl Validate for PostEntry {
     }
 }
 
+/// Who posts, as the store records it: a run, or an operator naming a
+/// crew and an agent in the body.
+pub(super) fn poster(caller: &Caller, crew: Option<String>, agent: Option<String>) -> Poster {
+    match caller {
+        Caller::Run(run) => {
+            Poster::Run { run_id: run.run_id.clone(), crew: run.crew.clone(), agent: run.agent.clone() }
+        }
+        Caller::Operator => Poster::Operator { crew, agent },
+    }
+}
+
 /// Record a free-form event; with a run token, against that run.
 #[utoipa::path(post, path = "/journal", tag = "journal", request_body = PostEntry, responses(
     (status = 201, description = "The entry", body = JournalEntry),
@@ -115,28 +127,13 @@ pub async fn post(
 ) -> ApiResult<(StatusCode, Json<JournalEntry>)> {
     let entry_type = validate::trimmed(&b.entry_type).to_string();
     let severity = b.severity()?;
-    let entry = app
-        .store
-        .write(move |tx| {
-            // A run's own entry is recorded against it, whatever the body says.
-            let (crew, agent, trace_id) = match &caller {
-                Caller::Run(run) => (run.crew.clone(), run.agent.clone(), Some(run.run_id.clone())),
-                Caller::Operator => {
-                    let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
-                    (crew, agent, b.trace_id)
-                }
-            };
-            let new = NewEntry {
-                entry_type,
-                severity,
-                crew,
-                agent,
-                trace_id,
-                summary: b.summary,
-                payload: b.payload.unwrap_or_else(|| serde_json::json!({})),
-            };
-            journal::append(tx, new)
-        })
-        .await?;
+    let by = poster(&caller, b.crew, b.agent);
+    let new = NewEntry {
+        severity,
+        trace_id: b.trace_id,
+        payload: b.payload.unwrap_or_else(|| serde_json::json!({})),
+        ..NewEntry::info(entry_type, b.summary)
+    };
+    let entry = app.store.write(move |tx| posted::entry(tx, by, new)).await?;
     Ok((StatusCode::CREATED, Json(entry)))
 }

@@ -14,7 +14,6 @@ pub mod nodes;
 pub mod openapi;
 pub mod paymaster;
 pub mod pipelines;
-pub mod refs;
 pub mod runs;
 pub mod state;
 pub mod status;

@@ -12,7 +12,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Query, Validate, time_param};
-use super::refs;
 use super::state::{App, AppState};
 use super::telemetry::Observed;
 use crate::config::Config;
@@ -24,6 +23,7 @@ use crate::domain::validate::{self, ModelSchema, ProviderSchema};
 use crate::domain::{DomainError, Result, provider, time};
 use crate::otel::{self, Value as Attr};
 use crate::store::ledger::{self, GroupBy, NewCall};
+use crate::store::posted;
 
 /// A day: no call an agent makes takes longer.
 const MAX_CALL_MS: i64 = 86_400_000;
@@ -165,38 +165,19 @@ pub async fn record(
             }
         },
     };
-    let recorded = app
-        .store
-        .write(move |tx| {
-            // A run's own call is recorded against it, whatever the body says.
-            let (crew, agent, run_id) = match &caller {
-                Caller::Run(run) => (run.crew.clone(), run.agent.clone(), Some(run.run_id.clone())),
-                Caller::Operator => {
-                    let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
-                    if let Some(run) = &b.run_id
-                        && !ledger::run_exists(tx, run)?
-                    {
-                        return Err(DomainError::invalid(format!("unknown run {run:?}")));
-                    }
-                    (crew, agent, b.run_id)
-                }
-            };
-            let traced_run = run_id.clone();
-            let call = NewCall {
-                provider,
-                model,
-                tokens,
-                cost_nanos,
-                priced,
-                billing_mode,
-                crew_id: crew.map(|c| c.id),
-                agent_id: agent.map(|a| a.id),
-                run_id,
-            };
-            ledger::record(tx, call).map(|r| (r, traced_run))
-        })
-        .await?;
-    let (recorded, run_id) = recorded;
+    let by = super::journal::poster(&caller, b.crew, b.agent);
+    let call = NewCall {
+        provider,
+        model,
+        tokens,
+        cost_nanos,
+        priced,
+        billing_mode,
+        crew_id: None,
+        agent_id: None,
+        run_id: b.run_id,
+    };
+    let (recorded, run_id) = app.store.write(move |tx| posted::llm_call(tx, by, call)).await?;
     if app.tracer.is_on() {
         trace_call(&app, &observed, run_id.as_deref(), &recorded, tokens, duration_ms);
     }

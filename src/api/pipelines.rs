@@ -11,7 +11,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
-use super::refs;
 use super::state::AppState;
 use super::telemetry::Observed;
 use crate::config::Config;
@@ -22,8 +21,7 @@ use crate::domain::template::{self, Ref};
 use crate::domain::types::{Pipeline, PipelineRun, StepSpec};
 use crate::domain::validate::{NameSchema, SlugSchema, TextSchema};
 use crate::domain::{DomainError, Result, validate};
-use crate::store::agents;
-use crate::store::pipelines::{self, NewPipeline, RunFilter, StoredStep};
+use crate::store::pipelines::{self, RunFilter};
 
 /// A pipeline named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -108,28 +106,7 @@ pub async fn create(
     JsonBody(b): JsonBody<CreatePipeline>,
 ) -> ApiResult<(StatusCode, Json<Pipeline>)> {
     let max = b.max_concurrent_runs.unwrap_or(1);
-    let pipeline = app
-        .store
-        .write(move |tx| {
-            let steps = b
-                .steps
-                .into_iter()
-                .map(|s| {
-                    let crew = refs::crew(tx, &s.crew)?;
-                    let agent = agents::resolve_for_work(tx, &crew, &s.agent)?;
-                    Ok(StoredStep {
-                        id: s.id,
-                        crew_id: crew.id,
-                        crew: crew.slug,
-                        agent_id: agent.id,
-                        agent: agent.slug,
-                        task: s.task,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            pipelines::insert(tx, NewPipeline { slug: b.slug, name: b.name, max_concurrent_runs: max, steps })
-        })
-        .await?;
+    let pipeline = app.store.write(move |tx| pipelines::create(tx, b.slug, b.name, max, b.steps)).await?;
     Ok((StatusCode::CREATED, Json(pipeline.to_api())))
 }
 
@@ -161,14 +138,7 @@ pub async fn delete(
     State(app): State<AppState>,
     Path(PipelinePath { slug: key }): Path<PipelinePath>,
 ) -> ApiResult<Json<Pipeline>> {
-    let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
-    app.runtime.delete_pipeline(&pipeline).await?;
-    let id = pipeline.id;
-    let pipeline = app
-        .store
-        .read(move |c| pipelines::pipeline_by_id(c, id)?.ok_or_else(|| DomainError::not_found("pipeline", "")))
-        .await?;
-    Ok(Json(pipeline.to_api()))
+    Ok(Json(app.runtime.delete_pipeline(key).await?.to_api()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -211,16 +181,7 @@ pub async fn start_run(
     .map_err(DomainError::internal)?;
     let rendered = rendered?;
     let link = observed.incoming().map(|c| c.header());
-    let run = app
-        .store
-        .write(move |tx| {
-            // Pipelines never change once created, but one may have been
-            // deleted meanwhile.
-            let live = pipelines::pipeline_by_id(tx, pipeline.id)?.filter(|p| p.deleted_at.is_none());
-            let pipeline = live.ok_or_else(|| DomainError::not_found("pipeline", pipeline.slug))?;
-            pipelines::create_run(tx, &pipeline, inputs, dry_run, rendered, link)
-        })
-        .await?;
+    let run = app.store.write(move |tx| pipelines::create_run(tx, &pipeline, inputs, dry_run, rendered, link)).await?;
     if run.status == PipelineRunStatus::Running {
         app.runtime.pipeline_run_started(run.id);
     }

@@ -10,14 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
-use super::refs;
 use super::state::AppState;
 use crate::config::Config;
 use crate::domain::named::{Named as _, must_be_one_of};
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;
 use crate::domain::{DomainError, Result};
-use crate::store::runs::{self, Filter, NewRun};
+use crate::store::refs;
+use crate::store::runs::{self, Filter};
 
 /// A run named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -76,14 +76,8 @@ pub async fn list(
     (status = 201, description = "The run, running", body = Run),
 ))]
 pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>) -> ApiResult<(StatusCode, Json<Run>)> {
-    let run = app
-        .store
-        .write(move |tx| {
-            let (crew, agent) = refs::scope(tx, b.crew.as_deref(), b.agent.as_deref())?;
-            let new = NewRun { crew, agent, assignment_id: None, trigger: b.trigger, managed: false, node: None };
-            runs::start(tx, new)
-        })
-        .await?;
+    let run =
+        app.store.write(move |tx| runs::start_reported(tx, b.crew.as_deref(), b.agent.as_deref(), b.trigger)).await?;
     Ok((StatusCode::CREATED, Json(run.to_api())))
 }
 

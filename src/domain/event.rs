@@ -108,6 +108,7 @@ mod tests {
         let queued = EventKind::Assignment { id: 1, status: AssignmentStatus::Queued };
         assert_eq!(queued.to_string(), "assignment.queued");
         assert_eq!(EventKind::Run(RunStatus::Running).to_string(), "run.started");
+        assert_eq!(EventKind::Run(RunStatus::Timeout).to_string(), "run.timeout");
         assert_eq!(EventKind::PipelineRun(PipelineRunStatus::DryRun).to_string(), "pipeline_run.dry_run");
         assert_eq!(EventKind::Crew(Change::Updated).to_string(), "crew.updated");
         assert_eq!(EventKind::Agent(Change::Updated).channel(), None);

@@ -67,18 +67,8 @@ impl RunStatus {
         self != Self::Running
     }
 
-    /// The journal entry type of reaching this status.
-    pub fn entry_type(self) -> &'static str {
-        match self {
-            Self::Running => "run.started",
-            Self::Completed => "run.completed",
-            Self::Failed => "run.failed",
-            Self::Cancelled => "run.cancelled",
-            Self::Timeout => "run.timeout",
-        }
-    }
-
-    /// The lifecycle event counted on /metrics.
+    /// The lifecycle event counted on /metrics, and named by its
+    /// `run.<event>` journal entries and events.
     pub fn event(self) -> &'static str {
         match self {
             Self::Running => "started",
@@ -139,7 +129,6 @@ mod tests {
             assert!(RunStatus::Completed.check_transition(*to).is_err());
         }
         assert_eq!(RunStatus::Running.event(), "started");
-        assert_eq!(RunStatus::Timeout.entry_type(), "run.timeout");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::domain::{Result, time};
-use crate::store::{Store, journal, locks};
+use crate::store::{Store, journal};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
@@ -35,12 +35,7 @@ pub async fn sweep(store: &Store, p: Policy, stop: &watch::Receiver<bool>) -> Re
     let mut swept = Swept::default();
     let archive_before = cutoff(p.archive_after);
     loop {
-        let n = store
-            .write(move |tx| match tx.try_lock_for_transaction(locks::JOURNAL_SWEEP)? {
-                true => journal::archive_batch(tx, archive_before, p.batch),
-                false => Ok(0),
-            })
-            .await?;
+        let n = store.write(move |tx| journal::archive_batch(tx, archive_before, p.batch)).await?;
         swept.archived += n;
         if n < p.batch || *stop.borrow() {
             break;
@@ -48,12 +43,7 @@ pub async fn sweep(store: &Store, p: Policy, stop: &watch::Receiver<bool>) -> Re
     }
     let prune_before = cutoff(p.retention);
     loop {
-        let n = store
-            .write(move |tx| match tx.try_lock_for_transaction(locks::JOURNAL_SWEEP)? {
-                true => journal::prune_batch(tx, prune_before, p.batch),
-                false => Ok(0),
-            })
-            .await?;
+        let n = store.write(move |tx| journal::prune_batch(tx, prune_before, p.batch)).await?;
         swept.pruned += n;
         if n < p.batch || *stop.borrow() {
             break;

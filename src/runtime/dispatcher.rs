@@ -14,9 +14,9 @@ use super::runner::Runner;
 use crate::domain::Result;
 use crate::domain::event::{Change, Event, EventKind};
 use crate::domain::status::AssignmentStatus;
-use crate::store::assignments::{self, Claimed};
-use crate::store::nodes::{self, NodeRef};
-use crate::store::{Store, crews};
+use crate::store::Store;
+use crate::store::assignments::{self, Dispatched};
+use crate::store::nodes::NodeRef;
 
 /// Claims and queue moves per operation: bounds how long one dispatch
 /// holds the writer (and a big savepoint grows slower per statement).
@@ -33,15 +33,6 @@ const FENCED_LOOK: Duration = Duration::from_secs(1);
 /// no event would say the crew is free again).
 const HELD_LOOK: Duration = Duration::from_millis(20);
 
-/// What one dispatch did.
-struct Dispatched {
-    claimed: Vec<Claimed>,
-    /// More pending or claimable work may remain.
-    more: bool,
-    /// Another node held a ready crew's queue.
-    held: bool,
-}
-
 /// Events after which there may be something to start.
 fn wakes(e: &Event) -> bool {
     use AssignmentStatus::{Cancelled, Completed, Failed, Pending};
@@ -53,35 +44,9 @@ fn wakes(e: &Event) -> bool {
     )
 }
 
-/// Queues pending work and claims what the budgets allow for `me`, in one
-/// transaction, while `me` holds its lease.
+/// Queues pending work and claims what the budgets allow for `me`.
 async fn dispatch_batch(store: &Store, me: NodeRef) -> Result<Dispatched> {
-    store
-        .write(move |tx| {
-            let mut done = Dispatched { claimed: Vec::new(), more: false, held: false };
-            if !nodes::owns(tx, &me)? {
-                return Ok(done);
-            }
-            let queued = assignments::queue_pending(tx, QUEUE_BATCH)?;
-            'crews: for crew_id in assignments::crews_ready(tx)? {
-                let Some(crew) = crews::by_id(tx, crew_id)? else {
-                    continue;
-                };
-                if !assignments::hold_queue(tx, &crew)? {
-                    done.held = true;
-                    continue;
-                }
-                while let Some(c) = assignments::claim_next(tx, &crew, &me)? {
-                    done.claimed.push(c);
-                    if done.claimed.len() >= CLAIM_BATCH {
-                        break 'crews;
-                    }
-                }
-            }
-            done.more = queued as i64 == QUEUE_BATCH || done.claimed.len() >= CLAIM_BATCH;
-            Ok(done)
-        })
-        .await
+    store.write(move |tx| assignments::dispatch(tx, &me, QUEUE_BATCH, CLAIM_BATCH)).await
 }
 
 /// Runs until `stop` changes; it stops only between dispatches, so work it

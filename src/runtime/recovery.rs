@@ -8,73 +8,25 @@
 //! - the runs of a node whose lease expired, by one live node, once: the
 //!   node's row is locked meanwhile, then marked recovered.
 //!
-//! In one transaction: the runs end `cancelled` with the reason, their
-//! assignments go back to their queue at their original position
-//! (at-least-once), or fail after the attempt limit, and the pipeline runs
-//! the node drove are driven here from where they stand (each step starts
-//! once: see `pipelines`).
+//! The store settles the records in one transaction (`store::recovery`):
+//! the runs end `cancelled` with the reason, their assignments go back to
+//! their queue at their original position (at-least-once), or fail after
+//! the attempt limit; the pipeline runs the node drove are driven here from
+//! where they stand (each step starts once: see `pipelines`).
 
 use std::sync::Arc;
 
 use super::pipelines::Executor;
 use crate::containers::{Engine, exec};
-use crate::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crate::domain::{DomainError, Result};
-use crate::store::assignments;
-use crate::store::nodes::{self, NodeRef};
+use crate::store::nodes::NodeRef;
+use crate::store::recovery::{self, TakenBack, taken_back};
+pub use crate::store::recovery::{Recovered, Whose};
 use crate::store::runs::RunRow;
-use crate::store::{Store, Tx, crews, pipelines, runs};
-
-/// Why an earlier epoch's runs ended.
-pub const REASON: &str = "server_restart";
-/// Why an expired node's runs ended.
-pub const NODE_LOST: &str = "node_lost";
+use crate::store::{Store, crews, runs};
 
 /// How long start-up waits for the engine to kill one run's processes.
 const ENGINE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recovered {
-    pub runs_cancelled: usize,
-    pub requeued: usize,
-    pub failed: usize,
-    pub pipeline_runs_adopted: usize,
-    pub nodes: usize,
-}
-
-/// Whose runs to take back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Whose {
-    AtStart,
-    OwnEarlierEpochs,
-    Expired,
-}
-
-/// Whether a run (or a pipeline run's driver) executed by `owner` is
-/// taken back: `expired` names the expired node when there is one.
-fn taken_back(whose: Whose, me: &NodeRef, owner: Option<&NodeRef>, expired: Option<&str>, single: bool) -> bool {
-    let earlier = |o: &NodeRef| o.id == me.id && o.epoch < me.epoch;
-    match (whose, owner) {
-        (Whose::Expired, Some(o)) => Some(o.id.as_str()) == expired,
-        (Whose::Expired, None) => false,
-        // Written before nodes existed, or by any daemon of a store that
-        // only ever has one node.
-        (Whose::AtStart, None) => true,
-        (Whose::AtStart, Some(o)) => earlier(o) || (single && o != me),
-        (Whose::OwnEarlierEpochs, Some(o)) => earlier(o),
-        (Whose::OwnEarlierEpochs, None) => false,
-    }
-}
-
-/// Whether this node drives a pipeline run driven by `driver` from now on
-/// (when it drove it before, it may still be: driving again is a no-op).
-fn adopts(whose: Whose, me: &NodeRef, driver: Option<&str>, expired: Option<&str>, single: bool) -> bool {
-    match whose {
-        Whose::Expired => driver.is_some() && driver == expired,
-        Whose::AtStart => single || driver.is_none_or(|d| d == me.id),
-        Whose::OwnEarlierEpochs => driver == Some(me.id.as_str()),
-    }
-}
 
 /// Kills what runs being taken back left on this host, so that a requeued
 /// assignment never runs twice at once.
@@ -96,49 +48,6 @@ async fn kill_leftovers(store: &Store, engine: &Engine, whose: Whose, me: &NodeR
     Ok(())
 }
 
-/// Settles the runs `taken_back` selects; returns the pipeline runs to
-/// drive here.
-fn settle(
-    tx: &mut Tx<'_>,
-    whose: Whose,
-    me: &NodeRef,
-    expired: Option<&str>,
-    max_attempts: i64,
-    done: &mut Recovered,
-) -> Result<Vec<i64>> {
-    let single = !tx.concurrent();
-    let reason = if whose == Whose::Expired { NODE_LOST } else { REASON };
-    for run in runs::running_managed(tx)? {
-        if taken_back(whose, me, run.node.as_ref(), expired, single) {
-            runs::finish(tx, run, RunStatus::Cancelled, Some(reason.into()), None)?;
-            done.runs_cancelled += 1;
-        }
-    }
-    for row in assignments::running(tx)? {
-        let run = row.run_id.as_deref().map(|r| runs::by_id(tx, r)).transpose()?.flatten();
-        let owner = run.as_ref().and_then(|r| r.node.clone());
-        let still_running = run.is_some_and(|r| r.status == RunStatus::Running);
-        // A run this node executes now (or another live node does) stays.
-        if still_running || !taken_back(whose, me, owner.as_ref(), expired, single) {
-            continue;
-        }
-        let row = assignments::requeue_or_fail(tx, row, reason, max_attempts)?;
-        match row.status {
-            AssignmentStatus::Queued => done.requeued += 1,
-            _ => done.failed += 1,
-        }
-    }
-    let mut adopted = Vec::new();
-    for run in pipelines::runs_in(tx, &[PipelineRunStatus::Running])? {
-        if adopts(whose, me, run.node.as_deref(), expired, single) {
-            pipelines::set_driver(tx, run.id, &me.id)?;
-            adopted.push(run.id);
-        }
-    }
-    done.pipeline_runs_adopted += adopted.len();
-    Ok(adopted)
-}
-
 pub async fn recover(
     store: &Store,
     engine: &Engine,
@@ -151,37 +60,10 @@ pub async fn recover(
     if whose != Whose::Expired {
         kill_leftovers(store, engine, whose, me).await?;
     }
+    let after_ms = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
     let me2 = me.clone();
-    let (done, adopted, queued, forgotten) = store
-        .write(move |tx| {
-            let mut done = Recovered::default();
-            let mut adopted = Vec::new();
-            let mut forgotten = 0;
-            if whose == Whose::Expired {
-                for node in nodes::to_recover(tx)?.into_iter().filter(|n| n.id != me2.id) {
-                    adopted.extend(settle(tx, whose, &me2, Some(&node.id), max_attempts, &mut done)?);
-                    nodes::mark_recovered(tx, &node.id)?;
-                    done.nodes += 1;
-                }
-                let after_ms = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
-                forgotten = nodes::forget_recovered(tx, after_ms)?;
-            } else {
-                adopted = settle(tx, whose, &me2, None, max_attempts, &mut done)?;
-            }
-            if whose == Whose::AtStart && !tx.concurrent() {
-                nodes::forget_others(tx, &me2.id)?;
-            }
-            // Queued pipeline runs wait for a slot that a run's end frees;
-            // look again at start, in case the end came with the crash.
-            let mut queued: Vec<i64> = if whose == Whose::AtStart {
-                pipelines::runs_in(tx, &[PipelineRunStatus::Queued])?.into_iter().map(|r| r.pipeline_id).collect()
-            } else {
-                Vec::new()
-            };
-            queued.dedup();
-            Ok((done, adopted, queued, forgotten))
-        })
-        .await?;
+    let TakenBack { recovered: done, adopted, queued, forgotten } =
+        store.write(move |tx| recovery::take_back(tx, whose, &me2, max_attempts, after_ms)).await?;
     if forgotten > 0 {
         tracing::info!(forgotten, after = ?forget_after, "forgot expired nodes whose runs were taken back");
     }

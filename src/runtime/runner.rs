@@ -23,8 +23,8 @@ use crate::domain::event::{Event, EventKind};
 use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
-use crate::store::assignments::{self, Changes, Claimed};
-use crate::store::{nodes, runs};
+use crate::store::assignments::{self, Claimed, RunEnd};
+use crate::store::runs;
 use crate::sync::lock;
 
 /// Whether a variable of the daemon's own environment is kept from agents:
@@ -455,32 +455,17 @@ impl Runner {
                 (RunStatus::Cancelled, Some("server_shutdown".into()), None)
             }
         };
-        let shutdown = matches!(outcome, Outcome::Stopped(StopReason::Shutdown));
-        let record = move |tx: &mut crate::store::Tx<'_>| {
-            if let Some(node) = &c.run.node
-                && !nodes::owns(tx, node)?
-            {
-                return Err(DomainError::conflict(format!(
-                    "node {} no longer owns run {} (its lease expired, or it registered again)",
-                    node.id, c.run.id
-                )));
-            }
-            let run = runs::finish(tx, c.run, run_status, error.clone(), exit_code)?;
-            runs::save_output(tx, run.pk, &text)?;
-            let row =
-                assignments::by_id(tx, c.assignment.id)?.ok_or_else(|| DomainError::internal("assignment vanished"))?;
-            if shutdown {
-                return assignments::requeue_or_fail(tx, row, "server_shutdown", max_attempts).map(|_| run);
-            }
-            let to = match run_status {
-                RunStatus::Completed => AssignmentStatus::Completed,
-                RunStatus::Cancelled => AssignmentStatus::Cancelled,
-                _ => AssignmentStatus::Failed,
-            };
-            let changes =
-                Changes { result_summary: summary.clone(), error_message: error.clone(), ..Changes::default() };
-            assignments::move_to(tx, row, to, changes).map(|_| run)
+        let end = RunEnd {
+            status: run_status,
+            error,
+            exit_code,
+            output: text,
+            summary,
+            requeue: matches!(outcome, Outcome::Stopped(StopReason::Shutdown)),
         };
+        let (run, assignment_id) = (c.run, c.assignment.id);
+        let record =
+            move |tx: &mut crate::store::Tx<'_>| assignments::run_ended(tx, run, assignment_id, &end, max_attempts);
         // A busy or full database is worth waiting for: the run is over
         // either way, and its end must not be lost.
         let mut pause = FINISH_RETRY_FIRST;

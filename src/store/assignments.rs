@@ -6,16 +6,17 @@ use super::agents::AgentRow;
 use super::counters;
 use super::crews::CrewRow;
 use super::journal::{self, Named, NewEntry};
-use super::nodes::NodeRef;
+use super::nodes::{self, NodeRef};
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
+use super::refs;
 use super::runs::{self, NewRun, RunRow};
 use super::sql::{Db, Row, RowLock, args};
 use super::tx::Tx;
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;
-use crate::domain::status::AssignmentStatus;
+use crate::domain::status::{AssignmentStatus, RunStatus};
 use crate::domain::types::Assignment;
 use crate::domain::{DomainError, Result, time};
 
@@ -118,20 +119,18 @@ pub fn get(db: &Db<'_>, key: &str) -> Result<AssignmentRow> {
 }
 
 fn publish(tx: &mut Tx<'_>, row: &AssignmentRow, summary: String, severity: Severity) -> Result<()> {
-    let status = row.status.as_str();
+    let kind = EventKind::Assignment { id: row.id, status: row.status };
     journal::append(
         tx,
         NewEntry {
-            entry_type: format!("assignment.{status}"),
             severity,
             crew: Some(row.crew.clone()),
             agent: Some(row.agent.clone()),
             trace_id: row.run_id.clone(),
-            summary,
-            payload: serde_json::json!({ "assignment_id": row.public_id(), "status": status }),
+            payload: serde_json::json!({ "assignment_id": row.public_id(), "status": row.status.as_str() }),
+            ..NewEntry::of(kind, summary)
         },
     )?;
-    let kind = EventKind::Assignment { id: row.id, status: row.status };
     tx.emit(Event::new(kind, Some(row.crew.slug.clone()), &row.to_api()));
     Ok(())
 }
@@ -173,6 +172,27 @@ pub fn create(
     };
     publish(tx, &row, format!("assignment created for agent {}", agent.slug), Severity::Info)?;
     Ok(row)
+}
+
+/// Work a caller asks for, naming the crew and agents by id or slug.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub crew: String,
+    pub agent: String,
+    /// The agent (of the same crew) that hands it out.
+    pub assigned_by: Option<String>,
+    pub task: String,
+    /// The caller's `traceparent`: the runs' traces link to it.
+    pub trace_link: Option<String>,
+}
+
+/// Creates the assignment a caller asks for; unknown names are the body's
+/// fault (422).
+pub fn submit(tx: &mut Tx<'_>, s: Submission) -> Result<AssignmentRow> {
+    let crew = refs::crew(tx, &s.crew)?;
+    let agent = super::agents::resolve_for_work(tx, &crew, &s.agent)?;
+    let by = s.assigned_by.map(|k| super::agents::resolve_for_work(tx, &crew, &k)).transpose()?;
+    create(tx, &crew, &agent, by.as_ref(), &s.task, None, s.trace_link)
 }
 
 /// The fields a transition may set alongside the status.
@@ -250,7 +270,7 @@ pub fn move_to(tx: &mut Tx<'_>, row: AssignmentRow, to: AssignmentStatus, change
 
 /// Accepts pending assignments of live crews into their queues, oldest
 /// first; returns how many moved.
-pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
+fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
     // Another node queueing the same rows keeps them; these are left out.
     let lock = tx.locking(RowLock::SkipLocked, "s");
     let pending = tx.query(
@@ -266,7 +286,7 @@ pub fn queue_pending(tx: &mut Tx<'_>, limit: i64) -> Result<usize> {
 }
 
 /// Crews that have queued work and a free slot.
-pub fn crews_ready(db: &Db<'_>) -> Result<Vec<i64>> {
+fn crews_ready(db: &Db<'_>) -> Result<Vec<i64>> {
     db.query(
         "SELECT c.id FROM crew_counts n JOIN crews c ON c.id = n.crew_id
          WHERE n.queued > 0 AND c.deleted_at IS NULL
@@ -293,14 +313,14 @@ pub struct Claimed {
 /// Takes a crew's queue for this transaction's claims; false while another
 /// node's transaction holds it (it is claiming or queueing for the crew):
 /// that crew is then worth another look once it has committed.
-pub fn hold_queue(tx: &Tx<'_>, crew: &CrewRow) -> Result<bool> {
+fn hold_queue(tx: &Tx<'_>, crew: &CrewRow) -> Result<bool> {
     counters::hold_crew(tx, crew.id)
 }
 
 /// Atomically takes the head of a crew's queue (held: `hold_queue`) for
 /// `node` if the crew is under its budget fleet-wide: the assignment turns
 /// running and its run starts.
-pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow, node: &NodeRef) -> Result<Option<Claimed>> {
+fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow, node: &NodeRef) -> Result<Option<Claimed>> {
     if !crew.is_live() || counters::crew_running(tx, crew.id)? >= crew.max_concurrent_agents {
         return Ok(None);
     }
@@ -327,6 +347,44 @@ pub fn claim_next(tx: &mut Tx<'_>, crew: &CrewRow, node: &NodeRef) -> Result<Opt
     Ok(Some(Claimed { crew: crew.clone(), assignment, agent, run, run_token }))
 }
 
+/// What one dispatch did.
+#[derive(Debug)]
+pub struct Dispatched {
+    pub claimed: Vec<Claimed>,
+    /// More pending or claimable work may remain.
+    pub more: bool,
+    /// Another node held a ready crew's queue.
+    pub held: bool,
+}
+
+/// Queues up to `queue_batch` pending assignments and claims up to
+/// `claim_batch` for `me` as the crews' budgets allow, while `me` holds
+/// its lease.
+pub fn dispatch(tx: &mut Tx<'_>, me: &NodeRef, queue_batch: i64, claim_batch: usize) -> Result<Dispatched> {
+    let mut done = Dispatched { claimed: Vec::new(), more: false, held: false };
+    if !nodes::owns(tx, me)? {
+        return Ok(done);
+    }
+    let queued = queue_pending(tx, queue_batch)?;
+    'crews: for crew_id in crews_ready(tx)? {
+        let Some(crew) = super::crews::by_id(tx, crew_id)? else {
+            continue;
+        };
+        if !hold_queue(tx, &crew)? {
+            done.held = true;
+            continue;
+        }
+        while let Some(c) = claim_next(tx, &crew, me)? {
+            done.claimed.push(c);
+            if done.claimed.len() >= claim_batch {
+                break 'crews;
+            }
+        }
+    }
+    done.more = queued as i64 == queue_batch || done.claimed.len() >= claim_batch;
+    Ok(done)
+}
+
 /// Puts a running assignment whose run was interrupted (daemon stop or
 /// crash) back in its queue at its original position: at-least-once. After
 /// `max_attempts` runs it fails instead, with the reason.
@@ -337,6 +395,97 @@ pub fn requeue_or_fail(tx: &mut Tx<'_>, row: AssignmentRow, reason: &str, max_at
         return move_to(tx, row, AssignmentStatus::Failed, changes);
     }
     move_to(tx, row, AssignmentStatus::Queued, Changes::default())
+}
+
+/// Where a cancel left an assignment.
+#[derive(Debug, Clone)]
+pub enum Cancelling {
+    /// Cancelled, now or before.
+    Done(Box<AssignmentRow>),
+    /// Running: its process is to be stopped first (`settle_cancelled`
+    /// when none is).
+    Running,
+    /// Claimed or ended by another transaction meanwhile: look again.
+    Changed,
+}
+
+/// Cancels an assignment: waiting → cancelled; cancelled → no-op;
+/// completed or failed → conflict; a running one is left to the caller.
+pub fn cancel(tx: &mut Tx<'_>, id: i64, reason: &str) -> Result<Cancelling> {
+    let row = by_id(tx, id)?.ok_or_else(|| DomainError::not_found("assignment", ids::format(Kind::Assignment, id)))?;
+    match row.status {
+        AssignmentStatus::Cancelled => Ok(Cancelling::Done(Box::new(row))),
+        AssignmentStatus::Completed | AssignmentStatus::Failed => {
+            Err(DomainError::conflict(format!("assignment {} is already {}", row.public_id(), row.status)))
+        }
+        AssignmentStatus::Running => Ok(Cancelling::Running),
+        AssignmentStatus::Pending | AssignmentStatus::Queued => {
+            let changes = Changes { error_message: Some(reason.to_string()), ..Changes::default() };
+            match move_to(tx, row, AssignmentStatus::Cancelled, changes) {
+                Ok(row) => Ok(Cancelling::Done(Box::new(row))),
+                Err(DomainError::Conflict(_)) => Ok(Cancelling::Changed),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Cancels a running assignment whose process is not executing here (it
+/// ended meanwhile, or is gone): its run ends cancelled too. Nothing
+/// happens if it is no longer running.
+pub fn settle_cancelled(tx: &mut Tx<'_>, id: i64, reason: &str) -> Result<()> {
+    let Some(row) = by_id(tx, id)?.filter(|r| r.status == AssignmentStatus::Running) else {
+        return Ok(());
+    };
+    if let Some(run) = row.run_id.as_deref().map(|r| runs::get(tx, r)).transpose()?
+        && run.status == RunStatus::Running
+    {
+        runs::finish(tx, run, RunStatus::Cancelled, Some(reason.to_string()), None)?;
+    }
+    let changes = Changes { error_message: Some(reason.to_string()), ..Changes::default() };
+    move_to(tx, row, AssignmentStatus::Cancelled, changes).map(drop)
+}
+
+/// How a claimed assignment's run ended, as its runner saw it.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub exit_code: Option<i64>,
+    /// What it wrote.
+    pub output: String,
+    /// What its assignment reports as its result.
+    pub summary: Option<String>,
+    /// The daemon stopped it (`server_shutdown`): the assignment goes back
+    /// to its queue, or fails after `max_attempts`.
+    pub requeue: bool,
+}
+
+/// Records the end of a run and its assignment, while the node executing
+/// it still owns it (its lease, its epoch); returns the ended run.
+pub fn run_ended(tx: &mut Tx<'_>, run: RunRow, assignment_id: i64, end: &RunEnd, max_attempts: i64) -> Result<RunRow> {
+    if let Some(node) = &run.node
+        && !nodes::owns(tx, node)?
+    {
+        return Err(DomainError::conflict(format!(
+            "node {} no longer owns run {} (its lease expired, or it registered again)",
+            node.id, run.id
+        )));
+    }
+    let run = runs::finish(tx, run, end.status, end.error.clone(), end.exit_code)?;
+    runs::save_output(tx, run.pk, &end.output)?;
+    let row = by_id(tx, assignment_id)?.ok_or_else(|| DomainError::internal("assignment vanished"))?;
+    if end.requeue {
+        return requeue_or_fail(tx, row, "server_shutdown", max_attempts).map(|_| run);
+    }
+    let to = match end.status {
+        RunStatus::Completed => AssignmentStatus::Completed,
+        RunStatus::Cancelled => AssignmentStatus::Cancelled,
+        _ => AssignmentStatus::Failed,
+    };
+    let changes =
+        Changes { result_summary: end.summary.clone(), error_message: end.error.clone(), ..Changes::default() };
+    move_to(tx, row, to, changes).map(|_| run)
 }
 
 /// Whose waiting work to cancel.

@@ -1,5 +1,6 @@
 //! The journal: live entries and their archive, read as one history.
 
+use super::locks;
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, args};
@@ -39,6 +40,12 @@ impl NewEntry {
             summary: summary.into(),
             payload: serde_json::Value::Object(Default::default()),
         }
+    }
+
+    /// An info entry about a change subscribers hear of as `kind`: the two
+    /// share one name.
+    pub fn of(kind: EventKind, summary: impl Into<String>) -> NewEntry {
+        NewEntry::info(kind.to_string(), summary)
     }
 }
 
@@ -151,10 +158,14 @@ pub fn list(db: &Db<'_>, f: &Filter, page: PageRequest) -> Result<Page<JournalEn
 }
 
 /// Moves up to `batch` live entries older than `cutoff` to the archive;
-/// returns how many moved. The newest entry stays live whatever its age:
-/// SQLite gives a new row the highest live id plus one, so an empty journal
-/// would hand out ids the archive already holds.
+/// returns how many moved (none while another node sweeps). The newest
+/// entry stays live whatever its age: SQLite gives a new row the highest
+/// live id plus one, so an empty journal would hand out ids the archive
+/// already holds.
 pub fn archive_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
+    if !tx.try_lock_for_transaction(locks::JOURNAL_SWEEP)? {
+        return Ok(0);
+    }
     let moved: Vec<i64> = tx.query(
         "INSERT INTO journal_archive
              (id, ts, entry_type, severity, crew_id, agent_id, trace_id, summary, payload, archived_at)
@@ -170,8 +181,12 @@ pub fn archive_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize
     Ok(moved.len())
 }
 
-/// Deletes up to `batch` archived entries older than `cutoff`.
+/// Deletes up to `batch` archived entries older than `cutoff` (none while
+/// another node sweeps).
 pub fn prune_batch(tx: &mut Tx<'_>, cutoff: i64, batch: usize) -> Result<usize> {
+    if !tx.try_lock_for_transaction(locks::JOURNAL_SWEEP)? {
+        return Ok(0);
+    }
     tx.execute(
         "DELETE FROM journal_archive WHERE id IN
              (SELECT id FROM journal_archive WHERE ts < ?1 ORDER BY ts LIMIT ?2)",

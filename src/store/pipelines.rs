@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::counters;
 use super::journal::{self, NewEntry};
 use super::page::{self, Page, PageRequest};
 use super::query::Query;
 use super::sql::{Db, Row, RowLock, args};
 use super::tx::Tx;
+use super::{agents, counters, refs};
 use crate::domain::event::{Event, EventKind};
 use crate::domain::ids::{self, Kind};
 use crate::domain::kinds::Severity;
@@ -93,33 +93,54 @@ pub fn resolve(db: &Db<'_>, key: &str) -> Result<PipelineRow> {
     found.ok_or_else(|| DomainError::not_found("pipeline", key))
 }
 
-pub struct NewPipeline {
-    pub slug: String,
-    pub name: String,
-    pub max_concurrent_runs: i64,
-    pub steps: Vec<StoredStep>,
-}
-
-pub fn insert(tx: &mut Tx<'_>, new: NewPipeline) -> Result<PipelineRow> {
+/// Creates a pipeline from steps as a caller wrote them: each names a live
+/// crew and one of its live agents (unknown ones are the body's fault).
+pub fn create(
+    tx: &mut Tx<'_>,
+    slug: String,
+    name: String,
+    max_concurrent_runs: i64,
+    steps: Vec<StepSpec>,
+) -> Result<PipelineRow> {
+    let steps = steps
+        .into_iter()
+        .map(|s| {
+            let crew = refs::crew(tx, &s.crew)?;
+            let agent = agents::resolve_for_work(tx, &crew, &s.agent)?;
+            Ok(StoredStep {
+                id: s.id,
+                crew_id: crew.id,
+                crew: crew.slug,
+                agent_id: agent.id,
+                agent: agent.slug,
+                task: s.task,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let taken: bool = tx.query_one(
         "SELECT EXISTS (SELECT 1 FROM pipelines WHERE slug = ?1 AND deleted_at IS NULL)",
-        args![new.slug],
+        args![slug],
         |r| r.get(0),
     )?;
     if taken {
-        return Err(DomainError::conflict(format!("a pipeline with slug {:?} already exists", new.slug)));
+        return Err(DomainError::conflict(format!("a pipeline with slug {slug:?} already exists")));
     }
     let id = tx.insert(
         "INSERT INTO pipelines (slug, name, max_concurrent_runs, steps, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         "id",
-        args![new.slug, new.name, new.max_concurrent_runs, serde_json::to_string(&new.steps)?, tx.now],
+        args![slug, name, max_concurrent_runs, serde_json::to_string(&steps)?, tx.now],
     )?;
     pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline"))
 }
 
-pub fn mark_deleted(tx: &mut Tx<'_>, id: i64) -> Result<()> {
+/// Deletes a live pipeline (softly). Returns it, and its queued and
+/// running runs for the caller to cancel (a step's process may be running).
+pub fn delete(tx: &mut Tx<'_>, key: &str) -> Result<(PipelineRow, Vec<PipelineRunRow>)> {
+    let id = resolve(tx, key)?.id;
     tx.execute("UPDATE pipelines SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", args![id, tx.now])?;
-    Ok(())
+    let unfinished = runs_in(tx, &[PipelineRunStatus::Queued, PipelineRunStatus::Running])?;
+    let pipeline = pipeline_by_id(tx, id)?.ok_or_else(|| DomainError::vanished("pipeline"))?;
+    Ok((pipeline, unfinished.into_iter().filter(|r| r.pipeline_id == id).collect()))
 }
 
 pub fn list(db: &Db<'_>, page: PageRequest) -> Result<Page<Pipeline>> {
@@ -264,15 +285,16 @@ impl PipelineRunRow {
             Some(r) => format!("pipeline {} run {status}: {r}", self.pipeline),
             None => format!("pipeline {} run {status}", self.pipeline),
         };
+        let kind = EventKind::PipelineRun(self.status);
         journal::append(
             tx,
             NewEntry {
                 severity,
                 payload: serde_json::json!({ "pipeline_run_id": self.public_id(), "status": status }),
-                ..NewEntry::info(format!("pipeline_run.{status}"), summary)
+                ..NewEntry::of(kind, summary)
             },
         )?;
-        tx.emit(Event::new(EventKind::PipelineRun(self.status), None, &self.to_api()));
+        tx.emit(Event::new(kind, None, &self.to_api()));
         Ok(())
     }
 }
@@ -327,9 +349,11 @@ pub fn running_count(db: &Db<'_>, pipeline_id: i64) -> Result<i64> {
 }
 
 /// Creates a run from its steps' tasks as rendered with its inputs (by the
-/// caller, outside the writer). A dry run keeps them and ends at once; a
-/// real run starts `running`, or `queued` while the pipeline is at its
-/// limit, and renders each step again when it starts.
+/// caller, outside the writer, from `pipeline` as it read it: pipelines
+/// never change once created, but it may have been deleted since). A dry
+/// run keeps them and ends at once; a real run starts `running`, or
+/// `queued` while the pipeline is at its limit, and renders each step again
+/// when it starts.
 pub fn create_run(
     tx: &mut Tx<'_>,
     pipeline: &PipelineRow,
@@ -338,6 +362,8 @@ pub fn create_run(
     rendered: Vec<String>,
     trace_link: Option<String>,
 ) -> Result<PipelineRunRow> {
+    let live = pipeline_by_id(tx, pipeline.id)?.filter(|p| p.deleted_at.is_none());
+    let pipeline = &live.ok_or_else(|| DomainError::not_found("pipeline", &pipeline.slug))?;
     if rendered.len() != pipeline.steps.len() {
         return Err(DomainError::internal("a pipeline run needs one rendered task per step"));
     }

@@ -100,19 +100,19 @@ impl RunRow {
         if let Some(c) = self.exit_code {
             payload.insert("exit_code".into(), c.into());
         }
+        let kind = EventKind::Run(self.status);
         journal::append(
             tx,
             NewEntry {
-                entry_type: self.status.entry_type().to_string(),
                 severity,
                 crew: self.crew.clone(),
                 agent: self.agent.clone(),
                 trace_id: Some(self.id.clone()),
-                summary,
                 payload: payload.into(),
+                ..NewEntry::of(kind, summary)
             },
         )?;
-        tx.emit(Event::new(EventKind::Run(self.status), self.crew.as_ref().map(|c| c.slug.clone()), &self.to_api()));
+        tx.emit(Event::new(kind, self.crew.as_ref().map(|c| c.slug.clone()), &self.to_api()));
         Ok(())
     }
 }
@@ -163,6 +163,18 @@ pub struct NewRun {
 /// Starts a run reported by its owner: one row, one `run.started`.
 pub fn start(tx: &mut Tx<'_>, new: NewRun) -> Result<RunRow> {
     insert(tx, new, ids::new_trace_id(), None)
+}
+
+/// Starts a run its owner reports, in the crew and of the agent it names
+/// (an agent alone implies its crew).
+pub fn start_reported(
+    tx: &mut Tx<'_>,
+    crew: Option<&str>,
+    agent: Option<&str>,
+    trigger: Option<String>,
+) -> Result<RunRow> {
+    let (crew, agent) = super::refs::scope(tx, crew, agent)?;
+    start(tx, NewRun { crew, agent, trigger, ..NewRun::default() })
 }
 
 /// Starts a run crewshipd executes, with the token its process calls back

@@ -182,7 +182,7 @@ impl<T: Column> Column for Option<T> {
 
 /// What differs in the SQL of a backend beyond what both share.
 #[derive(Debug)]
-pub struct Dialect {
+pub(super) struct Dialect {
     /// The database's clock as epoch milliseconds.
     pub now_ms: &'static str,
     /// Where other transactions commit beside this one (a fleet's
@@ -193,7 +193,7 @@ pub struct Dialect {
 
 /// Statements taking and releasing a lock named by the integer `?1`.
 #[derive(Debug)]
-pub struct AdvisoryLocks {
+pub(super) struct AdvisoryLocks {
     /// Held until the transaction ends.
     pub transaction: &'static str,
     /// The same, without waiting: one boolean column, whether it was taken.
@@ -204,14 +204,14 @@ pub struct AdvisoryLocks {
 }
 
 /// One row's columns, as a backend reads them.
-pub trait Cells {
+pub(super) trait Cells {
     fn cell(&self, i: usize) -> Result<Cell<'_>>;
 }
 
 /// A backend's connection, or a transaction on one. Its errors are the
 /// domain's, made from a `Fault` that it also keeps for the backend to
 /// look at (`take_fault`).
-pub trait Conn {
+pub(super) trait Conn {
     fn dialect(&self) -> &'static Dialect;
     /// The number of rows the statement changed.
     fn execute(&self, sql: &str, args: &[&dyn Arg]) -> Result<usize>;

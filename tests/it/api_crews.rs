@@ -86,3 +86,33 @@ async fn pagination_walks_every_crew_once() {
     }
     assert_eq!(seen, (0..7).map(|i| format!("crew-{i}")).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn crew_and_agent_changes_are_journaled_under_their_event_names() {
+    let d = Daemon::start().await;
+    let id =
+        d.ok("/api/v1/crews", json!({"slug": "beta", "name": "Beta"}), 201).await["id"].as_str().unwrap().to_string();
+    d.ok("/api/v1/crews/beta/agents", json!({"slug": "worker", "name": "W", "command": ["true"]}), 201).await;
+    assert_eq!(d.patch("/api/v1/crews/beta/agents/worker", json!({"name": "Worker"})).await.status, 200);
+    assert_eq!(d.patch("/api/v1/crews/beta", json!({"name": "B"})).await.status, 200);
+    assert_eq!(d.delete("/api/v1/crews/beta/agents/worker").await.status, 200);
+    assert_eq!(d.delete("/api/v1/crews/beta").await.status, 200);
+    let entries = d.get(&format!("/api/v1/journal?crew={id}")).await.body;
+    let seen: Vec<(&str, &str)> = entries["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["entry_type"].as_str().unwrap(), e["summary"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("crew.deleted", "crew.deleted: beta"),
+            ("agent.deleted", "agent.deleted: beta"),
+            ("crew.updated", "crew.updated: beta"),
+            ("agent.updated", "agent.updated: beta"),
+            ("agent.created", "agent.created: beta"),
+            ("crew.created", "crew.created: beta"),
+        ]
+    );
+}

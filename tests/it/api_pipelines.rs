@@ -104,6 +104,11 @@ async fn steps_chain_outputs_through_templates() {
     assert_eq!(done["steps"][1]["output"], "[HELLO BOB] AND BOB");
     let a = d.get(&format!("/api/v1/assignments/{}", done["steps"][1]["assignment_id"].as_str().unwrap())).await.body;
     assert_eq!(a["pipeline_run_id"], id);
+    // Journaled under the names of their events.
+    let entries = d.get("/api/v1/journal?type=pipeline_run.*").await.body;
+    let types: Vec<&str> =
+        entries["items"].as_array().unwrap().iter().map(|e| e["entry_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["pipeline_run.completed", "pipeline_run.running", "pipeline_run.dry_run"]);
 }
 
 #[tokio::test]

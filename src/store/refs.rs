@@ -1,9 +1,11 @@
-//! Crews and agents named in request bodies: an unknown name there is a
-//! 422 (the body is wrong), not a 404 (the path is fine).
+//! Crews and agents a caller names in what it sends (not in the path): an
+//! unknown name there is a 422 (the body is wrong), not a 404 (the path is
+//! fine).
 
+use super::journal::Named;
+use super::sql::Db;
+use super::{agents, crews};
 use crate::domain::{DomainError, Result};
-use crate::store::journal::Named;
-use crate::store::{Db, agents, crews};
 
 pub fn crew(db: &Db<'_>, key: &str) -> Result<crews::CrewRow> {
     match crews::resolve_live(db, key) {
