@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
 
-use crate::api::auth::Gate;
+use crate::api::gate::{self, Gate};
 use crate::api::state::App;
 use crate::config::{API_TOKEN_FILE, Config, ConfiguredToken};
 use crate::containers;
@@ -180,6 +180,18 @@ fn runtime_settings(config: &Config, api_url: String, node_id: String) -> runtim
     }
 }
 
+/// What the gate gets of the configuration.
+fn gate_settings(config: &Config, token: ConfiguredToken) -> gate::Settings {
+    let s = &config.security;
+    gate::Settings {
+        token: token.value,
+        token_source: token.source,
+        allow_loopback: s.allow_loopback,
+        allowed_origins: s.allowed_origins.clone(),
+        proxies: s.trusted_proxies.clone(),
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, then stops in order: intake, sessions,
 /// children (their work is requeued), and the store.
 pub async fn run(config: Config) -> Result<(), StartError> {
@@ -235,7 +247,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         rate_card,
         runtime,
         started,
-        gate: Gate::new(&config.security, &config.metrics.hostname, token, local),
+        gate: Gate::new(gate_settings(&config, token), &config.metrics.hostname, local),
         inflight_body: tokio::sync::Semaphore::new(listen.max_inflight_body_bytes.div_ceil(1024)),
         tracer: tracer.clone(),
         latencies,

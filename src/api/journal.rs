@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Query, Validate, time_param};
+use super::gate::Caller;
 use super::refs;
 use super::state::AppState;
 use crate::config::Config;

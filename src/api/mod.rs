@@ -6,6 +6,7 @@ pub mod containers;
 pub mod crews;
 pub mod error;
 pub mod extract;
+pub mod gate;
 pub mod health;
 pub mod inflight;
 pub mod journal;

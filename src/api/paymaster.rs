@@ -9,9 +9,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Query, Validate, time_param};
+use super::gate::Caller;
 use super::refs;
 use super::state::{App, AppState};
 use super::telemetry::Observed;

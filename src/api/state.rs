@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use super::auth::Gate;
+use super::gate::Gate;
 use crate::config::Config;
 use crate::containers;
 use crate::domain::pricing::RateCard;

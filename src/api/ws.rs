@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::auth;
 use super::error::ApiError;
+use super::gate;
 use super::state::AppState;
 use crate::server::ConnectionSlot;
 use crate::ws::session::{self, Limits, Session};
@@ -33,7 +33,7 @@ pub async fn handler(
     let admitted = async {
         app.gate.check_origin(&headers)?;
         let caller = app.gate.caller(&app.store, peer, &headers).await?;
-        auth::refuse_run_callers(&caller)?;
+        gate::refuse_run_callers(&caller)?;
         let ws = upgrade.map_err(|e| {
             ApiError::new(e.status(), "websocket_upgrade_required", format!("/ws needs a WebSocket upgrade: {e}"))
         })?;
