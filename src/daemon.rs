@@ -16,8 +16,7 @@ use crate::containers;
 use crate::domain::DomainError;
 use crate::domain::pricing::RateCard;
 use crate::latency::Latencies;
-use crate::metrics::Metrics;
-use crate::metrics::snapshot::SnapshotCache;
+use crate::metrics::{self, Metrics};
 use crate::otel::{self, Tracer};
 use crate::runtime::{self, Runtime};
 use crate::store::Store;
@@ -237,12 +236,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         header_timeout: listen.header_timeout,
         grace: listen.shutdown_grace,
     };
+    let sessions = Arc::new(Sessions::default());
+    let sources = metrics::live::Sources {
+        started,
+        sessions: sessions.clone(),
+        containers: registry.clone(),
+        latencies: latencies.clone(),
+        tracer: tracer.clone(),
+    };
     let m = &config.metrics;
+    let page = metrics::Settings { hostname: m.hostname.clone(), cache_ttl: m.cache_ttl, live_window: m.live_window };
     let app = Arc::new(App {
-        metrics: Metrics::new(SnapshotCache::new(store.clone(), m.cache_ttl), m.live_window),
+        metrics: Metrics::new(store.clone(), sources, page),
         container_stats: registry,
         crew_containers,
-        sessions: Sessions::default(),
+        sessions,
         store: store.clone(),
         rate_card,
         runtime,

@@ -22,10 +22,11 @@ pub struct App {
     pub store: Store,
     pub rate_card: RateCard,
     pub runtime: Runtime,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     /// The containers the stats collector tracks, with their samples.
     pub container_stats: Arc<containers::Registry>,
     pub crew_containers: containers::CrewContainers,
+    /// The /metrics page, rendered from its own sources.
     pub metrics: Metrics,
     pub started: Instant,
     pub gate: Gate,
