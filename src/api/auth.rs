@@ -43,7 +43,7 @@ async fn admit(
     method: &Method,
     path: &str,
 ) -> ApiResult<Caller> {
-    let g = &app.gate;
+    let g = &app.settings.gate;
     g.check_origin(headers)?;
     gate::check_content_type(headers)?;
     let caller = g.caller(&app.store, peer, headers).await?.ok_or_else(|| g.unauthorized())?;

@@ -18,8 +18,9 @@ use crate::metrics::page;
 /// Loopback true clients (unless switched off) and holders of the metrics
 /// token may scrape.
 fn authorized(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
-    let m = &app.config.metrics;
-    (m.allow_loopback && app.gate.client_on_loopback(peer, headers)) || bearer::matches(headers, m.token.as_deref())
+    let s = &app.settings;
+    (s.scrapers.allow_loopback && s.gate.client_on_loopback(peer, headers))
+        || bearer::matches(headers, s.scrapers.token.as_deref())
 }
 
 /// Every method lands here. Unauthorized: exactly what an unknown path

@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use super::gate::Gate;
-use crate::config::Config;
+use super::settings::Settings;
 use crate::containers;
 use crate::domain::pricing::RateCard;
 use crate::latency::Latencies;
@@ -18,7 +17,7 @@ use crate::store::Store;
 use crate::ws::Sessions;
 
 pub struct App {
-    pub config: Config,
+    pub settings: Settings,
     pub store: Store,
     pub rate_card: RateCard,
     pub runtime: Runtime,
@@ -29,7 +28,6 @@ pub struct App {
     /// The /metrics page, rendered from its own sources.
     pub metrics: Metrics,
     pub started: Instant,
-    pub gate: Gate,
     /// KiB of request bodies held by requests in flight (a permit a KiB).
     pub inflight_body: Semaphore,
     pub tracer: Tracer,
