@@ -19,9 +19,10 @@ use super::state::AppState;
 use crate::domain::{DomainError, time};
 use crate::store::page::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 
-/// A request body that states its own rules: the JSON extractor checks
-/// them before a handler sees the body (a broken rule is a 422). Rules
-/// that need the database (an unknown crew) stay with the handler.
+/// A request body that states its own rules, within the API's limits: the
+/// JSON extractor checks them before a handler sees the body (a broken
+/// rule is a 422). Rules that need the database (an unknown crew) stay
+/// with the handler.
 pub trait Validate {
     fn validate(&self, _limits: &Limits) -> crate::domain::Result<()> {
         Ok(())

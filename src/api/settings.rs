@@ -15,8 +15,9 @@ pub struct Settings {
     pub gate: Gate,
     pub scrapers: Scrapers,
     pub ws: WsLimits,
-    /// Where the daemon listens and keeps its data, as GET /status reports.
+    /// The listen address, which GET /status reports.
     pub listen_host: IpAddr,
+    /// The data directory, whose free space GET /status reports.
     pub data_dir: PathBuf,
 }
 
