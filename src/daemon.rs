@@ -9,19 +9,19 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
 
-use crate::api::auth::Gate;
+use crate::api::gate::{self, Gate};
+use crate::api::settings::{self, Limits, Scrapers, WsLimits};
 use crate::api::state::App;
 use crate::config::{API_TOKEN_FILE, Config, ConfiguredToken};
 use crate::containers;
 use crate::domain::DomainError;
 use crate::domain::pricing::RateCard;
 use crate::latency::Latencies;
-use crate::metrics::Metrics;
-use crate::metrics::snapshot::SnapshotCache;
+use crate::metrics::{self, Metrics};
 use crate::otel::{self, Tracer};
 use crate::runtime::{self, Runtime};
 use crate::store::Store;
-use crate::ws::Sessions;
+use crate::ws::{self, Sessions};
 use crate::{server, store};
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +180,44 @@ fn runtime_settings(config: &Config, api_url: String, node_id: String) -> runtim
     }
 }
 
+/// What the gate gets of the configuration.
+fn gate_settings(config: &Config, token: ConfiguredToken) -> gate::Settings {
+    let s = &config.security;
+    gate::Settings {
+        token: token.value,
+        token_source: token.source,
+        allow_loopback: s.allow_loopback,
+        allowed_origins: s.allowed_origins.clone(),
+        proxies: s.trusted_proxies.clone(),
+    }
+}
+
+/// What the HTTP layer gets of the configuration; `local` is the bound
+/// address (the gate's own origins).
+fn api_settings(config: &Config, token: ConfiguredToken, local: SocketAddr) -> settings::Settings {
+    let (l, m) = (&config.listen, &config.metrics);
+    settings::Settings {
+        limits: Limits {
+            body_limit: l.body_limit,
+            body_timeout: l.body_timeout,
+            max_task_bytes: config.runner.max_task_bytes,
+            max_pipeline_steps: config.runner.max_pipeline_steps,
+        },
+        gate: Gate::new(gate_settings(config, token), &m.hostname, local),
+        scrapers: Scrapers { token: m.token.clone(), allow_loopback: m.allow_loopback },
+        ws: WsLimits {
+            session: ws::session::Limits {
+                auth_timeout: l.ws_auth_timeout,
+                max_channels: l.ws_max_channels,
+                ping_interval: l.ws_ping_interval,
+            },
+            max_outbound_bytes: l.ws_max_outbound_bytes,
+        },
+        listen_host: l.host,
+        data_dir: config.database.data_dir.clone(),
+    }
+}
+
 /// Runs until SIGTERM or SIGINT, then stops in order: intake, sessions,
 /// children (their work is requeued), and the store.
 pub async fn run(config: Config) -> Result<(), StartError> {
@@ -225,21 +263,29 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         header_timeout: listen.header_timeout,
         grace: listen.shutdown_grace,
     };
+    let sessions = Arc::new(Sessions::default());
+    let sources = metrics::live::Sources {
+        started,
+        sessions: sessions.clone(),
+        containers: registry.clone(),
+        latencies: latencies.clone(),
+        tracer: tracer.clone(),
+    };
     let m = &config.metrics;
+    let page = metrics::Settings { hostname: m.hostname.clone(), cache_ttl: m.cache_ttl, live_window: m.live_window };
     let app = Arc::new(App {
-        metrics: Metrics::new(SnapshotCache::new(store.clone(), m.cache_ttl), m.live_window),
+        settings: api_settings(&config, token, local),
+        metrics: Metrics::new(store.clone(), sources, page),
         container_stats: registry,
         crew_containers,
-        sessions: Sessions::default(),
+        sessions,
         store: store.clone(),
         rate_card,
         runtime,
         started,
-        gate: Gate::new(&config.security, &config.metrics.hostname, token, local),
         inflight_body: tokio::sync::Semaphore::new(listen.max_inflight_body_bytes.div_ceil(1024)),
         tracer: tracer.clone(),
         latencies,
-        config,
     });
     tracing::info!(
         %local, db = store.describe(), max_connections = limits.max_connections, open_files,
@@ -259,7 +305,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     collector.stop().await;
     app.runtime.shutdown().await;
     if let Some(task) = exporting {
-        tracer.close(task, app.config.listen.shutdown_grace).await;
+        tracer.close(task, config.listen.shutdown_grace).await;
     }
     store.checkpoint().await?;
     tracing::info!("crewshipd stopped");

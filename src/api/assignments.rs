@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
+use super::settings::Limits;
 use super::state::AppState;
 use super::telemetry::Observed;
-use crate::config::Config;
 use crate::domain::named::Named as _;
 use crate::domain::status::AssignmentStatus;
 use crate::domain::types::Assignment;
@@ -43,9 +43,9 @@ pub struct CreateAssignment {
 }
 
 impl Validate for CreateAssignment {
-    fn validate(&self, config: &Config) -> Result<()> {
+    fn validate(&self, limits: &Limits) -> Result<()> {
         validate::text("task", &self.task, TextSchema::MAX)?;
-        let limit = config.runner.max_task_bytes;
+        let limit = limits.max_task_bytes;
         if self.task.len() > limit {
             return Err(DomainError::invalid(format!("task is over {limit} bytes (CREWSHIP_MAX_TASK_BYTES)")));
         }

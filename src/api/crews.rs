@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
+use super::settings::Limits;
 use super::state::AppState;
-use crate::config::Config;
 use crate::domain::ids::Kind;
 use crate::domain::kinds::{Role, Runtime};
 use crate::domain::named::Named as _;
@@ -64,7 +64,7 @@ impl CreateCrew {
 }
 
 impl Validate for CreateCrew {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         validate::slug(&self.slug, Kind::Crew)?;
         validate::name(&self.name)?;
         validate::at_least_one("max_concurrent_agents", self.max_concurrent_agents.unwrap_or(2))?;
@@ -146,7 +146,7 @@ pub struct PatchCrew {
 }
 
 impl Validate for PatchCrew {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         if let Some(n) = &self.name {
             validate::name(n)?;
         }
@@ -212,7 +212,7 @@ fn role(role: Option<&str>) -> Result<Option<Role>> {
 }
 
 impl Validate for CreateAgent {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         validate::slug(&self.slug, Kind::Agent)?;
         validate::name(&self.name)?;
         role(self.role.as_deref())?;
@@ -340,7 +340,7 @@ pub struct PatchAgent {
 }
 
 impl Validate for PatchAgent {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         if let Some(n) = &self.name {
             validate::name(n)?;
         }

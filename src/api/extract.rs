@@ -14,16 +14,17 @@ use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+use super::settings::Limits;
 use super::state::AppState;
-use crate::config::Config;
 use crate::domain::{DomainError, time};
 use crate::store::page::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
 
-/// A request body that states its own rules: the JSON extractor checks
-/// them before a handler sees the body (a broken rule is a 422). Rules
-/// that need the database (an unknown crew) stay with the handler.
+/// A request body that states its own rules, within the API's limits: the
+/// JSON extractor checks them before a handler sees the body (a broken
+/// rule is a 422). Rules that need the database (an unknown crew) stay
+/// with the handler.
 pub trait Validate {
-    fn validate(&self, _config: &Config) -> crate::domain::Result<()> {
+    fn validate(&self, _limits: &Limits) -> crate::domain::Result<()> {
         Ok(())
     }
 }
@@ -38,7 +39,7 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let within = state.config.listen.body_timeout;
+        let within = state.settings.limits.body_timeout;
         let read = tokio::time::timeout(within, Bytes::from_request(req, state)).await.map_err(|_| {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -75,7 +76,7 @@ impl<T: DeserializeOwned + Validate> FromRequest<AppState> for JsonBody<T> {
                 ApiError::bad_request("invalid_type", msg)
             }
         })?;
-        body.validate(&state.config)?;
+        body.validate(&state.settings.limits)?;
         Ok(JsonBody(body))
     }
 }

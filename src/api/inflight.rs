@@ -24,7 +24,7 @@ fn reserve_kib(headers: &HeaderMap, body_limit: usize) -> u32 {
 }
 
 pub async fn hold_body_bytes(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let kib = reserve_kib(req.headers(), app.config.listen.body_limit);
+    let kib = reserve_kib(req.headers(), app.settings.limits.body_limit);
     let _held = if kib == 0 {
         None
     } else {

@@ -7,11 +7,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Query, Validate, time_param};
+use super::gate::Caller;
+use super::settings::Limits;
 use super::state::AppState;
-use crate::config::Config;
 use crate::domain::kinds::Severity;
 use crate::domain::named::Named as _;
 use crate::domain::types::JournalEntry;
@@ -95,7 +95,7 @@ impl PostEntry {
 }
 
 impl Validate for PostEntry {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         validate::text("entry_type", &self.entry_type, EntryTypeSchema::MAX)?;
         if validate::trimmed(&self.entry_type).starts_with("run.") {
             return Err(DomainError::invalid("entry types run.* are reserved for the run endpoints"));

@@ -1,4 +1,5 @@
-//! GET /metrics: its authorization gate (METRICS.md §2) and the page.
+//! GET /metrics: its authorization gate (METRICS.md §2) and content
+//! negotiation; the page itself is `metrics::Metrics`'.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,37 +11,16 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 use super::state::{App, AppState};
 use super::telemetry::Observed;
+use crate::bearer;
 use crate::metrics::exposition::Format;
-use crate::metrics::families::Live;
-use crate::metrics::{page, process};
-use crate::{bearer, clientip};
+use crate::metrics::page;
 
 /// Loopback true clients (unless switched off) and holders of the metrics
 /// token may scrape.
 fn authorized(app: &App, peer: SocketAddr, headers: &HeaderMap) -> bool {
-    let m = &app.config.metrics;
-    let client = app.config.security.trusted_proxies.client_ip(peer, headers);
-    (m.allow_loopback && clientip::is_loopback(client)) || bearer::matches(headers, m.token.as_deref())
-}
-
-/// The figures read at render time rather than from the database.
-fn live(app: &App) -> Live {
-    let (tracked, reporting) = app.container_stats.counts();
-    let (runs, queue_wait) = app.latencies.runs();
-    Live {
-        uptime_seconds: app.started.elapsed().as_secs_f64(),
-        alive_tasks: process::alive_tasks(),
-        alloc: process::allocator(),
-        process: process::process(),
-        ws_connections: app.sessions.count(),
-        containers_tracked: tracked,
-        containers_reporting: reporting,
-        snapshot_computations: app.metrics.cache.computations(),
-        runs,
-        queue_wait,
-        http: app.latencies.http(),
-        spans_dropped: app.tracer.dropped(),
-    }
+    let s = &app.settings;
+    (s.scrapers.allow_loopback && s.gate.client_on_loopback(peer, headers))
+        || bearer::matches(headers, s.scrapers.token.as_deref())
 }
 
 /// Every method lands here. Unauthorized: exactly what an unknown path
@@ -68,13 +48,7 @@ pub async fn handler(
     let header_text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let format = Format::negotiate(header_text(header::ACCEPT));
     let gzipped = page::accepts_gzip(header_text(header::ACCEPT_ENCODING));
-    let db = app.metrics.cache.get().await;
-    let hostname = &app.config.metrics.hostname;
-    let body = app
-        .metrics
-        .pages
-        .get(db, format, gzipped, |db| crate::metrics::render(&live(&app), db, hostname, format))
-        .await;
+    let body = app.metrics.page(format, gzipped).await;
     let mut r = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
     // Compressed here, once per page: the compression layer passes it on.
     r.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));

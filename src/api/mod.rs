@@ -6,6 +6,7 @@ pub mod containers;
 pub mod crews;
 pub mod error;
 pub mod extract;
+pub mod gate;
 pub mod health;
 pub mod inflight;
 pub mod journal;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod paymaster;
 pub mod pipelines;
 pub mod runs;
+pub mod settings;
 pub mod state;
 pub mod status;
 pub mod telemetry;
@@ -86,7 +88,7 @@ pub fn router(app: AppState) -> Router {
         .route("/ws", get(ws::handler))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(app.config.listen.body_limit))
+        .layer(DefaultBodyLimit::max(app.settings.limits.body_limit))
         .layer(map_response(error::json_errors))
         .layer(CompressionLayer::new().gzip(true))
         .layer(from_fn_with_state(app.clone(), telemetry::observe))

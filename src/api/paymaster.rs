@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 use super::error::ApiResult;
 use super::extract::{JsonBody, Query, Validate, time_param};
+use super::gate::Caller;
+use super::settings::Limits;
 use super::state::{App, AppState};
 use super::telemetry::Observed;
-use crate::config::Config;
 use crate::domain::kinds::BillingMode;
 use crate::domain::named::Named as _;
 use crate::domain::pricing::{self, Rate, Tokens};
@@ -76,7 +76,7 @@ impl RecordCall {
 }
 
 impl Validate for RecordCall {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         provider::normalize(&self.provider)?;
         validate::text("model", &self.model, ModelSchema::MAX)?;
         let t = self.tokens();

@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
+use super::settings::Limits;
 use super::state::AppState;
 use super::telemetry::Observed;
-use crate::config::Config;
 use crate::domain::ids::Kind;
 use crate::domain::named::Named as _;
 use crate::domain::status::PipelineRunStatus;
@@ -54,11 +54,11 @@ pub struct CreatePipeline {
 }
 
 impl Validate for CreatePipeline {
-    fn validate(&self, config: &Config) -> Result<()> {
+    fn validate(&self, limits: &Limits) -> Result<()> {
         validate::slug(&self.slug, Kind::Pipeline)?;
         validate::name(&self.name)?;
         validate::at_least_one("max_concurrent_runs", self.max_concurrent_runs.unwrap_or(1))?;
-        check_steps(&self.steps, config.runner.max_pipeline_steps)
+        check_steps(&self.steps, limits.max_pipeline_steps)
     }
 }
 
@@ -164,7 +164,7 @@ pub async fn start_run(
 ) -> ApiResult<(StatusCode, Json<PipelineRun>)> {
     let inputs = b.inputs.unwrap_or_default();
     let dry_run = b.dry_run.unwrap_or(false);
-    let limit = app.config.runner.max_task_bytes;
+    let limit = app.settings.limits.max_task_bytes;
     let pipeline = app.store.read(move |c| pipelines::resolve(c, &key)).await?;
     // Rendering catches missing inputs and oversized tasks before anything
     // is written, and it runs here, not in the writer: a big template must

@@ -10,8 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
+use super::settings::Limits;
 use super::state::AppState;
-use crate::config::Config;
 use crate::domain::named::{Named as _, must_be_one_of};
 use crate::domain::status::RunStatus;
 use crate::domain::types::Run;
@@ -108,7 +108,7 @@ impl ReportRun {
 }
 
 impl Validate for ReportRun {
-    fn validate(&self, _: &Config) -> Result<()> {
+    fn validate(&self, _: &Limits) -> Result<()> {
         self.status().map(drop)
     }
 }

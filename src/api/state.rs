@@ -6,8 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::Semaphore;
 
-use super::auth::Gate;
-use crate::config::Config;
+use super::settings::Settings;
 use crate::containers;
 use crate::domain::pricing::RateCard;
 use crate::latency::Latencies;
@@ -18,17 +17,17 @@ use crate::store::Store;
 use crate::ws::Sessions;
 
 pub struct App {
-    pub config: Config,
+    pub settings: Settings,
     pub store: Store,
     pub rate_card: RateCard,
     pub runtime: Runtime,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     /// The containers the stats collector tracks, with their samples.
     pub container_stats: Arc<containers::Registry>,
     pub crew_containers: containers::CrewContainers,
+    /// The /metrics page, rendered from its own sources.
     pub metrics: Metrics,
     pub started: Instant,
-    pub gate: Gate,
     /// KiB of request bodies held by requests in flight (a permit a KiB).
     pub inflight_body: Semaphore,
     pub tracer: Tracer,

@@ -69,16 +69,13 @@ pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Status>> {
         Ok(Err(e)) => Some(e.to_string()),
         Err(_) => Some(format!("no answer within {PING_TIMEOUT:?}")),
     };
-    let c = &app.config;
+    let s = &app.settings;
     Ok(Json(Status {
         service: "crewshipd",
         version: env!("CARGO_PKG_VERSION"),
-        listen: Listen { host: c.listen.host.to_string(), beyond_loopback: !c.listen.host.is_loopback() },
-        metrics: MetricsAccess { token_set: c.metrics.token.is_some(), allow_loopback: c.metrics.allow_loopback },
-        data_dir: DataDir {
-            path: c.database.data_dir.display().to_string(),
-            free_bytes: store::free_bytes(&c.database.data_dir),
-        },
+        listen: Listen { host: s.listen_host.to_string(), beyond_loopback: !s.listen_host.is_loopback() },
+        metrics: MetricsAccess { token_set: s.scrapers.token.is_some(), allow_loopback: s.scrapers.allow_loopback },
+        data_dir: DataDir { path: s.data_dir.display().to_string(), free_bytes: store::free_bytes(&s.data_dir) },
         docker: Docker { crews: docker_crews, reachable: ping.is_none(), error: ping },
     }))
 }

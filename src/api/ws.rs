@@ -11,11 +11,11 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
-use super::auth;
 use super::error::ApiError;
+use super::gate;
 use super::state::AppState;
 use crate::server::ConnectionSlot;
-use crate::ws::session::{self, Limits, Session};
+use crate::ws::session::{self, Session};
 
 /// Frames kept for a client's reads, and its largest message: clients send
 /// only small control frames, and small buffers keep an idle connection
@@ -31,9 +31,10 @@ pub async fn handler(
     headers: HeaderMap,
 ) -> Response {
     let admitted = async {
-        app.gate.check_origin(&headers)?;
-        let caller = app.gate.caller(&app.store, peer, &headers).await?;
-        auth::refuse_run_callers(&caller)?;
+        let g = &app.settings.gate;
+        g.check_origin(&headers)?;
+        let caller = g.caller(&app.store, peer, &headers).await?;
+        gate::refuse_run_callers(&caller)?;
         let ws = upgrade.map_err(|e| {
             ApiError::new(e.status(), "websocket_upgrade_required", format!("/ws needs a WebSocket upgrade: {e}"))
         })?;
@@ -43,12 +44,10 @@ pub async fn handler(
         Ok(ok) => ok,
         Err(e) => return e.into_response(),
     };
-    let l = &app.config.listen;
-    let limits =
-        Limits { auth_timeout: l.ws_auth_timeout, max_channels: l.ws_max_channels, ping_interval: l.ws_ping_interval };
+    let limits = app.settings.ws;
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(l.ws_max_outbound_bytes)
+        .max_write_buffer_size(limits.max_outbound_bytes)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
@@ -56,8 +55,8 @@ pub async fn handler(
             // session lasts.
             let _slot = slot;
             let events = app.store.subscribe();
-            let token_matches = |token: &str| app.gate.token_matches(token);
-            let session = Session { authed, token_matches, events, limits };
+            let token_matches = |token: &str| app.settings.gate.token_matches(token);
+            let session = Session { authed, token_matches, events, limits: limits.session };
             session::run(socket, &app.sessions, session).await
         })
 }

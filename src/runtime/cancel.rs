@@ -1,14 +1,12 @@
-//! Cancels callers ask for: an assignment, a pipeline run, a deleted
-//! pipeline's runs. The store settles the records; this side stops the
-//! processes still running.
+//! Cancelling an assignment: the store settles the records; this side
+//! stops its process where it is still running. (A pipeline run's cancel,
+//! and a deleted pipeline's, are the pipeline executor's.)
 
-use super::Runtime;
 use super::runner::{Runner, StopReason};
 use crate::domain::ids::{self, Kind};
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::assignments::{self, AssignmentRow, Cancelling};
-use crate::store::pipelines::{self, PipelineRow, PipelineRunRow};
 
 /// Cancels an assignment: waiting → cancelled; running → its process is
 /// stopped first; cancelled → no-op; completed or failed → conflict.
@@ -31,26 +29,4 @@ pub async fn cancel_assignment(store: &Store, runner: &Runner, id: i64, reason: 
     }
     let id = ids::format(Kind::Assignment, id);
     Err(DomainError::conflict(format!("assignment {id} keeps changing; try again")))
-}
-
-impl Runtime {
-    pub async fn cancel_assignment(&self, id: i64, reason: &str) -> Result<AssignmentRow> {
-        cancel_assignment(&self.store, &self.runner, id, reason).await
-    }
-
-    pub async fn cancel_pipeline_run(&self, run: PipelineRunRow, reason: &str) -> Result<PipelineRunRow> {
-        self.executor.cancel(run, reason).await
-    }
-
-    /// Soft-deletes a live pipeline, then cancels its unfinished runs.
-    pub async fn delete_pipeline(&self, key: String) -> Result<PipelineRow> {
-        let (pipeline, unfinished) = self.store.write(move |tx| pipelines::delete(tx, &key)).await?;
-        for run in unfinished {
-            match self.executor.cancel(run, "pipeline deleted").await {
-                Ok(_) | Err(DomainError::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(pipeline)
-    }
 }

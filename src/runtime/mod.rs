@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use crate::containers::CrewContainers;
 use crate::domain::{DomainError, Result};
 use crate::store::Store;
+use crate::store::assignments::AssignmentRow;
+use crate::store::pipelines::{PipelineRow, PipelineRunRow};
 use crate::sync::lock;
 use runner::{Runner, StopReason};
 pub use spans::Telemetry;
@@ -89,6 +91,18 @@ impl Runtime {
             tokio::spawn(archiver::run(store.clone(), settings.journal, settings.archive_every, stop_rx)),
         ];
         Ok(Runtime { store, runner, executor, stop, tasks: Mutex::new(tasks) })
+    }
+
+    pub async fn cancel_assignment(&self, id: i64, reason: &str) -> Result<AssignmentRow> {
+        cancel::cancel_assignment(&self.store, &self.runner, id, reason).await
+    }
+
+    pub async fn cancel_pipeline_run(&self, run: PipelineRunRow, reason: &str) -> Result<PipelineRunRow> {
+        self.executor.cancel(run, reason).await
+    }
+
+    pub async fn delete_pipeline(&self, key: String) -> Result<PipelineRow> {
+        self.executor.delete_pipeline(key).await
     }
 
     pub fn live_output(&self, run_id: &str) -> Option<String> {

@@ -15,7 +15,7 @@ use crate::domain::event::{Event, EventKind};
 use crate::domain::status::{PipelineRunStatus, StepStatus};
 use crate::domain::{DomainError, Result, template};
 use crate::store::assignments;
-use crate::store::pipelines::{self, PipelineRunRow, StepRow};
+use crate::store::pipelines::{self, PipelineRow, PipelineRunRow, StepRow};
 use crate::store::{Store, pipeline_runs};
 use crate::sync::lock;
 
@@ -212,5 +212,17 @@ impl Executor {
         }
         self.start_queued(run.pipeline_id).await;
         Ok(run)
+    }
+
+    /// Soft-deletes a live pipeline, then cancels its unfinished runs.
+    pub async fn delete_pipeline(self: &Arc<Self>, key: String) -> Result<PipelineRow> {
+        let (pipeline, unfinished) = self.store.write(move |tx| pipelines::delete(tx, &key)).await?;
+        for run in unfinished {
+            match self.cancel(run, "pipeline deleted").await {
+                Ok(_) | Err(DomainError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(pipeline)
     }
 }
