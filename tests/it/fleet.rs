@@ -112,6 +112,8 @@ async fn a_fleet_runs_every_assignment_once_through_a_node_crash() {
     let (mut nodes, url) = fleet(3, &[]).await;
     let records = tempfile::tempdir().unwrap();
     let log = records.path().join("records");
+    // Each run holds its slot for 0.2 s (a load, not synchronisation), so
+    // runs of a crew would overlap if a budget were broken.
     let agent = script(
         records.path(),
         "agent.sh",
