@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::api_reference::{document, operations};
 use crate::common::fake_docker::FakeDocker;
 use crate::common::{Daemon, Reply};
+use crate::tools::poll_for;
 
 const MORE: &str = "...";
 /// Values that differ from host to host and from second to second.
@@ -278,14 +279,12 @@ async fn ask(
     ids: &HashMap<String, String>,
     patience: Duration,
 ) -> Reply {
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
+    let asked = poll_for(patience, || async {
         let r = d.request(e.method.clone(), path, body.clone()).await;
-        if judge(e, &r, ids).is_ok() || tokio::time::Instant::now() >= deadline {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if judge(e, &r, ids).is_ok() { Ok(r) } else { Err(r) }
+    });
+    let (Ok(r) | Err(r)) = asked.await;
+    r
 }
 
 #[tokio::test]

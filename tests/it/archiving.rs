@@ -1,10 +1,9 @@
 //! Journal archiving and retention: entries move, old ones go, counters stay.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::common::{Daemon, PATIENCE, sample};
+use crate::tools::{eventually, poll_for};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -43,13 +42,12 @@ async fn old_entries_move_then_expire_and_counters_never_drop() {
     }
 
     let d = Daemon::start_in(dir, &env).await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
     let expired = format!("&trace_id={}", runs[0]["run_id"].as_str().unwrap());
     // The sweep is periodic with no event to await; poll its visible effect.
-    while !journal(&d, &expired).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "retention never deleted the oldest entries");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("retention to delete the oldest entries", PATIENCE, || async {
+        journal(&d, &expired).await.is_empty().then_some(())
+    })
+    .await;
     let archived = journal(&d, &format!("&trace_id={}", runs[1]["run_id"].as_str().unwrap())).await;
     assert!(!archived.is_empty());
     assert!(archived.iter().all(|e| e["archived"] == true), "{archived:?}");
@@ -90,14 +88,12 @@ async fn ids_stay_unique_when_every_entry_is_old() {
 
     let d = Daemon::start_in(dir, &env).await;
     let live = |items: &[Value]| items.iter().filter(|e| e["archived"] == false).count();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
     // The sweep is periodic with no event to await; poll its visible effect.
-    let mut items = journal(&d, "").await;
-    while items.len() > total || live(&items) > 1 {
-        assert!(tokio::time::Instant::now() < deadline, "archiving never caught up: {items:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        items = journal(&d, "").await;
-    }
+    let caught_up = poll_for(PATIENCE, || async {
+        let items = journal(&d, "").await;
+        if items.len() > total || live(&items) > 1 { Err(items) } else { Ok(items) }
+    });
+    let items = caught_up.await.unwrap_or_else(|items| panic!("archiving never caught up: {items:?}"));
     assert_eq!(live(&items), 1, "{items:?}");
     let posted =
         d.ok("/api/v1/journal", serde_json::json!({"entry_type": "agent.note", "summary": "still here"}), 201).await;

@@ -836,6 +836,7 @@ async fn llm_calls_the_rate_card_and_containers_from_the_cli() {
 #[tokio::test]
 async fn runs_output_follows_a_live_run_to_its_end() {
     let d = Daemon::start().await;
+    // The pauses are pacing, not synchronisation: the run writes while it is followed.
     d.crew_with_agent("fol", 1, "echo one; sleep 0.3; echo two >&2; sleep 0.3; echo three").await;
     let mut ws = d.ws().await;
     ws.subscribe(&["assignments"]).await;

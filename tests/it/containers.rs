@@ -3,13 +3,11 @@
 //! finds containers again, samples their stats, and runs agents inside
 //! them.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::common::fake_docker::{self, FakeDocker};
 use crate::common::{Daemon, PATIENCE, sample};
-use crate::tools::{eventually, gone};
+use crate::tools::{eventually, gone, poll_for};
 
 /// A fast collector and an uncached /metrics, so changes show at once.
 async fn daemon(engine: &FakeDocker) -> Daemon {
@@ -37,14 +35,12 @@ async fn container_gauges(d: &Daemon) -> (f64, f64) {
 /// Polls /metrics until the container gauges read `want`: nothing sends an
 /// event when a sample fails to arrive, so this is a bounded poll.
 async fn await_gauges(d: &Daemon, want: (f64, f64)) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
+    let reached = poll_for(PATIENCE, || async {
         let got = container_gauges(d).await;
-        if got == want {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "container gauges stayed {got:?}, wanted {want:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if got == want { Ok(()) } else { Err(got) }
+    });
+    if let Err(got) = reached.await {
+        panic!("container gauges stayed {got:?}, wanted {want:?}");
     }
 }
 
@@ -278,19 +274,6 @@ async fn agents_of_a_docker_crew_run_inside_its_container() {
     assert_eq!(exec_of_run(&engine, failed["run_id"].as_str().unwrap()).exit_code, Some(3));
 }
 
-/// Polls a running run's output until it contains `text`.
-async fn await_output(d: &Daemon, run_id: &str, text: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let output = d.get(&format!("/api/v1/runs/{run_id}/output")).await.text;
-        if output.contains(text) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "run output never showed {text:?}: {output}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Submits a task to `agent` of `crew` and waits until it runs; returns the
 /// running assignment and the WebSocket watching assignments.
 async fn start_running(d: &Daemon, crew: &str, agent: &str) -> (Value, crate::common::ws::Client) {
@@ -332,7 +315,7 @@ async fn timeout_and_cancel_stop_processes_in_the_container() {
     let (running, _ws) = start_running(&d, "zeta", "long").await;
     let id = running["id"].as_str().unwrap();
     let run_id = running["run_id"].as_str().unwrap();
-    await_output(&d, run_id, "started").await;
+    d.await_output(run_id, "started").await;
     let cancelled = d.post(&format!("/api/v1/assignments/{id}/cancel"), json!({})).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.text);
     assert_eq!(cancelled.body["status"], "cancelled");
@@ -404,7 +387,7 @@ async fn a_run_left_in_a_container_by_a_killed_daemon_is_killed_at_start_up() {
     let (running, ws) = start_running(&d, "eta", "long").await;
     let id = running["id"].as_str().unwrap().to_string();
     let old_run = running["run_id"].as_str().unwrap().to_string();
-    await_output(&d, &old_run, "started").await;
+    d.await_output(&old_run, "started").await;
     drop(ws);
 
     let d = d.restart_after_kill9().await;

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use crate::common::Daemon;
+use crate::common::{Daemon, PATIENCE};
+use crate::tools::eventually;
 
 /// Everything the API shows.
 async fn snapshot(d: &Daemon) -> Vec<serde_json::Value> {
@@ -71,9 +72,8 @@ async fn kill_nine_loses_no_acknowledged_write() {
         })
         .collect();
     // Let a few hundred writes land, then pull the plug mid-stream.
-    while acked.lock().unwrap().len() < 400 {
-        tokio::task::yield_now().await;
-    }
+    eventually("400 acknowledged writes", PATIENCE, || async { (acked.lock().unwrap().len() >= 400).then_some(()) })
+        .await;
     let d = d.restart_after_kill9().await;
     for w in writers {
         let _ = w.await;

@@ -703,14 +703,12 @@ async fn queue_gauges_follow_the_work() {
 }
 
 async fn await_page(d: &Daemon, what: &str, ok: impl Fn(&Page) -> bool) {
-    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
-    loop {
+    let seen = tools::poll_for(crate::common::PATIENCE, || async {
         let text = text_page(d).await;
-        if ok(&parse_page(&text)) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never saw {what}:\n{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if ok(&parse_page(&text)) { Ok(()) } else { Err(text) }
+    });
+    if let Err(text) = seen.await {
+        panic!("never saw {what}:\n{text}");
     }
 }
 

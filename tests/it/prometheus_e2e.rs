@@ -146,25 +146,26 @@ impl Prometheus {
                 .spawn()
                 .expect("spawn prometheus");
             let base = format!("http://127.0.0.1:{port}");
-            let deadline = tokio::time::Instant::now() + PROM_PATIENCE;
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-                    if log.contains("address already in use") {
-                        break;
+            // Ok(None) once ready, Ok(Some(status)) if it exited first.
+            let up = tools::poll_for(PROM_PATIENCE, || {
+                let exited = child.try_wait().ok().flatten();
+                let (client, base) = (&client, &base);
+                async move {
+                    if exited.is_some() {
+                        return Ok(exited);
                     }
-                    panic!("prometheus exited with {status}:\n{log}");
+                    let ready = client.get(format!("{base}/-/ready")).send().await;
+                    if ready.is_ok_and(|r| r.status() == 200) { Ok(None) } else { Err(()) }
                 }
-                let ready = client.get(format!("{base}/-/ready")).send().await;
-                if ready.is_ok_and(|r| r.status() == 200) {
-                    return Prometheus { child, base, dir, client };
+            });
+            let log = || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            match up.await {
+                Ok(None) => return Prometheus { child, base, dir, client },
+                Ok(Some(status)) => {
+                    let log = log();
+                    assert!(log.contains("address already in use"), "prometheus exited with {status}:\n{log}");
                 }
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "prometheus not ready in time:\n{}",
-                    std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(()) => panic!("prometheus not ready in time:\n{}", log()),
             }
         }
         panic!("no free port for prometheus after three tries");
@@ -213,42 +214,29 @@ impl Prometheus {
 
     /// Waits until Prometheus reports `expr` = `want`.
     async fn await_value(&self, expr: &str, want: f64) {
-        let mut last = None;
-        let deadline = tokio::time::Instant::now() + PROM_PATIENCE;
-        loop {
+        // The last value seen at all: a series may be absent from the last answer.
+        let last = std::cell::Cell::new(None);
+        let seen = tools::poll_for(PROM_PATIENCE, || async {
             let v = self.scalar(expr).await;
-            if v.is_some_and(|v| (v - want).abs() < 1e-9) {
-                return;
-            }
-            last = v.or(last);
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "prometheus never saw {expr} = {want} (last {last:?})\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            last.set(v.or(last.get()));
+            if v.is_some_and(|v| (v - want).abs() < 1e-9) { Ok(()) } else { Err(()) }
+        });
+        if seen.await.is_err() {
+            panic!("prometheus never saw {expr} = {want} (last {:?})\n{}", last.get(), self.log());
         }
     }
 
     /// Waits until the job's only target is up with no error.
     async fn await_target_up(&self, job: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + PROM_PATIENCE;
-        loop {
+        let up = tools::poll_for(PROM_PATIENCE, || async {
             let data = self.api("/api/v1/targets?state=active").await;
             let target = data["activeTargets"].as_array().unwrap().iter().find(|t| t["labels"]["job"] == job).cloned();
-            if let Some(t) = &target
-                && t["health"] == "up"
-                && t["lastError"] == ""
-            {
-                return t.clone();
+            match target {
+                Some(t) if t["health"] == "up" && t["lastError"] == "" => Ok(t),
+                other => Err(other),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "target of job {job} never came up: {target:?}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        });
+        up.await.unwrap_or_else(|target| panic!("target of job {job} never came up: {target:?}\n{}", self.log()))
     }
 
     /// Metadata Prometheus keeps for `metric` (a family name) from `job`.

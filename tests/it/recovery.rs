@@ -2,7 +2,8 @@
 
 use serde_json::json;
 
-use crate::common::{Daemon, script};
+use crate::common::{Daemon, PATIENCE, script};
+use crate::tools::eventually;
 
 /// An agent that hangs on its first attempt and succeeds on the next; it
 /// records its pid so the test can see the old process die.
@@ -24,14 +25,10 @@ fn second_time_lucky(d: &Daemon) -> String {
 /// itself: from then on, stopping it makes the next attempt the lucky one.
 async fn first_run_pid(d: &Daemon) -> i32 {
     let path = d.data_dir().join("first.pid");
-    let deadline = tokio::time::Instant::now() + crate::common::PATIENCE;
-    loop {
-        if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse().ok()) {
-            return pid;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the first attempt never started");
-        tokio::task::yield_now().await;
-    }
+    eventually("the first attempt to start", PATIENCE, || async {
+        std::fs::read_to_string(&path).ok().and_then(|p| p.trim().parse().ok())
+    })
+    .await
 }
 
 #[tokio::test]

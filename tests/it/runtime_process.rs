@@ -1,11 +1,9 @@
 //! The process runner: timeouts reach grandchildren, output stays bounded,
 //! the environment is what API.md says.
 
-use std::time::Duration;
-
 use serde_json::json;
 
-use crate::common::{Daemon, PATIENCE, script};
+use crate::common::{Daemon, script};
 use crate::tools::gone;
 
 #[tokio::test]
@@ -84,16 +82,8 @@ async fn live_output_while_running() {
     let a = d.ok("/api/v1/assignments", json!({"crew": "tk", "agent": "wk", "task": "x"}), 201).await;
     let started = ws.next_matching(|f| f["type"] == "run.started").await;
     let run_id = started["data"]["id"].as_str().unwrap();
-    // The line is written right after start; poll the endpoint briefly.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let out = d.get(&format!("/api/v1/runs/{run_id}/output")).await.text;
-        if out.contains("first-half") {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no live output: {out:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The line is written right after start, while the run goes on.
+    d.await_output(run_id, "first-half").await;
     let c = d.post(&format!("/api/v1/assignments/{}/cancel", a["id"].as_str().unwrap()), json!({})).await;
     assert_eq!(c.body["status"], "cancelled");
     assert!(d.get(&format!("/api/v1/runs/{run_id}/output")).await.text.contains("first-half"), "stored after the end");

@@ -467,13 +467,27 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    let found = poll_for(within, || {
+        let probe = probe();
+        async { probe.await.ok_or(()) }
+    });
+    found.await.unwrap_or_else(|()| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// Polls `probe` until it returns Ok; after `within`, hands back the last
+/// Err, for a caller that reports, or keeps, what it saw last.
+pub async fn poll_for<T, L, F, Fut>(within: Duration, mut probe: F) -> Result<T, L>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, L>>,
+{
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Some(v) = probe().await {
-            return v;
+        match probe().await {
+            Ok(v) => return Ok(v),
+            Err(last) if tokio::time::Instant::now() >= deadline => return Err(last),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -489,12 +503,5 @@ fn alive(pid: i32) -> bool {
 /// Waits, with a deadline, until an OS process is gone: the kernel has no
 /// event for that, so this polls /proc.
 pub async fn gone(pid: i32) -> bool {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::time::Instant::now() < deadline {
-        if !alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    poll_for(PATIENCE, || async { if alive(pid) { Err(()) } else { Ok(()) } }).await.is_ok()
 }

@@ -1,11 +1,10 @@
 //! The WebSocket hub over a real socket.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::common::ws::Client;
 use crate::common::{Daemon, PATIENCE, sample};
+use crate::tools::eventually;
 
 const REMOTE: (&str, &str) = ("x-forwarded-for", "203.0.113.50");
 
@@ -16,11 +15,10 @@ async fn ws_connections(d: &Daemon) -> f64 {
 /// Waits, with a deadline, for the live connection gauge to read `n`: the
 /// server learns of a closed socket on its own schedule.
 async fn gauge_reaches(d: &Daemon, n: f64) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while ws_connections(d).await != n {
-        assert!(tokio::time::Instant::now() < deadline, "ws_connections never reached {n}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(&format!("ws_connections to reach {n}"), PATIENCE, || async {
+        (ws_connections(d).await == n).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

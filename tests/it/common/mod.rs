@@ -298,6 +298,19 @@ impl Daemon {
         self.get(&format!("/api/v1/assignments/{id}")).await.body
     }
 
+    /// Polls a running run's output until it contains `text`: output
+    /// arrives with no event of its own.
+    pub async fn await_output(&self, run_id: &str, text: &str) {
+        let path = format!("/api/v1/runs/{run_id}/output");
+        let shown = crate::tools::poll_for(PATIENCE, || async {
+            let output = self.get(&path).await.text;
+            if output.contains(text) { Ok(()) } else { Err(output) }
+        });
+        if let Err(output) = shown.await {
+            panic!("run output never showed {text:?}: {output}");
+        }
+    }
+
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(mut self) -> Arc<tempfile::TempDir> {
         self.child.kill().await.expect("kill -9");
