@@ -27,14 +27,17 @@ fi
 export CREWSHIP_TEST_PYTHON="$PWD/.venv/bin/python"
 
 echo "==> cargo fmt --check"
-cargo fmt --check
+cargo fmt --all --check
 echo "==> cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 threads="${CREWSHIP_TEST_THREADS:-4}"
+# The CLI's binary is another crate's: the daemon's tests run it.
+echo "==> cargo build --workspace"
+cargo build --workspace --locked
 echo "==> cargo test (SQLite)"
 # PostgreSQL-only tests skip in this pass, since one follows; anywhere else
 # under CI they fail when there is no PostgreSQL.
-CREWSHIP_TEST_PASS=sqlite cargo test --locked -- --test-threads="$threads"
+CREWSHIP_TEST_PASS=sqlite cargo test --workspace --locked -- --test-threads="$threads"
 
 trap pg_stop EXIT
 pg_start

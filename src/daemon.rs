@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use crate::api::gate::{self, Gate};
 use crate::api::settings::{self, Limits, Scrapers, WsLimits};
 use crate::api::state::App;
-use crate::config::{API_TOKEN_FILE, Config, ConfiguredToken};
+use crate::config::{Config, ConfiguredToken, TOKEN_FILE_NAME};
 use crate::containers;
 use crate::domain::DomainError;
 use crate::domain::pricing::RateCard;
@@ -110,7 +110,7 @@ fn api_token(config: &Config) -> Result<ConfiguredToken, StartError> {
         return Ok(t.clone());
     }
     let data_dir = &config.database.data_dir;
-    let path = data_dir.join(API_TOKEN_FILE);
+    let path = data_dir.join(TOKEN_FILE_NAME);
     let bad = |reason: String| StartError::ApiToken { path: path.display().to_string(), reason };
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir).map_err(|e| bad(e.to_string()))?;
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {

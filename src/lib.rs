@@ -1,13 +1,12 @@
-//! crewshipd: the control-plane daemon for crews of AI agents, and its
-//! operator CLI. The binaries use `daemon`, `config` and `cli`; the layers
-//! below them (docs/architecture.md) are private to the crate, and
+//! crewshipd: the control-plane daemon for crews of AI agents (its operator
+//! CLI is the crate `crewship-cli`). The binary uses `daemon` and `config`;
+//! the layers below them (docs/architecture.md) are private to the crate, and
 //! `internals` is the one deliberate door the benchmarks and the story
 //! tests use to reach below the HTTP API.
 
 mod api;
 mod bearer;
 mod capture;
-pub mod cli;
 mod clientip;
 pub mod config;
 mod containers;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crewship::config::{CommandLine, Config};
+use crewship::config::{self, CommandLine, Config};
 
 // jemalloc: its statistics back the memory series on /metrics.
 #[global_allocator]
@@ -47,6 +47,21 @@ fn tell(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{message}");
 }
 
+/// `--man DIR`: crewshipd(8) into DIR/man8.
+fn man_page(dir: &std::path::Path) -> std::process::ExitCode {
+    let dir = dir.join("man8");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| config::man_page())
+        .and_then(|page| std::fs::write(dir.join("crewshipd.8"), page));
+    match written {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tell(format_args!("crewshipd: cannot write {}/crewshipd.8: {e}", dir.display()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `--check-config`: the effective settings, then whether they hold.
 fn check(line: &CommandLine) -> std::process::ExitCode {
     let mut out = std::io::stdout().lock();
@@ -78,6 +93,9 @@ async fn main() -> std::process::ExitCode {
     let line = CommandLine::parse();
     if line.check_config() {
         return check(&line);
+    }
+    if let Some(dir) = line.man_dir() {
+        return man_page(dir);
     }
     let config = match line.config() {
         Ok(c) => c,

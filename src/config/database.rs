@@ -7,18 +7,11 @@ use std::time::Duration;
 use super::source::{ConfigError, Setting, Shown, Source, duration, positive, text};
 use crate::store::{Location, Synchronous, postgresql};
 
-/// The daemon's own API token, in the data directory (read by the CLI).
-pub const API_TOKEN_FILE: &str = "api-token";
-
 /// Largest `CREWSHIP_EVENT_BUFFER`: the buffer is allocated up front.
 pub const MAX_EVENT_BUFFER: usize = 1 << 20;
 
-pub const DATA_DIR: Setting = Setting {
-    var: "CREWSHIP_DATA_DIR",
-    flag: Some("--data-dir"),
-    default: Shown::Value("~/.crewship"),
-    help: "data directory, created if missing",
-};
+/// Shared with the CLI, which finds the daemon's own API token there.
+pub use crewship_wire::DATA_DIR;
 pub const DATABASE_URL: Setting = Setting {
     var: "CREWSHIP_DATABASE_URL",
     flag: Some("--database-url"),
@@ -105,12 +98,7 @@ fn event_buffer(s: &str) -> Result<usize, String> {
 impl Database {
     pub(super) fn read(src: &Source<'_>) -> Result<Database, ConfigError> {
         let home = src.env("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-        let data_dir = src.get(&DATA_DIR, |s| {
-            Ok(match s.strip_prefix("~/") {
-                Some(rest) => home.join(rest),
-                None => PathBuf::from(s),
-            })
-        })?;
+        let data_dir = src.get(&DATA_DIR, |s| Ok(crewship_wire::under_home(s, &home)))?;
         let pool = src.get(&DATABASE_POOL, positive)?;
         let password_file = src.get_opt(&DATABASE_PASSWORD_FILE, text)?;
         let location = src.get(&DATABASE_URL, |url| {

@@ -21,7 +21,8 @@ mod traces;
 
 use std::path::PathBuf;
 
-pub use database::{API_TOKEN_FILE, Database};
+pub use crewship_wire::TOKEN_FILE_NAME;
+pub use database::Database;
 pub use fleet::Fleet;
 pub use journal::Journal;
 pub use listen::Listen;
@@ -123,7 +124,7 @@ pub fn command() -> clap::Command {
         .about("Control-plane daemon for crews of AI agents")
         .after_help("Every setting is also read from its environment variable; see the README.");
     for s in ALL.iter().filter(|s| s.flag.is_some()) {
-        cmd = cmd.arg(s.arg());
+        cmd = cmd.arg(source::arg(s));
     }
     cmd.arg(
         clap::Arg::new("check-config")
@@ -131,6 +132,20 @@ pub fn command() -> clap::Command {
             .action(clap::ArgAction::SetTrue)
             .help("Print the effective configuration (secrets redacted) and exit: 0 when it is valid, 2 when not"),
     )
+    .arg(
+        clap::Arg::new("man")
+            .long("man")
+            .value_name("DIR")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("Write this man page, crewshipd(8), into DIR/man8 (`/usr/local/share/man`) and exit"),
+    )
+}
+
+/// crewshipd(8), from the settings' declarations.
+pub fn man_page() -> std::io::Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command()).section("8").render(&mut page)?;
+    Ok(page)
 }
 
 /// The command line, parsed once.
@@ -157,6 +172,11 @@ impl CommandLine {
 
     pub fn check_config(&self) -> bool {
         self.matches.get_flag("check-config")
+    }
+
+    /// Where `--man` writes the man page, when given.
+    pub fn man_dir(&self) -> Option<&PathBuf> {
+        self.matches.get_one::<PathBuf>("man")
     }
 
     fn flag(&self, s: &Setting) -> Option<String> {

@@ -4,19 +4,8 @@
 use super::source::{ConfigError, Setting, Shown, Source, bad, http_url, read_token_file, trimmed_token};
 use crate::clientip::TrustedProxies;
 
-pub const API_TOKEN: Setting = Setting {
-    var: "CREWSHIP_API_TOKEN",
-    flag: None,
-    default: Shown::Unset,
-    help: "the bearer token every `/api/v1` and `/ws` client sends; unset (and no token file): crewshipd's own, \
-           created at first start in `<data dir>/api-token` (mode 0600) and read from there by the CLI",
-};
-pub const API_TOKEN_FILE: Setting = Setting {
-    var: "CREWSHIP_API_TOKEN_FILE",
-    flag: None,
-    default: Shown::Unset,
-    help: "a file holding the API token (wins over `CREWSHIP_API_TOKEN`)",
-};
+/// Shared with the CLI, which sends the token.
+pub use crewship_wire::{API_TOKEN, API_TOKEN_FILE};
 pub const API_ALLOW_LOOPBACK: Setting = Setting {
     var: "CREWSHIP_API_ALLOW_LOOPBACK",
     flag: None,

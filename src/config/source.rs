@@ -3,55 +3,17 @@
 
 use std::time::Duration;
 
-/// One setting, declared once.
-#[derive(Debug)]
-pub struct Setting {
-    pub var: &'static str,
-    /// Its command-line flag, if it has one (`--host`).
-    pub flag: Option<&'static str>,
-    pub default: Shown,
-    /// What it means, as the README's table and `--help` say it.
-    pub help: &'static str,
-}
+pub use crewship_wire::{Setting, Shown};
 
-/// A setting's default.
-#[derive(Debug)]
-pub enum Shown {
-    /// A value, parsed as a given one would be.
-    Value(&'static str),
-    /// Worked out at start; the text says from what.
-    Derived(&'static str),
-    /// Unset.
-    Unset,
-}
-
-impl Setting {
-    /// Its row in the README's configuration table.
-    pub fn readme_row(&self) -> String {
-        let name = match self.flag {
-            Some(flag) => format!("`{}` (`{flag}`)", self.var),
-            None => format!("`{}`", self.var),
-        };
-        format!("| {name} | {} | {} |", self.shown_default(), self.help)
-    }
-
-    fn shown_default(&self) -> String {
-        match self.default {
-            Shown::Value(v) => format!("`{v}`"),
-            Shown::Derived(how) => how.to_string(),
-            Shown::Unset => "unset".to_string(),
-        }
-    }
-
-    pub(super) fn arg(&self) -> clap::Arg {
-        let name = self.flag.expect("a setting with a flag").trim_start_matches('-');
-        clap::Arg::new(name).long(name).value_name("VALUE").help(format!(
-            "{} [env: {}] [default: {}]",
-            self.help,
-            self.var,
-            self.shown_default().replace('`', "")
-        ))
-    }
+/// A setting's flag, with its help and default from the declaration.
+pub(super) fn arg(s: &Setting) -> clap::Arg {
+    let name = s.flag.expect("a setting with a flag").trim_start_matches('-');
+    clap::Arg::new(name).long(name).value_name("VALUE").help(format!(
+        "{} [env: {}] [default: {}]",
+        s.help,
+        s.var,
+        s.shown_default().replace('`', "")
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ impl Outcome {
 /// `crewship` aimed at `url` through CREWSHIP_URL, with nothing else from
 /// this environment leaking in.
 fn crewship_at(url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crewship"));
+    let mut cmd = Command::new(crate::common::cli_bin());
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("CREWSHIP_URL", url)
@@ -524,7 +524,7 @@ async fn the_readme_commands_work_unchanged_on_the_default_data_dir() {
     let home = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let data_dir = home.path().join(".crewship");
     let d = Daemon::start_in(home.clone(), &[("CREWSHIP_DATA_DIR", data_dir.to_str().unwrap())]).await;
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_crewship")).parent().unwrap().to_path_buf();
+    let bin_dir = crate::common::cli_bin().parent().unwrap().to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     // Nothing but HOME tells crewship where the token is.
     let shell = |line: &str| {
@@ -586,12 +586,17 @@ async fn completions_and_man_pages() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("man");
     run_with(crewship_at("http://127.0.0.1:9"), &["man", "--out", target.to_str().unwrap()], None).await.ok();
+    // The daemon writes its own.
+    let daemon = std::process::Command::new(crate::common::bin()).arg("--man").arg(&target).output().unwrap();
+    assert!(daemon.status.success(), "{}", String::from_utf8_lossy(&daemon.stderr));
     for page in ["man1/crewship.1", "man1/crewship-crews.1", "man1/crewship-assignments.1", "man8/crewshipd.8"] {
         let text = std::fs::read_to_string(target.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(text.contains(".TH"), "{page} is no man page:\n{text}");
     }
     let daemon = std::fs::read_to_string(target.join("man8/crewshipd.8")).unwrap();
     assert!(daemon.contains("check\\-config") && daemon.contains("CREWSHIP_PORT"), "{daemon}");
+    // The settings the CLI shares with the daemon are the daemon's too.
+    assert!(daemon.contains("CREWSHIP_DATA_DIR"), "{daemon}");
 }
 
 /// A stand-in server: `/healthz` answers `healthz` (None: plain text), and

@@ -523,7 +523,7 @@ async fn a_lone_daemon_is_a_fleet_of_one_node() {
     let again = one(&d.get("/api/v1/nodes").await.body);
     assert_eq!((again["id"].as_str(), again["state"].as_str()), (Some(id.as_str()), Some("live")));
     assert!(again["started_at"].as_str() > n["started_at"].as_str(), "{again} {n}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_crewship"))
+    let out = std::process::Command::new(crate::common::cli_bin())
         .args(["--url", &d.base, "--token", &d.token, "nodes"])
         .output()
         .unwrap();

@@ -236,30 +236,37 @@ async fn the_worked_agent_records_its_llm_call_against_its_run() {
 }
 
 /// The README's install commands, run into a scratch root: every line but
-/// the first as written, with `/usr` and `/etc` moved under the scratch
-/// directory and the binaries this test build made. The first, a release
-/// build, runs at the end of scripts/test.sh (scripts/install_check.sh):
-/// here it would wait on the build lock of the suite's own cargo.
+/// the `cargo install` ones as written, with `/usr` and `/etc` moved under
+/// the scratch directory and the binaries this test build made. The
+/// `cargo install` lines, release builds, run at the end of scripts/test.sh
+/// (scripts/install_check.sh): here they would wait on the build lock of
+/// the suite's own cargo.
 #[test]
 fn the_readme_install_commands_work() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme.split("\n## Install\n").nth(1).expect("an Install section");
     let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
-    let lines: Vec<&str> = block.lines().collect();
-    assert_eq!(lines[0], "cargo install --path . --locked --root /usr/local", "{lines:?}");
+    let (builds, lines): (Vec<&str>, Vec<&str>) = block.lines().partition(|l| l.starts_with("cargo install "));
+    assert_eq!(
+        builds,
+        [
+            "cargo install --path . --locked --root /usr/local",
+            "cargo install --path crates/cli --locked --root /usr/local"
+        ]
+    );
     let root = tempfile::tempdir().unwrap();
     let bin_dir = root.path().join("usr/local/bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     // What `cargo install` would put there: this build's binaries, linked
     // rather than copied (an executable written while other tests fork
     // can be refused with ETXTBSY).
-    for b in [bin(), env!("CARGO_BIN_EXE_crewship")] {
-        let name = Path::new(b).file_name().unwrap();
+    for b in [Path::new(bin()), crate::common::cli_bin()] {
+        let name = b.file_name().unwrap();
         std::os::unix::fs::symlink(b, bin_dir.join(name)).unwrap();
     }
     std::fs::create_dir_all(root.path().join("usr/share/bash-completion/completions")).unwrap();
     let r = root.path().to_str().unwrap();
-    for line in &lines[1..] {
+    for line in &lines {
         let line = line.replace(" /usr/", &format!(" {r}/usr/")).replace(" /etc/", &format!(" {r}/etc/"));
         let o = Command::new("sh")
             .arg("-c")

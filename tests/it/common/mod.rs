@@ -66,6 +66,41 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_crewshipd")
 }
 
+/// The CLI's binary, `crewship`, beside the daemon's: another crate's, so
+/// cargo builds it for these tests only when asked (`cargo build
+/// --workspace`, as scripts/test.sh does first; a nested build would wait
+/// on this run's own build lock). One older than the CLI's sources fails.
+pub fn cli_bin() -> &'static std::path::Path {
+    static FOUND: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let cli = std::path::Path::new(bin()).with_file_name("crewship");
+        let built = std::fs::metadata(&cli).and_then(|m| m.modified()).unwrap_or_else(|e| {
+            panic!("{}: {e}; build it with `cargo build --workspace` (scripts/test.sh does)", cli.display())
+        });
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crates");
+        let newest = newest_change(&root);
+        assert!(
+            built >= newest,
+            "{} is older than the sources under crates/: rebuild it with `cargo build --workspace`",
+            cli.display()
+        );
+        cli
+    })
+}
+
+/// The latest modification of any file under `dir`.
+fn newest_change(dir: &std::path::Path) -> std::time::SystemTime {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() { newest_change(&path) } else { e.metadata().and_then(|m| m.modified()).unwrap() }
+        })
+        .max()
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+}
+
 impl Daemon {
     pub async fn start() -> Daemon {
         Daemon::start_with(&[]).await

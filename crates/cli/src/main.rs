@@ -1,5 +1,8 @@
 //! `crewship`, the operator CLI. It speaks to crewshipd only over its HTTP
-//! API, `/ws` and `/metrics`, so it works the same against a remote daemon.
+//! API, `/ws` and `/metrics`, so it works the same against a remote daemon;
+//! it links no database and no container engine client. The settings it
+//! shares with the daemon (the data directory, the API token and its file)
+//! come from the same declarations (`crewship_wire`).
 //!
 //! Each resource's file holds its subcommands and what they do; this one
 //! holds the global options and the dispatch.
@@ -29,6 +32,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use reqwest::Url;
 
+use crewship_wire as wire;
+
 use client::Client;
 use ctx::Ctx;
 use error::{CliError, Result};
@@ -42,16 +47,16 @@ use error::{CliError, Result};
 )]
 struct Cli {
     /// The daemon's base URL.
-    #[arg(long, global = true, env = "CREWSHIP_URL", default_value = "http://127.0.0.1:8080", value_parser = http_url)]
+    #[arg(long, global = true, env = "CREWSHIP_URL", default_value = wire::DEFAULT_URL, value_parser = http_url)]
     url: Url,
     /// API token, sent as `Authorization: Bearer`. Without one, crewship
     /// reads the file CREWSHIP_API_TOKEN_FILE names, else the daemon's own
     /// token in <data dir>/api-token.
-    #[arg(long, global = true, env = "CREWSHIP_API_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = wire::API_TOKEN.var, hide_env_values = true)]
     token: Option<String>,
     /// The daemon's data directory, where it keeps its API token
     /// [default: ~/.crewship]
-    #[arg(long, global = true, env = "CREWSHIP_DATA_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = wire::DATA_DIR.var, value_name = "DIR")]
     data_dir: Option<std::path::PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
@@ -105,8 +110,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write man pages: crewship(1) and one per subcommand into DIR/man1,
-    /// crewshipd(8) into DIR/man8.
+    /// Write man pages: crewship(1) and one per subcommand into DIR/man1
+    /// (the daemon writes its own: `crewshipd --man DIR`).
     Man {
         /// A man directory (`/usr/local/share/man`).
         #[arg(long, value_name = "DIR")]
@@ -127,7 +132,9 @@ fn http_url(s: &str) -> std::result::Result<Url, String> {
 
 /// Parses the command line, runs the command, and reports a failure as
 /// `crewship: <message>` on stderr with its exit code.
-pub async fn run() -> ExitCode {
+// One thread is plenty for a client that does one thing at a time.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let done = match &cli.command {
         Command::Completions { shell } => completions(*shell),
@@ -151,17 +158,13 @@ fn completions(shell: clap_complete::Shell) -> Result<()> {
     render::print(&String::from_utf8_lossy(&out))
 }
 
-/// crewship(1) and a page per subcommand (`crewship-crews(1)`, …), and
-/// the daemon's crewshipd(8) from its settings' declarations.
+/// crewship(1) and a page per subcommand (`crewship-crews(1)`, …).
 fn man_pages(dir: &std::path::Path) -> Result<()> {
     use clap::CommandFactory;
     let io = |e: std::io::Error| CliError::Failed(format!("cannot write man pages into {}: {e}", dir.display()));
-    let (man1, man8) = (dir.join("man1"), dir.join("man8"));
-    std::fs::create_dir_all(&man1).and_then(|()| std::fs::create_dir_all(&man8)).map_err(io)?;
-    clap_mangen::generate_to(Cli::command(), &man1).map_err(io)?;
-    let mut page = Vec::new();
-    clap_mangen::Man::new(crate::config::command()).section("8").render(&mut page).map_err(io)?;
-    std::fs::write(man8.join("crewshipd.8"), page).map_err(io)
+    let man1 = dir.join("man1");
+    std::fs::create_dir_all(&man1).map_err(io)?;
+    clap_mangen::generate_to(Cli::command(), &man1).map_err(io)
 }
 
 /// The token to send: given, or read from the token file (a file nobody
@@ -170,14 +173,17 @@ fn token(cli: &Cli) -> Option<String> {
     if let Some(t) = &cli.token {
         return Some(t.trim().to_string());
     }
-    let file = match std::env::var_os("CREWSHIP_API_TOKEN_FILE") {
+    let file = match std::env::var_os(wire::API_TOKEN_FILE.var) {
         Some(f) => std::path::PathBuf::from(f),
-        None => {
-            let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-            cli.data_dir.clone().unwrap_or_else(|| home.join(".crewship")).join(crate::config::API_TOKEN_FILE)
-        }
+        None => cli.data_dir.clone().unwrap_or_else(default_data_dir).join(wire::TOKEN_FILE_NAME),
     };
     std::fs::read_to_string(file).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// The daemon's default data directory (`~/.crewship`), for this user.
+fn default_data_dir() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    wire::under_home(wire::DATA_DIR_DEFAULT, &home)
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
