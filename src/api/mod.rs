@@ -1,5 +1,6 @@
 //! The HTTP surface: every route in one place.
 
+pub mod agents;
 pub mod assignments;
 pub mod auth;
 pub mod containers;
@@ -10,10 +11,12 @@ pub mod gate;
 pub mod health;
 pub mod inflight;
 pub mod journal;
+pub mod llm_calls;
 pub mod metrics;
 pub mod nodes;
 pub mod openapi;
 pub mod paymaster;
+pub mod pipeline_runs;
 pub mod pipelines;
 pub mod runs;
 pub mod settings;
@@ -48,8 +51,8 @@ pub fn router(app: AppState) -> Router {
     let (v1, v1_doc) = OpenApiRouter::new()
         .routes(routes!(crews::create, crews::list))
         .routes(routes!(crews::get, crews::patch, crews::delete))
-        .routes(routes!(crews::create_agent, crews::list_agents))
-        .routes(routes!(crews::get_agent, crews::patch_agent, crews::delete_agent))
+        .routes(routes!(agents::create_agent, agents::list_agents))
+        .routes(routes!(agents::get_agent, agents::patch_agent, agents::delete_agent))
         .routes(routes!(assignments::create, assignments::list))
         .routes(routes!(assignments::get))
         .routes(routes!(assignments::cancel))
@@ -60,10 +63,10 @@ pub fn router(app: AppState) -> Router {
         .routes(routes!(pipelines::create, pipelines::list))
         .routes(routes!(pipelines::get, pipelines::delete))
         .routes(routes!(pipelines::start_run))
-        .routes(routes!(pipelines::list_runs))
-        .routes(routes!(pipelines::get_run))
-        .routes(routes!(pipelines::cancel_run))
-        .routes(routes!(paymaster::record))
+        .routes(routes!(pipeline_runs::list_runs))
+        .routes(routes!(pipeline_runs::get_run))
+        .routes(routes!(pipeline_runs::cancel_run))
+        .routes(routes!(llm_calls::record))
         .routes(routes!(paymaster::spend))
         .routes(routes!(paymaster::rates))
         .routes(routes!(containers::list))

@@ -5,7 +5,8 @@
 //! - each top-level module uses only what docs/architecture.md's layer
 //!   table says it may;
 //! - each database driver is named only inside its own backend (the tests
-//!   reach the daemon's database with the databases' own shells).
+//!   reach the daemon's database with the databases' own shells);
+//! - each route's handler is in the file its path names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -379,4 +380,37 @@ fn the_reader_expands_groups_and_finds_cycles() {
         .map(|(k, v)| (k.to_string(), BTreeSet::from([v.to_string()])))
         .collect();
     assert_eq!(cycle(&graph).map(|c| c.len()), Some(3));
+}
+
+/// Whether a handler file named `stem` is where a route's path points: one
+/// of the path's words (`pipeline-runs`, `agents`, `container`) names the
+/// file, singular or plural. The readiness probe lives with the liveness
+/// one, in `health.rs`.
+fn named_by(stem: &str, path: &str) -> bool {
+    path.split('/')
+        .filter(|w| !w.is_empty() && !w.starts_with('{'))
+        .map(|w| w.trim_end_matches(".json").replace('-', "_"))
+        .any(|w| w == stem || format!("{w}s") == stem || w == format!("{stem}z") || (stem == "health" && w == "readyz"))
+}
+
+#[test]
+fn each_route_is_in_the_file_its_path_names() {
+    let api = root().join("src/api");
+    let mut routes = 0;
+    let mut misplaced = Vec::new();
+    for entry in std::fs::read_dir(&api).unwrap() {
+        let file = entry.unwrap().path();
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for attr in text.split("#[utoipa::path(").skip(1) {
+            let path = attr.split("path = \"").nth(1).and_then(|p| p.split('"').next()).expect("a path");
+            routes += 1;
+            if !named_by(&stem, path) {
+                misplaced.push(format!("{path} in src/api/{stem}.rs"));
+            }
+        }
+    }
+    assert!(routes >= 40, "{routes} routes");
+    assert!(misplaced.is_empty(), "routes in a file their path does not name: {misplaced:#?}");
+    assert!(named_by("agents", "/crews/{crew}/agents/{agent}") && !named_by("crews", "/llm-calls"));
 }
