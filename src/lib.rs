@@ -33,7 +33,7 @@ pub mod internals {
     }
 
     pub mod domain {
-        pub use crate::domain::{Result, event, kinds, pricing, provider, status, time, types};
+        pub use crate::domain::{Result, event, pricing, provider, time};
     }
 
     pub mod latency {

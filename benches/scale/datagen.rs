@@ -29,10 +29,10 @@ use serde::{Deserialize, Serialize};
 
 use crewship::internals::domain::event::EventKind;
 use crewship::internals::domain::provider;
-use crewship::internals::domain::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 use crewship::internals::domain::time;
 use crewship::internals::store::pipelines::StoredStep;
 use crewship::internals::store::{counters, migrations, recount, sqlite};
+use crewship_wire::status::{AssignmentStatus, PipelineRunStatus, RunStatus};
 
 use crate::Res;
 

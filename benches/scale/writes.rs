@@ -15,9 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crewship::internals::domain::Result as DomainResult;
-use crewship::internals::domain::kinds::{BillingMode, Role, Runtime, Severity};
 use crewship::internals::domain::pricing::Tokens;
-use crewship::internals::domain::status::{AssignmentStatus, RunStatus};
 use crewship::internals::store::agents::{self, AgentRow, NewAgent};
 use crewship::internals::store::assignments::AssignmentRow;
 use crewship::internals::store::assignments::{self, Changes};
@@ -28,6 +26,8 @@ use crewship::internals::store::ledger::{self, NewCall};
 use crewship::internals::store::runs::RunRow;
 use crewship::internals::store::runs::{self, NewRun};
 use crewship::internals::store::{Location, Options, Store, Tx};
+use crewship_wire::kinds::{BillingMode, Role, Runtime, Severity};
+use crewship_wire::status::{AssignmentStatus, RunStatus};
 
 use crate::Res;
 use crate::stats::median;

@@ -53,7 +53,7 @@ pub struct CreateAgent {
 }
 
 fn role(role: Option<&str>) -> Result<Option<Role>> {
-    role.map(|r| Role::parse_field("role", r)).transpose()
+    Ok(role.map(|r| Role::parse_field("role", r)).transpose()?)
 }
 
 impl Validate for CreateAgent {

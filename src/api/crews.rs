@@ -45,7 +45,7 @@ pub struct CreateCrew {
 
 impl CreateCrew {
     fn runtime(&self) -> Result<Runtime> {
-        self.runtime.as_deref().map_or(Ok(Runtime::Local), |r| Runtime::parse_field("runtime", r))
+        Ok(self.runtime.as_deref().map_or(Ok(Runtime::Local), |r| Runtime::parse_field("runtime", r))?)
     }
 }
 

@@ -36,6 +36,13 @@ impl ApiError {
     }
 }
 
+/// A query value that is none of its names, as the rule it breaks.
+impl From<crate::domain::named::NotOneOf> for ApiError {
+    fn from(e: crate::domain::named::NotOneOf) -> ApiError {
+        DomainError::from(e).into()
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> ApiError {
         let (status, code) = match &e {

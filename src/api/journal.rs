@@ -90,7 +90,7 @@ pub struct PostEntry {
 
 impl PostEntry {
     fn severity(&self) -> Result<Severity> {
-        self.severity.as_deref().map_or(Ok(Severity::Info), |s| Severity::parse_field("severity", s))
+        Ok(self.severity.as_deref().map_or(Ok(Severity::Info), |s| Severity::parse_field("severity", s))?)
     }
 }
 

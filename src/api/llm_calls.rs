@@ -71,7 +71,10 @@ impl RecordCall {
     }
 
     fn billing_mode(&self) -> Result<BillingMode> {
-        self.billing_mode.as_deref().map_or(Ok(BillingMode::Metered), |m| BillingMode::parse_field("billing_mode", m))
+        Ok(self
+            .billing_mode
+            .as_deref()
+            .map_or(Ok(BillingMode::Metered), |m| BillingMode::parse_field("billing_mode", m))?)
     }
 }
 

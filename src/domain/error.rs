@@ -56,3 +56,15 @@ impl DomainError {
         DomainError::internal(format!("{what} vanished"))
     }
 }
+
+impl From<crewship_wire::named::NotOneOf> for DomainError {
+    fn from(e: crewship_wire::named::NotOneOf) -> Self {
+        DomainError::Invalid(e.0)
+    }
+}
+
+impl From<crewship_wire::status::IllegalMove> for DomainError {
+    fn from(e: crewship_wire::status::IllegalMove) -> Self {
+        DomainError::Conflict(e.0)
+    }
+}

@@ -4,15 +4,14 @@
 pub mod error;
 pub mod event;
 pub mod ids;
-pub mod kinds;
-pub mod named;
 pub mod pricing;
 pub mod provider;
 pub mod run_token;
-pub mod status;
 pub mod template;
 pub mod time;
-pub mod types;
 pub mod validate;
 
+// The entities as the API shows them, their vocabularies and state
+// machines: the wire's, shared with the CLI and the tests.
+pub use crewship_wire::{kinds, named, status, types};
 pub use error::{DomainError, Result};

@@ -1,7 +1,8 @@
-//! Typed answers: the daemon's own entity types read back (a renamed or
-//! retyped field fails loudly), and a list page.
+//! Typed answers: the wire's entity types, the ones the daemon answers
+//! with, read back (a renamed or retyped field fails loudly), and a list
+//! page.
 
-pub use crewship::internals::domain::types::{Assignment, Crew, JournalEntry, Run};
+pub use crewship_wire::types::{Assignment, Crew, JournalEntry, Run};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]

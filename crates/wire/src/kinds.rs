@@ -1,7 +1,7 @@
 //! The small closed vocabularies of entities: how a crew's agents run, an
 //! agent's role, a journal entry's severity, how an LLM call is billed.
 
-use super::named::named_enum;
+use crate::named_enum;
 
 named_enum!(
     /// Where a crew's agents run.

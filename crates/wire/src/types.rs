@@ -11,7 +11,7 @@ pub struct Crew {
     pub slug: String,
     pub name: String,
     pub max_concurrent_agents: i64,
-    #[schema(value_type = crate::domain::kinds::Runtime)]
+    #[schema(value_type = crate::kinds::Runtime)]
     pub runtime: String,
     pub image: Option<String>,
     #[schema(format = DateTime)]
@@ -29,7 +29,7 @@ pub struct Agent {
     pub crew_id: String,
     pub slug: String,
     pub name: String,
-    #[schema(value_type = crate::domain::kinds::Role)]
+    #[schema(value_type = crate::kinds::Role)]
     pub role: String,
     pub command: Vec<String>,
     pub env: std::collections::BTreeMap<String, String>,
@@ -51,7 +51,7 @@ pub struct Assignment {
     pub agent_id: String,
     pub assigned_by: Option<String>,
     pub task: String,
-    #[schema(value_type = crate::domain::status::AssignmentStatus)]
+    #[schema(value_type = crate::status::AssignmentStatus)]
     pub status: String,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -74,7 +74,7 @@ pub struct Assignment {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Run {
     pub id: String,
-    #[schema(value_type = crate::domain::status::RunStatus)]
+    #[schema(value_type = crate::status::RunStatus)]
     pub status: String,
     pub crew: Option<String>,
     pub agent: Option<String>,
@@ -103,7 +103,7 @@ pub struct Node {
     #[schema(format = DateTime)]
     pub heartbeat_at: String,
     /// `live` or `expired`.
-    #[schema(value_type = crate::domain::kinds::LeaseState)]
+    #[schema(value_type = crate::kinds::LeaseState)]
     pub state: String,
 }
 
@@ -113,7 +113,7 @@ pub struct JournalEntry {
     #[schema(format = DateTime)]
     pub ts: String,
     pub entry_type: String,
-    #[schema(value_type = crate::domain::kinds::Severity)]
+    #[schema(value_type = crate::kinds::Severity)]
     pub severity: String,
     pub crew: Option<String>,
     pub agent: Option<String>,
@@ -133,7 +133,7 @@ pub struct StepSpec {
     /// The agent's id or slug, within the crew.
     pub agent: String,
     /// May use `{{inputs.NAME}}` and `{{steps.STEP_ID.output}}`.
-    #[schema(value_type = crate::domain::validate::TextSchema)]
+    #[schema(value_type = crate::schema::TextSchema)]
     pub task: String,
 }
 
@@ -156,7 +156,7 @@ pub struct PipelineRunStep {
     pub crew: String,
     pub agent: String,
     pub task: Option<String>,
-    #[schema(value_type = crate::domain::status::StepStatus)]
+    #[schema(value_type = crate::status::StepStatus)]
     pub status: String,
     pub assignment_id: Option<String>,
     pub output: Option<String>,
@@ -166,7 +166,7 @@ pub struct PipelineRunStep {
 pub struct PipelineRun {
     pub id: String,
     pub pipeline: String,
-    #[schema(value_type = crate::domain::status::PipelineRunStatus)]
+    #[schema(value_type = crate::status::PipelineRunStatus)]
     pub status: String,
     pub inputs: Value,
     pub dry_run: bool,

@@ -1,8 +1,7 @@
 //! State machines for assignments, runs and pipeline runs. Every legal
 //! transition is listed here and nowhere else.
 
-use super::named::named_enum;
-use super::{DomainError, Result};
+use crate::named_enum;
 
 named_enum!(AssignmentStatus {
     Pending => "pending",
@@ -40,8 +39,20 @@ named_enum!(StepStatus {
     Skipped => "skipped",
 });
 
-fn illegal(kind: &str, from: &str, to: &str) -> DomainError {
-    DomainError::conflict(format!("{kind} cannot go from {from} to {to}"))
+/// A move a state machine does not allow: "`kind` cannot go from a to b".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IllegalMove(pub String);
+
+impl std::fmt::Display for IllegalMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IllegalMove {}
+
+fn illegal(kind: &str, from: &str, to: &str) -> IllegalMove {
+    IllegalMove(format!("{kind} cannot go from {from} to {to}"))
 }
 
 impl AssignmentStatus {
@@ -50,7 +61,7 @@ impl AssignmentStatus {
     }
 
     /// Legal moves. `Running -> Queued` is the restart-recovery requeue.
-    pub fn check_transition(self, to: Self) -> Result<()> {
+    pub fn check_transition(self, to: Self) -> Result<(), IllegalMove> {
         use AssignmentStatus::*;
         let ok = matches!(
             (self, to),
@@ -76,7 +87,7 @@ impl RunStatus {
         }
     }
 
-    pub fn check_transition(self, to: Self) -> Result<()> {
+    pub fn check_transition(self, to: Self) -> Result<(), IllegalMove> {
         if self == Self::Running && to.is_terminal() { Ok(()) } else { Err(illegal("run", self.as_str(), to.as_str())) }
     }
 }
@@ -86,7 +97,7 @@ impl PipelineRunStatus {
         !matches!(self, Self::Queued | Self::Running)
     }
 
-    pub fn check_transition(self, to: Self) -> Result<()> {
+    pub fn check_transition(self, to: Self) -> Result<(), IllegalMove> {
         use PipelineRunStatus::*;
         let ok = matches!(
             (self, to),
@@ -113,7 +124,7 @@ mod tests {
             (Running, Cancelled),
             (Running, Queued),
         ];
-        use crate::domain::named::Named;
+        use crate::named::Named;
         for from in AssignmentStatus::ALL {
             for to in AssignmentStatus::ALL {
                 assert_eq!(from.check_transition(*to).is_ok(), legal.contains(&(*from, *to)), "{from} -> {to}");
@@ -123,7 +134,7 @@ mod tests {
 
     #[test]
     fn run_machine_allows_one_terminal_step() {
-        use crate::domain::named::Named;
+        use crate::named::Named;
         for to in RunStatus::ALL {
             assert_eq!(RunStatus::Running.check_transition(*to).is_ok(), to.is_terminal());
             assert!(RunStatus::Completed.check_transition(*to).is_err());

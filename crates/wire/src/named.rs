@@ -2,8 +2,6 @@
 //! parser, and `ALL`, from which every "must be one of" message and every
 //! closed metric label set is built, so no list is ever written twice.
 
-use super::{DomainError, Result};
-
 /// A closed set of named values.
 pub trait Named: Sized + Copy + 'static {
     const ALL: &'static [Self];
@@ -13,11 +11,23 @@ pub trait Named: Sized + Copy + 'static {
         Self::ALL.iter().copied().find(|v| v.as_str() == s)
     }
 
-    /// `s` as a value of `field`, or a 422 listing what it may be.
-    fn parse_field(field: &str, s: &str) -> Result<Self> {
-        Self::parse(s).ok_or_else(|| DomainError::invalid(must_be_one_of(field, Self::ALL.iter().map(|v| v.as_str()))))
+    /// `s` as a value of `field`, or what it may be.
+    fn parse_field(field: &str, s: &str) -> Result<Self, NotOneOf> {
+        Self::parse(s).ok_or_else(|| NotOneOf(must_be_one_of(field, Self::ALL.iter().map(|v| v.as_str()))))
     }
 }
+
+/// A value that is none of a field's names: "`field` must be one of a, b, c".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOneOf(pub String);
+
+impl std::fmt::Display for NotOneOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotOneOf {}
 
 /// "`field` must be one of a, b, c".
 pub fn must_be_one_of<'a>(field: &str, values: impl IntoIterator<Item = &'a str>) -> String {
@@ -25,14 +35,15 @@ pub fn must_be_one_of<'a>(field: &str, values: impl IntoIterator<Item = &'a str>
 }
 
 /// Declares an enum of named values (`Named`, `Display`, and serde as
-/// their text).
+/// their text, and in the API description the closed set).
+#[macro_export]
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name { $($(#[$vmeta])* $variant),+ }
 
-        impl $crate::domain::named::Named for $name {
+        impl $crate::named::Named for $name {
             const ALL: &'static [$name] = &[$($name::$variant),+];
 
             fn as_str(self) -> &'static str {
@@ -42,11 +53,11 @@ macro_rules! named_enum {
 
         impl $name {
             pub fn as_str(self) -> &'static str {
-                $crate::domain::named::Named::as_str(self)
+                $crate::named::Named::as_str(self)
             }
 
             pub fn parse(s: &str) -> Option<$name> {
-                <$name as $crate::domain::named::Named>::parse(s)
+                <$name as $crate::named::Named>::parse(s)
             }
         }
 
@@ -65,7 +76,7 @@ macro_rules! named_enum {
         // In the API description, the closed set itself.
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                let all = <$name as $crate::domain::named::Named>::ALL.iter().map(|v| v.as_str());
+                let all = <$name as $crate::named::Named>::ALL.iter().map(|v| v.as_str());
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
                     .enum_values(Some(all))
@@ -83,7 +94,7 @@ macro_rules! named_enum {
         }
     };
 }
-pub(crate) use named_enum;
+pub use crate::named_enum;
 
 #[cfg(test)]
 mod tests {
