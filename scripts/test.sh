@@ -3,7 +3,7 @@
 # tests drive (Prometheus, promtool, sqlite3, systemd-analyze and PostgreSQL from
 # Debian; Python's prometheus_client, opentelemetry-proto and schemathesis in a venv), checks fmt and clippy, then runs the tests:
 # the integration suite twice, on SQLite and on a throwaway PostgreSQL
-# cluster, and finally the README's install line (a release build).
+# cluster, and finally the README's install lines (release builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,5 +45,5 @@ echo "==> cargo test --test it (PostgreSQL)"
 CREWSHIP_TEST_PASS=postgresql CREWSHIP_TEST_DATABASE_URL="$CREWSHIP_PG_URL" CREWSHIP_TEST_PG_DATA="$CREWSHIP_PG_DATA" \
     CREWSHIP_TEST_PG_BIN="$CREWSHIP_PG_BIN" cargo test --locked --test it -- --test-threads="$threads"
 
-echo "==> the README's install line (a release build)"
+echo "==> the README's install lines (release builds)"
 scripts/install_check.sh
