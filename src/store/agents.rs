@@ -60,7 +60,7 @@ impl AgentRow {
             crew_id: ids::format(Kind::Crew, self.crew_id),
             slug: self.slug.clone(),
             name: self.name.clone(),
-            role: self.role.as_str().to_string(),
+            role: self.role,
             command: self.command.clone(),
             env: self.env.clone(),
             timeout_seconds: self.timeout_seconds,

@@ -91,7 +91,7 @@ impl AssignmentRow {
             agent_id: ids::format(Kind::Agent, self.agent.id),
             assigned_by: self.assigned_by.clone(),
             task: self.task.clone(),
-            status: self.status.as_str().to_string(),
+            status: self.status,
             created_at: time::rfc3339(self.created_at),
             queued_at: time::rfc3339_opt(self.queued_at),
             started_at: time::rfc3339_opt(self.started_at),

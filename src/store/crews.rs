@@ -48,7 +48,7 @@ impl CrewRow {
             slug: self.slug.clone(),
             name: self.name.clone(),
             max_concurrent_agents: self.max_concurrent_agents,
-            runtime: self.runtime.as_str().to_string(),
+            runtime: self.runtime,
             image: self.image.clone(),
             created_at: time::rfc3339(self.created_at),
             updated_at: time::rfc3339(self.updated_at),

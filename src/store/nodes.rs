@@ -37,7 +37,7 @@ impl NodeRow {
             migration_version: self.migration_version,
             started_at: time::rfc3339(self.started_at),
             heartbeat_at: time::rfc3339(self.heartbeat_at),
-            state: if self.lease_until > now { LeaseState::Live } else { LeaseState::Expired }.to_string(),
+            state: if self.lease_until > now { LeaseState::Live } else { LeaseState::Expired },
         }
     }
 }

@@ -247,7 +247,7 @@ impl PipelineRunRow {
         PipelineRun {
             id: self.public_id(),
             pipeline: self.pipeline.clone(),
-            status: self.status.as_str().to_string(),
+            status: self.status,
             inputs: serde_json::Value::Object(self.inputs.clone()),
             dry_run: self.dry_run,
             created_at: time::rfc3339(self.created_at),
@@ -262,7 +262,7 @@ impl PipelineRunRow {
                     crew: s.crew.clone(),
                     agent: s.agent.clone(),
                     task: s.task.clone(),
-                    status: s.status.as_str().to_string(),
+                    status: s.status,
                     assignment_id: s.assignment_id.map(|a| ids::format(Kind::Assignment, a)),
                     output: s.output.clone(),
                 })

@@ -75,7 +75,7 @@ impl RunRow {
     pub fn to_api(&self) -> Run {
         Run {
             id: self.id.clone(),
-            status: self.status.as_str().to_string(),
+            status: self.status,
             crew: self.crew.as_ref().map(|c| c.slug.clone()),
             agent: self.agent.as_ref().map(|a| a.slug.clone()),
             assignment_id: self.assignment_id.map(|id| ids::format(Kind::Assignment, id)),

@@ -5,14 +5,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::kinds::{LeaseState, Role, Runtime, Severity};
+use crate::status::{AssignmentStatus, PipelineRunStatus, RunStatus, StepStatus};
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Crew {
     pub id: String,
     pub slug: String,
     pub name: String,
     pub max_concurrent_agents: i64,
-    #[schema(value_type = crate::kinds::Runtime)]
-    pub runtime: String,
+    pub runtime: Runtime,
     pub image: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -29,8 +31,7 @@ pub struct Agent {
     pub crew_id: String,
     pub slug: String,
     pub name: String,
-    #[schema(value_type = crate::kinds::Role)]
-    pub role: String,
+    pub role: Role,
     pub command: Vec<String>,
     pub env: std::collections::BTreeMap<String, String>,
     pub timeout_seconds: i64,
@@ -51,8 +52,7 @@ pub struct Assignment {
     pub agent_id: String,
     pub assigned_by: Option<String>,
     pub task: String,
-    #[schema(value_type = crate::status::AssignmentStatus)]
-    pub status: String,
+    pub status: AssignmentStatus,
     #[schema(format = DateTime)]
     pub created_at: String,
     #[schema(format = DateTime)]
@@ -74,8 +74,7 @@ pub struct Assignment {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Run {
     pub id: String,
-    #[schema(value_type = crate::status::RunStatus)]
-    pub status: String,
+    pub status: RunStatus,
     pub crew: Option<String>,
     pub agent: Option<String>,
     pub assignment_id: Option<String>,
@@ -103,8 +102,7 @@ pub struct Node {
     #[schema(format = DateTime)]
     pub heartbeat_at: String,
     /// `live` or `expired`.
-    #[schema(value_type = crate::kinds::LeaseState)]
-    pub state: String,
+    pub state: LeaseState,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -113,8 +111,7 @@ pub struct JournalEntry {
     #[schema(format = DateTime)]
     pub ts: String,
     pub entry_type: String,
-    #[schema(value_type = crate::kinds::Severity)]
-    pub severity: String,
+    pub severity: Severity,
     pub crew: Option<String>,
     pub agent: Option<String>,
     pub trace_id: Option<String>,
@@ -156,8 +153,7 @@ pub struct PipelineRunStep {
     pub crew: String,
     pub agent: String,
     pub task: Option<String>,
-    #[schema(value_type = crate::status::StepStatus)]
-    pub status: String,
+    pub status: StepStatus,
     pub assignment_id: Option<String>,
     pub output: Option<String>,
 }
@@ -166,8 +162,7 @@ pub struct PipelineRunStep {
 pub struct PipelineRun {
     pub id: String,
     pub pipeline: String,
-    #[schema(value_type = crate::status::PipelineRunStatus)]
-    pub status: String,
+    pub status: PipelineRunStatus,
     pub inputs: Value,
     pub dry_run: bool,
     #[schema(format = DateTime)]
