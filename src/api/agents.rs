@@ -6,8 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::crews::{CrewPath, ListQuery};
 use super::error::ApiResult;
@@ -18,11 +17,11 @@ use crate::domain::ids::Kind;
 use crate::domain::kinds::Role;
 use crate::domain::named::Named as _;
 use crate::domain::types::Agent;
-use crate::domain::validate::{NameSchema, SlugSchema};
 use crate::domain::{DomainError, Result, validate};
 use crate::store::agents::{self, AgentPatch, NewAgent};
 use crate::store::crews;
 use crate::store::roster;
+use crewship_wire::requests::{CreateAgent, PatchAgent};
 
 /// An agent named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -32,24 +31,6 @@ pub struct AgentPath {
     crew: String,
     /// The agent's id or slug, within the crew.
     agent: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct CreateAgent {
-    #[schema(value_type = SlugSchema)]
-    slug: String,
-    #[schema(value_type = NameSchema)]
-    name: String,
-    /// `agent` (default) or `lead`: at most one live lead a crew.
-    #[schema(value_type = Option<Role>)]
-    role: Option<String>,
-    #[schema(schema_with = command_schema)]
-    command: Vec<String>,
-    #[schema(schema_with = env_schema)]
-    env: Option<BTreeMap<String, String>>,
-    /// A run is killed after this long (default 1800).
-    #[schema(minimum = 1)]
-    timeout_seconds: Option<i64>,
 }
 
 fn role(role: Option<&str>) -> Result<Option<Role>> {
@@ -65,39 +46,6 @@ impl Validate for CreateAgent {
         check_env(self.env.as_ref().unwrap_or(&BTreeMap::new()))?;
         validate::at_least_one("timeout_seconds", self.timeout_seconds.unwrap_or(1800))
     }
-}
-
-fn command_schema() -> ArrayBuilder {
-    argv_schema(false)
-}
-
-fn patch_command_schema() -> ArrayBuilder {
-    argv_schema(true)
-}
-
-/// `check_command`'s rule, as the API description states it.
-fn argv_schema(nullable: bool) -> ArrayBuilder {
-    let program = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1));
-    ArrayBuilder::new()
-        .schema_type(or_null(Type::Array, nullable))
-        .description(Some("What runs for each assignment: a program (not empty) and its arguments"))
-        .prefix_items([program])
-        .items(ObjectBuilder::new().schema_type(Type::String))
-        .min_items(Some(1))
-}
-
-/// `check_env`'s rule, as the API description states it.
-fn env_schema() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(or_null(Type::Object, true))
-        .description(Some("More environment for its runs; names starting CREWSHIP_ are reserved"))
-        .property_names(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[^=]+$"))))
-        .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
-}
-
-/// An optional field's type: `null` reads as absent.
-fn or_null(t: Type, nullable: bool) -> SchemaType {
-    if nullable { SchemaType::from_iter([t, Type::Null]) } else { SchemaType::Type(t) }
 }
 
 fn check_command(command: &[String]) -> Result<()> {
@@ -167,21 +115,6 @@ pub async fn get_agent(
 ) -> ApiResult<Json<Agent>> {
     let agent = app.store.read(move |c| agents::resolve(c, &crews::resolve(c, &crew_key)?, &agent_key)).await?;
     Ok(Json(agent.to_api()))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct PatchAgent {
-    #[schema(value_type = Option<NameSchema>)]
-    name: Option<String>,
-    #[schema(value_type = Option<Role>)]
-    role: Option<String>,
-    #[schema(schema_with = patch_command_schema)]
-    command: Option<Vec<String>>,
-    /// Replaces the whole environment.
-    #[schema(schema_with = env_schema)]
-    env: Option<BTreeMap<String, String>>,
-    #[schema(minimum = 1)]
-    timeout_seconds: Option<i64>,
 }
 
 impl Validate for PatchAgent {

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
@@ -20,6 +20,7 @@ use crate::domain::validate::{self, TextSchema};
 use crate::domain::{DomainError, Result};
 use crate::store::assignments::{self, Filter, Submission};
 use crate::store::refs;
+use crewship_wire::requests::CreateAssignment;
 
 /// An assignment named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -27,19 +28,6 @@ use crate::store::refs;
 pub struct AssignmentPath {
     /// The assignment's id.
     id: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct CreateAssignment {
-    /// The crew's id or slug.
-    crew: String,
-    /// The agent's id or slug, within the crew.
-    agent: String,
-    /// What the agent reads on stdin: not blank, at most `CREWSHIP_MAX_TASK_BYTES` bytes.
-    #[schema(value_type = TextSchema)]
-    task: String,
-    /// The agent (of the same crew) that handed it out.
-    assigned_by: Option<String>,
 }
 
 impl Validate for CreateAssignment {

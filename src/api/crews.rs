@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
@@ -14,10 +14,10 @@ use crate::domain::ids::Kind;
 use crate::domain::kinds::Runtime;
 use crate::domain::named::Named as _;
 use crate::domain::types::Crew;
-use crate::domain::validate::{NameSchema, SlugSchema};
 use crate::domain::{DomainError, Result, validate};
 use crate::store::crews::{self, CrewPatch, NewCrew};
 use crate::store::roster;
+use crewship_wire::requests::{CreateCrew, PatchCrew};
 
 /// A crew named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -27,26 +27,9 @@ pub struct CrewPath {
     pub crew: String,
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct CreateCrew {
-    #[schema(value_type = SlugSchema)]
-    slug: String,
-    #[schema(value_type = NameSchema)]
-    name: String,
-    /// How many of its agents may run at once (default 2).
-    #[schema(minimum = 1)]
-    max_concurrent_agents: Option<i64>,
-    /// Where its agents run (default `local`); `docker` needs an `image`.
-    #[schema(value_type = Option<Runtime>)]
-    runtime: Option<String>,
-    /// The image of a docker crew's container.
-    image: Option<String>,
-}
-
-impl CreateCrew {
-    fn runtime(&self) -> Result<Runtime> {
-        Ok(self.runtime.as_deref().map_or(Ok(Runtime::Local), |r| Runtime::parse_field("runtime", r))?)
-    }
+/// Where a new crew's agents run: `local` unless it says.
+fn runtime(b: &CreateCrew) -> Result<Runtime> {
+    Ok(b.runtime.as_deref().map_or(Ok(Runtime::Local), |r| Runtime::parse_field("runtime", r))?)
 }
 
 impl Validate for CreateCrew {
@@ -54,7 +37,7 @@ impl Validate for CreateCrew {
         validate::slug(&self.slug, Kind::Crew)?;
         validate::name(&self.name)?;
         validate::at_least_one("max_concurrent_agents", self.max_concurrent_agents.unwrap_or(2))?;
-        if self.runtime()? == Runtime::Docker {
+        if runtime(self)? == Runtime::Docker {
             roster::require_image(self.image.as_deref())?;
         }
         Ok(())
@@ -70,7 +53,7 @@ pub async fn create(
     State(app): State<AppState>,
     JsonBody(b): JsonBody<CreateCrew>,
 ) -> ApiResult<(StatusCode, Json<Crew>)> {
-    let runtime = b.runtime()?;
+    let runtime = runtime(&b)?;
     let max = b.max_concurrent_agents.unwrap_or(2);
     let new = NewCrew { slug: b.slug, name: b.name, max_concurrent_agents: max, runtime, image: b.image };
     let crew = app.store.write(move |tx| roster::create_crew(tx, new)).await?;
@@ -117,18 +100,6 @@ pub async fn list(
 ))]
 pub async fn get(State(app): State<AppState>, Path(CrewPath { crew: key }): Path<CrewPath>) -> ApiResult<Json<Crew>> {
     Ok(Json(app.store.read(move |c| crews::resolve(c, &key)).await?.to_api()))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct PatchCrew {
-    #[schema(value_type = Option<NameSchema>)]
-    name: Option<String>,
-    #[schema(minimum = 1)]
-    max_concurrent_agents: Option<i64>,
-    /// A new image; `null` clears it (not for a docker crew).
-    #[serde(default, deserialize_with = "super::extract::present")]
-    #[schema(value_type = Option<String>)]
-    image: Option<Option<String>>,
 }
 
 impl Validate for PatchCrew {

@@ -212,16 +212,6 @@ fn encode(id: i64) -> String {
     format!("v1.{id}")
 }
 
-/// For PATCH fields where `null` (clear) differs from absent (keep): use
-/// with `#[serde(default)]` on an `Option<Option<T>>`.
-pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Query, Validate, time_param};
@@ -20,6 +20,7 @@ use crate::domain::{DomainError, Result};
 use crate::store::journal::{self, Filter, NewEntry};
 use crate::store::posted::{self, Poster};
 use crate::store::refs;
+use crewship_wire::requests::PostEntry;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -68,30 +69,9 @@ pub async fn list(
     Ok(Json(list.into()))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct PostEntry {
-    /// 1-100 characters; `run.*` is reserved for the run endpoints.
-    #[schema(value_type = EntryTypeSchema)]
-    entry_type: String,
-    #[schema(value_type = TextSchema)]
-    summary: String,
-    /// Default `info`.
-    #[schema(value_type = Option<Severity>)]
-    severity: Option<String>,
-    /// The crew's id or slug.
-    crew: Option<String>,
-    /// The agent's id or slug (needs `crew`).
-    agent: Option<String>,
-    /// The trace (run id) it belongs to; a run token sets its own.
-    trace_id: Option<String>,
-    /// Any JSON (default `{}`).
-    payload: Option<serde_json::Value>,
-}
-
-impl PostEntry {
-    fn severity(&self) -> Result<Severity> {
-        Ok(self.severity.as_deref().map_or(Ok(Severity::Info), |s| Severity::parse_field("severity", s))?)
-    }
+/// A posted entry's severity: `info` unless it says.
+fn severity(b: &PostEntry) -> Result<Severity> {
+    Ok(b.severity.as_deref().map_or(Ok(Severity::Info), |s| Severity::parse_field("severity", s))?)
 }
 
 impl Validate for PostEntry {
@@ -101,7 +81,7 @@ impl Validate for PostEntry {
             return Err(DomainError::invalid("entry types run.* are reserved for the run endpoints"));
         }
         validate::text("summary", &self.summary, TextSchema::MAX)?;
-        self.severity().map(drop)
+        severity(self).map(drop)
     }
 }
 
@@ -126,7 +106,7 @@ pub async fn post(
     JsonBody(b): JsonBody<PostEntry>,
 ) -> ApiResult<(StatusCode, Json<JournalEntry>)> {
     let entry_type = validate::trimmed(&b.entry_type).to_string();
-    let severity = b.severity()?;
+    let severity = severity(&b)?;
     let by = poster(&caller, b.crew, b.agent);
     let new = NewEntry {
         severity,

@@ -6,8 +6,6 @@ use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Validate};
@@ -19,70 +17,36 @@ use crate::domain::kinds::BillingMode;
 use crate::domain::named::Named as _;
 use crate::domain::pricing::{self, Tokens};
 use crate::domain::types::LlmCallRecorded;
-use crate::domain::validate::{self, ModelSchema, ProviderSchema};
+use crate::domain::validate::{self, ModelSchema};
 use crate::domain::{DomainError, Result, provider};
 use crate::otel::{self, Value as Attr};
 use crate::store::ledger::NewCall;
 use crate::store::posted;
+use crewship_wire::requests::RecordCall;
 
 /// A day: no call an agent makes takes longer.
 const MAX_CALL_MS: i64 = 86_400_000;
 
-#[derive(Deserialize, ToSchema)]
-pub struct RecordCall {
-    /// Compared case-insensitively: `Anthropic` is `anthropic`.
-    #[schema(value_type = ProviderSchema)]
-    provider: String,
-    #[schema(value_type = ModelSchema)]
-    model: String,
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    input_tokens: i64,
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    output_tokens: i64,
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    cached_input_tokens: Option<i64>,
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
-    cache_creation_tokens: Option<i64>,
-    /// What it cost; without it, the rate card prices the tokens.
-    #[schema(minimum = 0, maximum = 10_000_000)]
-    cost_usd: Option<f64>,
-    /// Default `metered`; `flat_rate` calls cost 0 USD and still count.
-    #[schema(value_type = Option<BillingMode>)]
-    billing_mode: Option<String>,
-    /// The crew's id or slug; a run token sets its own.
-    crew: Option<String>,
-    /// The agent's id or slug (needs `crew`); a run token sets its own.
-    agent: Option<String>,
-    /// The run it was made for; a run token sets its own.
-    run_id: Option<String>,
-    /// How long the call took, for its span (which ends when it is recorded).
-    #[schema(minimum = 0, maximum = 86_400_000)]
-    duration_ms: Option<i64>,
+/// A call's tokens, the optional counts 0 unless it says.
+fn tokens(b: &RecordCall) -> Tokens {
+    Tokens {
+        input: b.input_tokens,
+        output: b.output_tokens,
+        cached_input: b.cached_input_tokens.unwrap_or(0),
+        cache_creation: b.cache_creation_tokens.unwrap_or(0),
+    }
 }
 
-impl RecordCall {
-    fn tokens(&self) -> Tokens {
-        Tokens {
-            input: self.input_tokens,
-            output: self.output_tokens,
-            cached_input: self.cached_input_tokens.unwrap_or(0),
-            cache_creation: self.cache_creation_tokens.unwrap_or(0),
-        }
-    }
-
-    fn billing_mode(&self) -> Result<BillingMode> {
-        Ok(self
-            .billing_mode
-            .as_deref()
-            .map_or(Ok(BillingMode::Metered), |m| BillingMode::parse_field("billing_mode", m))?)
-    }
+/// How a call is billed: `metered` unless it says.
+fn billing_mode(b: &RecordCall) -> Result<BillingMode> {
+    Ok(b.billing_mode.as_deref().map_or(Ok(BillingMode::Metered), |m| BillingMode::parse_field("billing_mode", m))?)
 }
 
 impl Validate for RecordCall {
     fn validate(&self, _: &Limits) -> Result<()> {
         provider::normalize(&self.provider)?;
         validate::text("model", &self.model, ModelSchema::MAX)?;
-        let t = self.tokens();
+        let t = tokens(self);
         for (field, v) in [
             ("input_tokens", t.input),
             ("output_tokens", t.output),
@@ -91,7 +55,7 @@ impl Validate for RecordCall {
         ] {
             pricing::check_tokens(field, v)?;
         }
-        self.billing_mode()?;
+        billing_mode(self)?;
         if self.duration_ms.is_some_and(|d| !(0..=MAX_CALL_MS).contains(&d)) {
             return Err(DomainError::invalid(format!("duration_ms must be from 0 to {MAX_CALL_MS}")));
         }
@@ -152,8 +116,8 @@ pub async fn record(
     let duration_ms = b.duration_ms.unwrap_or(0);
     let provider = provider::normalize(&b.provider)?;
     let model = validate::trimmed(&b.model).to_string();
-    let tokens = b.tokens();
-    let billing_mode = b.billing_mode()?;
+    let tokens = tokens(&b);
+    let billing_mode = billing_mode(&b)?;
     // Flat-rate calls cost nothing per call but still count as calls. An
     // unpriced model is recorded at 0 USD with `priced: false`, not refused:
     // the call happened and must count.

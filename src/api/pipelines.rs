@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
@@ -18,9 +18,10 @@ use crate::domain::ids::Kind;
 use crate::domain::status::PipelineRunStatus;
 use crate::domain::template::{self, Ref};
 use crate::domain::types::{Pipeline, PipelineRun, StepSpec};
-use crate::domain::validate::{NameSchema, SlugSchema, TextSchema};
+use crate::domain::validate::TextSchema;
 use crate::domain::{DomainError, Result, validate};
 use crate::store::pipelines;
+use crewship_wire::requests::{CreatePipeline, RunPipeline};
 
 /// A pipeline named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -28,20 +29,6 @@ use crate::store::pipelines;
 pub struct PipelinePath {
     /// The pipeline's slug or id.
     slug: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct CreatePipeline {
-    #[schema(value_type = SlugSchema)]
-    slug: String,
-    #[schema(value_type = NameSchema)]
-    name: String,
-    /// Runs at once (default 1); more wait, queued.
-    #[schema(minimum = 1)]
-    max_concurrent_runs: Option<i64>,
-    /// Run in order, each as an assignment; at most `CREWSHIP_MAX_PIPELINE_STEPS`.
-    #[schema(min_items = 1)]
-    steps: Vec<StepSpec>,
 }
 
 impl Validate for CreatePipeline {
@@ -130,15 +117,6 @@ pub async fn delete(
     Path(PipelinePath { slug: key }): Path<PipelinePath>,
 ) -> ApiResult<Json<Pipeline>> {
     Ok(Json(app.runtime.delete_pipeline(key).await?.to_api()))
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct RunPipeline {
-    /// What `{{inputs.NAME}}` in the steps' tasks stands for.
-    #[schema(value_type = Option<Object>)]
-    inputs: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Render every step and run nothing.
-    dry_run: Option<bool>,
 }
 
 impl Validate for RunPipeline {}

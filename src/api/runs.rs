@@ -5,8 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiResult;
 use super::extract::{JsonBody, Listing, PageParams, Path, Query, Validate};
@@ -18,6 +17,7 @@ use crate::domain::types::Run;
 use crate::domain::{DomainError, Result};
 use crate::store::refs;
 use crate::store::runs::{self, Filter};
+use crewship_wire::requests::{ReportRun, StartRun};
 
 /// A run named in the path.
 #[derive(Deserialize, IntoParams)]
@@ -25,16 +25,6 @@ use crate::store::runs::{self, Filter};
 pub struct RunPath {
     /// The run's id (its trace id).
     id: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct StartRun {
-    /// The crew's id or slug.
-    crew: Option<String>,
-    /// The agent's id or slug (needs `crew`).
-    agent: Option<String>,
-    /// What started it, in the owner's words.
-    trigger: Option<String>,
 }
 
 impl Validate for StartRun {}
@@ -81,35 +71,16 @@ pub async fn start(State(app): State<AppState>, JsonBody(b): JsonBody<StartRun>)
     Ok((StatusCode::CREATED, Json(run.to_api())))
 }
 
-#[derive(Deserialize, ToSchema)]
-pub struct ReportRun {
-    #[schema(schema_with = terminal_status)]
-    status: String,
-    /// Why it failed.
-    error: Option<String>,
-}
-
-/// The statuses a report may end a run with.
-fn terminal() -> impl Iterator<Item = &'static str> {
-    RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| s.as_str())
-}
-
-fn terminal_status() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(terminal())).description(Some("How it ended"))
-}
-
-impl ReportRun {
-    /// One of the terminal statuses.
-    fn status(&self) -> Result<RunStatus> {
-        RunStatus::parse(&self.status)
-            .filter(|s| s.is_terminal())
-            .ok_or_else(|| DomainError::invalid(must_be_one_of("status", terminal())))
-    }
+/// A report's status: one of the terminal ones.
+fn reported_status(b: &ReportRun) -> Result<RunStatus> {
+    RunStatus::parse(&b.status)
+        .filter(|s| s.is_terminal())
+        .ok_or_else(|| DomainError::invalid(must_be_one_of("status", crewship_wire::requests::terminal())))
 }
 
 impl Validate for ReportRun {
     fn validate(&self, _: &Limits) -> Result<()> {
-        self.status().map(drop)
+        reported_status(self).map(drop)
     }
 }
 
@@ -124,7 +95,7 @@ pub async fn report(
     Path(RunPath { id }): Path<RunPath>,
     JsonBody(b): JsonBody<ReportRun>,
 ) -> ApiResult<Json<Run>> {
-    let status = b.status()?;
+    let status = reported_status(&b)?;
     let run = app.store.write(move |tx| runs::report(tx, &id, status, b.error)).await?;
     Ok(Json(run.to_api()))
 }

@@ -1,7 +1,7 @@
 //! Input rules shared by every entry point.
 
 pub use crewship_wire::schema::{
-    BLANK, EntryTypeSchema, ModelSchema, NameSchema, ProviderSchema, SLUG_LEN, SlugSchema, TextSchema,
+    BLANK, EntryTypeSchema, ModelSchema, NameSchema, ProviderSchema, SLUG_LEN, TextSchema,
 };
 
 use super::ids::{self, Kind};
