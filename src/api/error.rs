@@ -4,10 +4,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::domain::DomainError;
+pub use crewship_wire::answers::{ErrorBody, ErrorDetail};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -71,26 +69,12 @@ impl From<DomainError> for ApiError {
     }
 }
 
-/// Every error answer's body.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// What went wrong, in snake_case: `invalid`, `not_found`, `conflict`, ...
-    pub code: &'static str,
-    /// A sentence for a person.
-    pub message: String,
-}
-
 /// Seconds a client told 503 should wait before it retries.
 const RETRY_AFTER_SECONDS: &str = "1";
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code, message: self.message } };
+        let body = ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message } };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));

@@ -10,14 +10,14 @@ use axum::http::request::Parts;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use super::settings::Limits;
 use super::state::AppState;
 use crate::domain::{DomainError, time};
 use crate::store::page::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest};
+pub use crewship_wire::answers::Listing;
 
 /// A request body that states its own rules, within the API's limits: the
 /// JSON extractor checks them before a handler sees the body (a broken
@@ -182,14 +182,6 @@ pub fn time_param(key: &str, value: Option<&str>) -> Result<Option<i64>, ApiErro
             })
         })
         .transpose()
-}
-
-/// A page as clients see it: its items, and an opaque cursor to the next.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Listing<T> {
-    pub items: Vec<T>,
-    /// Pass it as `?cursor=` for the next page; null on the last.
-    pub next_cursor: Option<String>,
 }
 
 impl<T> From<Page<T>> for Listing<T> {

@@ -3,17 +3,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::ApiResult;
 use super::extract::{Query, time_param};
 use super::state::AppState;
 use crate::domain::named::Named as _;
-use crate::domain::pricing::Rate;
 use crate::domain::time;
-use crate::domain::types::SpendRow;
 use crate::store::ledger::{self, GroupBy};
+use crewship_wire::answers::{Rates, Spend};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -29,16 +28,6 @@ pub struct SpendQuery {
     until: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Spend {
-    /// One row a key, most spent first.
-    rows: Vec<SpendRow>,
-    #[schema(format = DateTime)]
-    since: Option<String>,
-    #[schema(format = DateTime)]
-    until: Option<String>,
-}
-
 /// Spend and tokens, summed by provider, crew, agent or model.
 #[utoipa::path(get, path = "/paymaster/spend", tag = "paymaster", params(SpendQuery), responses(
     (status = 200, description = "The sums", body = Spend),
@@ -49,11 +38,6 @@ pub async fn spend(State(app): State<AppState>, Query(q): Query<SpendQuery>) -> 
     let until = time_param("until", q.until.as_deref())?;
     let rows = app.store.read(move |c| ledger::spend(c, group_by, since, until)).await?;
     Ok(Json(Spend { rows, since: time::rfc3339_opt(since), until: time::rfc3339_opt(until) }))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Rates {
-    rates: Vec<Rate>,
 }
 
 /// The rate card that prices calls recorded without a cost.

@@ -6,56 +6,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::error::ApiResult;
 use super::state::AppState;
 use crate::store::{self, crews};
+use crewship_wire::answers::{DataDir, Docker, Listen, MetricsAccess, Status};
 
 /// How long the engine may take to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
-
-#[derive(Serialize, ToSchema)]
-pub struct Status {
-    /// Always `crewshipd`.
-    service: &'static str,
-    version: &'static str,
-    listen: Listen,
-    metrics: MetricsAccess,
-    data_dir: DataDir,
-    docker: Docker,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Listen {
-    host: String,
-    /// Whether other hosts can reach it.
-    beyond_loopback: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-struct MetricsAccess {
-    /// Whether `CREWSHIP_METRICS_TOKEN` is set.
-    token_set: bool,
-    allow_loopback: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DataDir {
-    path: String,
-    /// Null where the file system does not say.
-    free_bytes: Option<u64>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Docker {
-    /// Live crews with runtime `docker`.
-    crews: i64,
-    /// Whether the engine answered a ping.
-    reachable: bool,
-    error: Option<String>,
-}
 
 /// What `crewship doctor` checks that only the daemon knows.
 #[utoipa::path(get, path = "/status", tag = "health", responses(
@@ -71,8 +29,8 @@ pub async fn get(State(app): State<AppState>) -> ApiResult<Json<Status>> {
     };
     let s = &app.settings;
     Ok(Json(Status {
-        service: "crewshipd",
-        version: env!("CARGO_PKG_VERSION"),
+        service: "crewshipd".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
         listen: Listen { host: s.listen_host.to_string(), beyond_loopback: !s.listen_host.is_loopback() },
         metrics: MetricsAccess { token_set: s.scrapers.token.is_some(), allow_loopback: s.scrapers.allow_loopback },
         data_dir: DataDir { path: s.data_dir.display().to_string(), free_bytes: store::free_bytes(&s.data_dir) },

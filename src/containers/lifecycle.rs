@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::json;
 
 use super::docker::{Engine, Found};
@@ -16,15 +15,7 @@ use crate::domain::{DomainError, Result};
 use crate::store::Store;
 use crate::store::crews::{self, CrewRow};
 use crate::store::journal::{self, Named, NewEntry};
-
-/// What the container endpoints answer.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ContainerState {
-    pub container_id: String,
-    pub crew: String,
-    pub name: String,
-    pub running: bool,
-}
+pub use crewship_wire::answers::ContainerState;
 
 #[derive(Clone)]
 pub struct CrewContainers {

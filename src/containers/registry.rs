@@ -1,5 +1,6 @@
 //! The containers the stats collector tracks, with their latest samples.
 
+pub use crewship_wire::answers::Reading;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,22 +19,6 @@ pub struct Sample {
     pub net_tx_bytes: u64,
     pub pids: u64,
     pub sampled_at: String,
-}
-
-/// A tracked container as the API shows it: its latest sample's figures,
-/// each null until the first sample.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
-pub struct Reading {
-    pub container_id: String,
-    pub crew: String,
-    pub cpu_percent: Option<f64>,
-    pub memory_used_bytes: Option<u64>,
-    pub memory_limit_bytes: Option<u64>,
-    pub net_rx_bytes: Option<u64>,
-    pub net_tx_bytes: Option<u64>,
-    pub pids: Option<u64>,
-    #[schema(format = DateTime)]
-    pub sampled_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]

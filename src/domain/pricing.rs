@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::{DomainError, Result};
+pub use crewship_wire::answers::Rate;
 
 pub const NANOS_PER_USD: i64 = 1_000_000_000;
 
@@ -20,23 +21,6 @@ pub const MAX_PRICE_PER_MILLION: f64 = 10_000.0;
 /// fits an i64, and no sum over calls (spend reports, the recount) can
 /// overflow. 2^58 nano-USD is about 288 million USD.
 pub const SERIES_TOTAL_MAX: i64 = 1 << 58;
-
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-pub struct Rate {
-    pub provider: String,
-    /// A model name or prefix: `claude-sonnet-4` prices `claude-sonnet-4-20250514`.
-    pub model: String,
-    /// USD per million uncached input tokens.
-    pub input: f64,
-    /// USD per million output tokens.
-    pub output: f64,
-    /// USD per million cache-read input tokens (default: the input rate).
-    #[serde(default)]
-    pub cached_input: Option<f64>,
-    /// USD per million cache-write tokens (default: the input rate).
-    #[serde(default)]
-    pub cache_creation: Option<f64>,
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tokens {
