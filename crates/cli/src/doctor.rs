@@ -4,6 +4,8 @@
 use clap::Args;
 use serde_json::{Value, json};
 
+use crewship_wire::answers::Status;
+
 use super::client::Query;
 use super::ctx::Ctx;
 use super::error::{CliError, Result};
@@ -27,6 +29,8 @@ fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
 }
 
 /// The daemon's /healthz, if it is crewshipd's: else the failed check.
+/// Read loosely, by its `service` and `version` alone: a daemon of another
+/// version is still recognised, to be reported as such.
 async fn identify(ctx: &Ctx) -> std::result::Result<Value, Check> {
     let url = ctx.client.url(&["healthz"], &Query::default());
     let (status, kind, body) = match ctx.client.probe(url.clone()).await {
@@ -62,8 +66,18 @@ async fn checks(ctx: &Ctx, args: &DoctorArgs) -> Vec<Check> {
     });
     let mine = env!("CARGO_PKG_VERSION");
     out.push(check("version", version == mine, format!("crewship {mine}, crewshipd {version}")));
-    let status = match ctx.client.probe(ctx.client.api(&["status"])).await {
-        Ok((200, _, body)) => serde_json::from_str::<Value>(&body).unwrap_or_default(),
+    let status: Status = match ctx.client.probe(ctx.client.api(&["status"])).await {
+        Ok((200, _, body)) => match serde_json::from_str(&body) {
+            Ok(status) => status,
+            Err(e) => {
+                out.push(check(
+                    "status",
+                    false,
+                    format!("/api/v1/status answered what this crewship cannot read: {e}"),
+                ));
+                return out;
+            }
+        },
         Ok((code, _, body)) => {
             let e = CliError::from_reply(code, &body);
             out.push(check("token", false, format!("the API refused it: {e}")));
@@ -75,9 +89,8 @@ async fn checks(ctx: &Ctx, args: &DoctorArgs) -> Vec<Check> {
         }
     };
     out.push(check("token", true, "the API accepts it"));
-    let beyond = status["listen"]["beyond_loopback"] == true;
-    let host = render::cell(&status["listen"]["host"]);
-    out.push(match (beyond, status["metrics"]["token_set"] == true) {
+    let host = &status.listen.host;
+    out.push(match (status.listen.beyond_loopback, status.metrics.token_set) {
         (false, _) => check("metrics token", true, format!("listens on {host} only")),
         (true, true) => {
             check("metrics token", true, format!("listens on {host}; remote scrapers need the token, which is set"))
@@ -88,19 +101,21 @@ async fn checks(ctx: &Ctx, args: &DoctorArgs) -> Vec<Check> {
             format!("listens on {host} but has no CREWSHIP_METRICS_TOKEN: a remote Prometheus cannot scrape it"),
         ),
     });
-    let docker = &status["docker"];
-    let crews = docker["crews"].as_i64().unwrap_or(0);
-    out.push(match (crews, docker["reachable"] == true) {
+    let docker = &status.docker;
+    out.push(match (docker.crews, docker.reachable) {
         (0, _) => check("docker", true, "no crew runs in a container"),
         (n, true) => check("docker", true, format!("the engine answers; {n} crews run in containers")),
         (n, false) => check(
             "docker",
             false,
-            format!("{n} crews run in containers, but the engine does not answer: {}", render::cell(&docker["error"])),
+            format!(
+                "{n} crews run in containers, but the engine does not answer: {}",
+                docker.error.as_deref().unwrap_or("-")
+            ),
         ),
     });
-    let free = status["data_dir"]["free_bytes"].as_u64();
-    let path = render::cell(&status["data_dir"]["path"]);
+    let free = status.data_dir.free_bytes;
+    let path = &status.data_dir.path;
     let min = args.min_free_mib.saturating_mul(1 << 20);
     out.push(match free {
         Some(f) if f >= min => check("free space", true, format!("{} MiB free in {path}", f >> 20)),
