@@ -1,7 +1,7 @@
 //! The architecture as the source states it, read from the code's own
 //! paths (`use` items, grouped or not, and paths written in code):
-//! - no file under `src/` reaches, directly or around a circle, a file that
-//!   reaches it;
+//! - no file under `src/` (or a crate's `src/`) reaches, directly or
+//!   around a circle, a file that reaches it;
 //! - each top-level module uses only what docs/architecture.md's layer
 //!   table says it may;
 //! - each database driver is named only inside its own backend (the tests
@@ -36,7 +36,7 @@ fn module_of(src: &Path, file: &Path) -> Option<Vec<String>> {
         "mod" => {}
         name => parts.push(name.to_string()),
     }
-    (!parts.is_empty() && parts[0] != "bin" && parts[0] != "lib").then_some(parts)
+    (!parts.is_empty() && !["bin", "lib", "main"].contains(&parts[0].as_str())).then_some(parts)
 }
 
 /// The text without comments, string and char literals (which may hold
@@ -224,13 +224,18 @@ fn resolve(from: &[String], path: &str, modules: &BTreeSet<Vec<String>>) -> Opti
     found.filter(|m| m != from)
 }
 
-/// File (module path) → the files it names.
+/// File (module path) → the files it names, in the daemon's crate.
 fn file_graph() -> BTreeMap<String, BTreeSet<String>> {
-    let src = root().join("src");
+    file_graph_of(&root().join("src"))
+}
+
+/// File (module path) → the files it names, in the crate whose sources are
+/// under `src`.
+fn file_graph_of(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
-    sources(&src, &mut files);
+    sources(src, &mut files);
     let modules: BTreeMap<Vec<String>, String> =
-        files.iter().filter_map(|f| Some((module_of(&src, f)?, std::fs::read_to_string(f).unwrap()))).collect();
+        files.iter().filter_map(|f| Some((module_of(src, f)?, std::fs::read_to_string(f).unwrap()))).collect();
     let known: BTreeSet<Vec<String>> = modules.keys().cloned().collect();
     let mut graph = BTreeMap::new();
     for (module, text) in &modules {
@@ -313,6 +318,11 @@ fn no_file_reaches_a_file_that_reaches_it() {
     assert!(graph["store::sqlite::writer"].contains("store::backend"), "{:?}", graph["store::sqlite::writer"]);
     assert!(graph["store"].contains("store::sqlite"), "{:?}", graph["store"]);
     assert_eq!(cycle(&graph), None, "files that reach each other");
+    for krate in ["crates/cli/src", "crates/wire/src"] {
+        let graph = file_graph_of(&root().join(krate));
+        assert!(graph.len() >= 5, "{krate}: {graph:?}");
+        assert_eq!(cycle(&graph), None, "files of {krate} that reach each other");
+    }
 }
 
 #[test]
@@ -344,13 +354,13 @@ fn each_layer_uses_only_what_the_architecture_says() {
     assert!(uses.get("domain").is_none_or(|u| u.is_empty()), "{:?}", uses.get("domain"));
 }
 
-/// Files of the daemon (`src/`) and its tests naming a driver crate
+/// Files of the daemon (`src/`), the other crates and the tests naming a driver crate
 /// outside `home`. (The benchmarks load and read their stores with the
 /// drivers themselves: `COPY`, and queries with no store in between, are
 /// what they measure the store against.)
 fn driver_outside(names: &[&str], home: &str) -> Vec<String> {
     let mut files = Vec::new();
-    for dir in ["src", "tests"] {
+    for dir in ["src", "crates", "tests"] {
         sources(&root().join(dir), &mut files);
     }
     files
