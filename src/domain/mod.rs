@@ -1,5 +1,6 @@
-//! The rules: entity types, state machines, validation, pricing and the
-//! events every state change publishes. No I/O here.
+//! The rules: validation, pricing, templates, ids and the events every
+//! state change publishes, over the wire crate's entity types, named enums
+//! and state machines (re-exported here). No I/O here.
 
 pub mod error;
 pub mod event;
