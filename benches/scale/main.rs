@@ -176,7 +176,9 @@ async fn run(
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(path, report::markdown(&results))?;
+        // The changes measured A/B by hand stay below what this run writes.
+        let kept = std::fs::read_to_string(path).ok().and_then(|old| report::kept_section(&old).map(str::to_string));
+        std::fs::write(path, report::markdown(&results) + kept.as_deref().unwrap_or_default())?;
         println!("report: {}", path.display());
     }
     println!("benchmarks took {:.0} s", started.elapsed().as_secs_f64());
